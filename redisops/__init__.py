@@ -1,0 +1,3 @@
+"""redisops: an operations CLI for Redis fleets."""
+
+__version__ = "0.1.0"

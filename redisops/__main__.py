@@ -1,0 +1,3 @@
+from redisops.cli.app import main
+
+main()

@@ -1,0 +1,48 @@
+"""`redisops inventory list | check`."""
+
+from __future__ import annotations
+
+import typer
+
+from redisops.cli.common import global_options, make_output, selected_hosts
+
+app = typer.Typer(
+    help="Show the hosts of the inventory and check that they answer.", no_args_is_help=True
+)
+
+
+@app.command("list")
+def list_hosts(ctx: typer.Context) -> int:
+    """List the hosts that --limit selects, with role, groups and how redisops reaches them."""
+    from redisops.fleet.fanout import HostResult
+    from redisops.fleet.inventory import describe_host
+    from redisops.render.inventory import inventory_list_table
+
+    options = global_options(ctx)
+    output = make_output(options)
+    hosts = selected_hosts(options, output)
+    results = [HostResult(h.name, h.address, True, None, describe_host(h)) for h in hosts]
+    return output.host_results(
+        "inventory list", results, lambda rows: inventory_list_table(output, rows)
+    )
+
+
+@app.command("check")
+def check(ctx: typer.Context) -> int:
+    """Connect to every selected host: role, version, uptime, memory, replication, SSH.
+
+    Unreachable hosts are error rows and make the exit code 1.
+    """
+    from redisops.fleet.check import check_host
+    from redisops.fleet.fanout import run_on_hosts
+    from redisops.render.inventory import inventory_check_table
+
+    options = global_options(ctx)
+    output = make_output(options)
+    hosts = selected_hosts(options, output)
+    results = run_on_hosts(
+        hosts, lambda host: check_host(host, timeout=options.timeout), parallel=options.parallel
+    )
+    return output.host_results(
+        "inventory check", results, lambda rows: inventory_check_table(output, rows)
+    )

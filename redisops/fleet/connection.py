@@ -1,0 +1,91 @@
+"""redis-py clients built from inventory hosts, with failures turned into one-line HostErrors."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+from redisops.errors import HostError
+from redisops.fleet.host import Host
+from redisops.fleet.secrets import redact, resolve_password
+
+if TYPE_CHECKING:
+    import redis
+
+
+@contextmanager
+def redis_client(host: Host, *, timeout: float, decode: bool = False) -> Iterator[redis.Redis]:
+    """A client for `host`, closed on exit; redis-py errors inside the block become HostError.
+
+    Connect and every command are bounded by `timeout` seconds and never retried here: a dead
+    or frozen host must cost one timeout, not four (redis-py 6+ retries three times by default).
+    Callers that retry do it themselves, and only for idempotent commands.
+    """
+    import redis
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    password = resolve_password(host)
+    options: dict = {}
+    if host.tls is not None:
+        options = {
+            "ssl": True,
+            "ssl_ca_certs": host.tls.ca_file,
+            "ssl_certfile": host.tls.cert_file,
+            "ssl_keyfile": host.tls.key_file,
+            "ssl_cert_reqs": "required" if host.tls.verify else "none",
+            "ssl_check_hostname": host.tls.verify,
+        }
+    client = redis.Redis(
+        host=host.host,
+        port=host.port,
+        db=0 if host.is_sentinel else host.db,
+        username=host.username,
+        password=password,
+        socket_timeout=timeout,
+        socket_connect_timeout=timeout,
+        retry=Retry(NoBackoff(), 0),
+        decode_responses=decode,
+        client_name="redisops",
+        **options,
+    )
+    try:
+        yield client
+    except redis.RedisError as exc:
+        raise HostError(describe_redis_error(exc, host, timeout)) from None
+    finally:
+        client.close()
+
+
+def describe_redis_error(exc: Exception, host: Host, timeout: float) -> str:
+    """One line saying what went wrong talking to `host`, without secrets or tracebacks."""
+    import redis
+
+    if isinstance(exc, redis.AuthenticationError) or _is_auth_failure(exc):
+        return f"authentication to {host.address} failed: {_first_line(exc)}"
+    if isinstance(exc, redis.TimeoutError):
+        return f"{host.address} did not answer within {timeout:g}s"
+    if isinstance(exc, redis.ConnectionError):
+        return f"cannot connect to {host.address}: {_connection_reason(exc)}"
+    if isinstance(exc, redis.ResponseError):
+        return f"{host.address} replied with an error: {_first_line(exc)}"
+    return f"{host.address}: {_first_line(exc)}"
+
+
+def _is_auth_failure(exc: Exception) -> bool:
+    text = str(exc)
+    return text.startswith(("NOAUTH", "WRONGPASS", "invalid password", "invalid username"))
+
+
+def _connection_reason(exc: Exception) -> str:
+    text = _first_line(exc)
+    # redis-py words it "Error 111 connecting to 127.0.0.1:7000. Connection refused."
+    if "connecting to" in text and ". " in text:
+        text = text.split(". ", 1)[1]
+    return text.rstrip(".") or type(exc).__name__
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return redact(text[0]) if text else type(exc).__name__

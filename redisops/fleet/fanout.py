@@ -1,0 +1,70 @@
+"""Run one task per host in parallel; results come back in inventory order, one per host."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from redisops.errors import HostError
+from redisops.fleet.host import Host
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class HostResult(Generic[T]):
+    """A host's outcome: `data` when it worked, a one-line `error` when it did not.
+
+    A task may also return data *and* fail (`ok` false with data), e.g. Redis answered but
+    SSH did not; `error` then says what failed.
+    """
+
+    host: str
+    address: str
+    ok: bool
+    error: str | None
+    data: T | None
+
+
+class PartialFailure(HostError):
+    """Raised by a task that has data to report but found the host failing."""
+
+    def __init__(self, message: str, data: Any) -> None:
+        super().__init__(message)
+        self.data = data
+
+
+def run_on_hosts(
+    hosts: Sequence[Host], task: Callable[[Host], T], *, parallel: int
+) -> list[HostResult[T]]:
+    """Call `task(host)` for every host, at most `parallel` at once.
+
+    Each task opens and closes its own connections (nothing is shared across threads) and
+    must bound its own work by the timeout it was given. A HostError becomes that host's
+    error row; any other exception is a bug and propagates.
+    """
+    results: list[HostResult[T] | None] = [None] * len(hosts)
+    if not hosts:
+        return []
+    workers = max(1, min(parallel, len(hosts)))
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="redisops-host") as pool:
+        futures = {pool.submit(task, host): index for index, host in enumerate(hosts)}
+        for future in as_completed(futures):
+            index = futures[future]
+            host = hosts[index]
+            try:
+                data = future.result()
+            except PartialFailure as exc:
+                results[index] = HostResult(host.name, host.address, False, _line(exc), exc.data)
+            except HostError as exc:
+                results[index] = HostResult(host.name, host.address, False, _line(exc), None)
+            else:
+                results[index] = HostResult(host.name, host.address, True, None, data)
+    return [result for result in results if result is not None]
+
+
+def _line(exc: HostError) -> str:
+    text = exc.message if not exc.hint else f"{exc.message} (hint: {exc.hint})"
+    return " ".join(text.split())

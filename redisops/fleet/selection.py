@@ -1,0 +1,48 @@
+"""`--limit`: pick hosts by name or group, with globs and `!` exclusions, as Ansible does."""
+
+from __future__ import annotations
+
+from fnmatch import fnmatchcase
+
+from redisops.errors import UsageError
+from redisops.fleet.host import Host
+from redisops.fleet.inventory import Inventory
+
+
+def select_hosts(inventory: Inventory, limit: str | None) -> tuple[Host, ...]:
+    """Hosts matching `limit` (comma-separated patterns), in inventory order.
+
+    A pattern matches host names and group names (a group brings all its hosts); `!pattern`
+    removes hosts; only exclusions means "all hosts but these". Raises UsageError when a
+    pattern matches nothing or nothing is left.
+    """
+    if not limit or not limit.strip():
+        return inventory.hosts
+    patterns = [p.strip() for p in limit.split(",") if p.strip()]
+    includes = [p for p in patterns if not p.startswith("!")]
+    excludes = [p[1:] for p in patterns if p.startswith("!")]
+
+    chosen: set[str] = set() if includes else {h.name for h in inventory.hosts}
+    for pattern in includes:
+        matched = _matching(inventory, pattern)
+        if not matched:
+            raise UsageError(
+                f"--limit {pattern!r} matches no host or group",
+                hint="see `redisops inventory list` for names",
+            )
+        chosen |= matched
+    for pattern in excludes:
+        chosen -= _matching(inventory, pattern)
+
+    selected = tuple(h for h in inventory.hosts if h.name in chosen)
+    if not selected:
+        raise UsageError(f"--limit {limit!r} leaves no host")
+    return selected
+
+
+def _matching(inventory: Inventory, pattern: str) -> set[str]:
+    names = {h.name for h in inventory.hosts if fnmatchcase(h.name, pattern)}
+    for group, members in inventory.groups.items():
+        if fnmatchcase(group, pattern):
+            names.update(members)
+    return names

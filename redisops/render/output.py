@@ -1,0 +1,156 @@
+"""The one place that writes results: Rich tables for people, one JSON document for machines.
+
+Data goes to stdout, diagnostics to stderr. Every string passes a last redaction pass for
+known secrets, as a safety net behind never putting secrets in results at all.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+from redisops.errors import ExitCode
+from redisops.fleet.fanout import HostResult
+from redisops.fleet.secrets import redact
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
+
+PIPED_WIDTH = 200
+
+
+class Output:
+    """Where one command invocation writes: format chosen once, consoles made on first use."""
+
+    def __init__(self, fmt: str = "table", *, verbose: bool = False) -> None:
+        self.format = fmt
+        self.verbose = verbose
+        self._out: Console | None = None
+        self._err: Console | None = None
+
+    @property
+    def out(self) -> Console:
+        if self._out is None:
+            self._out = _console(sys.stdout)
+        return self._out
+
+    @property
+    def err(self) -> Console:
+        if self._err is None:
+            self._err = _console(sys.stderr)
+        return self._err
+
+    @property
+    def interactive(self) -> bool:
+        """True when a person is watching stdout (progress bars and colour are welcome)."""
+        return self.format == "table" and self.out.is_terminal
+
+    # --- diagnostics on stderr ---------------------------------------------------------------
+
+    def warn(self, message: str) -> None:
+        self._line("warning", message, "yellow")
+
+    def error(self, message: str, hint: str | None = None) -> None:
+        self._line("error", message, "red")
+        if hint:
+            self._line("hint", hint, "dim")
+
+    def note(self, message: str) -> None:
+        """A detail shown only with --verbose."""
+        if self.verbose:
+            self._line("info", message, "dim")
+
+    def _line(self, label: str, message: str, style: str) -> None:
+        from rich.text import Text
+
+        text = Text(f"{label}: ", style=style)
+        text.append(redact(" ".join(message.split())))
+        self.err.print(text, soft_wrap=True, highlight=False)
+
+    # --- results on stdout -------------------------------------------------------------------
+
+    def host_results(
+        self,
+        command: str,
+        results: Sequence[HostResult],
+        table: Callable[[Sequence[HostResult]], Table],
+        summary: dict[str, Any] | None = None,
+    ) -> ExitCode:
+        """Render fan-out results; the exit code is 1 when any host failed."""
+        failed = sum(1 for r in results if not r.ok)
+        summary = {"hosts": len(results), "ok": len(results) - failed, "failed": failed} | (
+            summary or {}
+        )
+        if self.format == "json":
+            self.json(command, results, summary)
+        else:
+            self.out.print(table(results))
+            self.err.print(
+                f"{summary['ok']} of {summary['hosts']} hosts ok"
+                + (f", {failed} failed" if failed else ""),
+                style="red" if failed else "dim",
+                highlight=False,
+            )
+        return ExitCode.FAILED if failed else ExitCode.OK
+
+    def json(self, command: str, results: Sequence[HostResult], summary: dict[str, Any]) -> None:
+        """Write exactly one JSON document (the envelope of DESIGN.md) to stdout."""
+        document = {
+            "command": command,
+            "ok": all(r.ok for r in results),
+            "results": [dataclasses.asdict(r) for r in results],
+            "summary": summary,
+        }
+        sys.stdout.write(json.dumps(_redacted(document), indent=2, default=_jsonable) + "\n")
+        sys.stdout.flush()
+
+    def table(self, *columns: str, title: str | None = None) -> Table:
+        """A table styled for the terminal, or plain columns when piped (for grep and cron)."""
+        from rich import box
+        from rich.table import Table
+
+        if self.out.is_terminal:
+            return Table(*columns, title=title, box=box.SIMPLE_HEAD, header_style="bold")
+        return Table(
+            *columns, title=title, box=None, show_edge=False, header_style="", pad_edge=False
+        )
+
+    def cell(self, value: Any) -> str:
+        """A table cell as markup-safe text, secrets redacted, None shown as a dash."""
+        from rich.markup import escape
+
+        if value is None:
+            return "-"
+        return escape(redact(str(value)))
+
+
+def _console(stream: Any) -> Console:
+    from rich.console import Console
+
+    terminal = stream.isatty() if hasattr(stream, "isatty") else False
+    width = None if terminal or os.environ.get("COLUMNS") else PIPED_WIDTH
+    # Rich already honours NO_COLOR and drops colour when the stream is not a terminal.
+    return Console(file=stream, width=width, highlight=False, soft_wrap=False)
+
+
+def _redacted(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {_redacted(k): _redacted(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_redacted(v) for v in value]
+    return value
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="backslashreplace")
+    if isinstance(value, (set, frozenset)):
+        return sorted(value)
+    return str(value)
