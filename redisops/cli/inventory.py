@@ -13,7 +13,11 @@ app = typer.Typer(
 
 @app.command("list")
 def list_hosts(ctx: typer.Context) -> int:
-    """List the hosts that --limit selects, with role, groups and how redisops reaches them."""
+    """List the selected hosts.
+
+    Shows role, groups, how redisops reaches each host and where its password comes from
+    (never the password itself).
+    """
     from redisops.fleet.fanout import HostResult
     from redisops.fleet.inventory import describe_host
     from redisops.render.inventory import inventory_list_table
@@ -29,9 +33,10 @@ def list_hosts(ctx: typer.Context) -> int:
 
 @app.command("check")
 def check(ctx: typer.Context) -> int:
-    """Connect to every selected host: role, version, uptime, memory, replication, SSH.
+    """Check that every selected host answers.
 
-    Unreachable hosts are error rows and make the exit code 1.
+    Reports role, version, uptime, used/max memory, replication link and, for hosts with SSH
+    settings, SSH reachability. Unreachable hosts are error rows and make the exit code 1.
     """
     from redisops.fleet.check import check_host
     from redisops.fleet.fanout import run_on_hosts

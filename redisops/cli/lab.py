@@ -10,7 +10,7 @@ import typer
 from redisops.cli.common import global_options, make_output
 
 app = typer.Typer(
-    help="A local sandbox fleet (master, replicas, sentinels) for trying redisops safely.",
+    help="A local sandbox fleet: master, replicas, sentinels.",
     no_args_is_help=True,
 )
 
@@ -31,7 +31,10 @@ def up(
     ] = 7000,
     seed: Annotated[int, typer.Option(min=0, help="Load this many keys of mixed types.")] = 0,
 ) -> int:
-    """Start the lab and wait until every process answers and replicas are in sync."""
+    """Start the lab.
+
+    Returns when every process answers and the replicas are in sync.
+    """
     from redisops.lab.sandbox import lab_up
     from redisops.render.lab import lab_results, lab_table
 
@@ -60,7 +63,7 @@ def down(
     lab_dir: LabDir = DEFAULT_LAB_DIR,
     purge: Annotated[bool, typer.Option(help="Also delete the lab folder and its data.")] = False,
 ) -> int:
-    """Stop every lab process; data is kept unless --purge."""
+    """Stop every lab process (data is kept unless --purge)."""
     from redisops.lab.sandbox import lab_down
     from redisops.render.lab import lab_results, lab_table
 
@@ -72,7 +75,10 @@ def down(
 
 @app.command()
 def status(ctx: typer.Context, lab_dir: LabDir = DEFAULT_LAB_DIR) -> int:
-    """Show which lab processes run; exit 1 when any is down."""
+    """Show which lab processes run.
+
+    Exit code 1 when any of them is down.
+    """
     from redisops.lab.sandbox import lab_status
     from redisops.render.lab import lab_results, lab_table
 

@@ -1,0 +1,263 @@
+"""Inventory loading and validation: real files, real YAML, exact messages."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+
+from redisops.errors import ExitCode, InventoryError
+from redisops.fleet.host import Secret
+from redisops.fleet.inventory import describe_host, load_inventory, resolve_inventory_path
+
+
+def write(tmp_path, text: str, name: str = "inventory.yaml"):
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def load(tmp_path, text: str):
+    return load_inventory(write(tmp_path, text))
+
+
+def fails(tmp_path, text: str) -> str:
+    with pytest.raises(InventoryError) as caught:
+        load(tmp_path, text)
+    assert caught.value.exit_code == ExitCode.USAGE
+    return caught.value.message
+
+
+DESIGN_EXAMPLE = """\
+all:
+  vars:
+    password_env: REDIS_PASSWORD
+  children:
+    cache:
+      vars:
+        redis_config: {maxmemory-policy: allkeys-lru}
+      hosts:
+        cache-1: {host: 10.0.1.10, port: 6379}
+        cache-2: {host: 10.0.1.11, port: 6379, ssh_user: redis}
+    sentinels:
+      vars: {role: sentinel}
+      hosts:
+        sentinel-1: {host: 10.0.1.20, port: 26379}
+"""
+
+
+def test_design_example_loads_with_inheritance(tmp_path):
+    inventory = load(tmp_path, DESIGN_EXAMPLE)
+    names = [h.name for h in inventory.hosts]
+    assert names == ["cache-1", "cache-2", "sentinel-1"]
+    cache1, cache2, sentinel = inventory.hosts
+    assert cache1.password_env == "REDIS_PASSWORD"
+    assert cache1.redis_config == {"maxmemory-policy": "allkeys-lru"}
+    assert sentinel.redis_config == {}
+    assert sentinel.role == "sentinel" and sentinel.port == 26379
+    assert cache1.groups == ("all", "cache")
+    assert not cache1.has_host_access and cache2.has_host_access
+    assert cache2.ssh_user == "redis" and cache2.ssh_port == 22
+    assert inventory.groups["cache"] == ("cache-1", "cache-2")
+    assert inventory.groups["all"] == ("cache-1", "cache-2", "sentinel-1")
+    assert inventory.warnings == ()
+
+
+def test_deeper_group_vars_win_and_host_keys_win_over_all(tmp_path):
+    inventory = load(
+        tmp_path,
+        """\
+        all:
+          vars: {port: 1000, db: 1, tags: [top]}
+          children:
+            outer:
+              vars: {port: 2000, db: 2}
+              children:
+                inner:
+                  vars: {port: 3000}
+                  hosts:
+                    h1: {db: 9}
+                    h2:
+        """,
+    )
+    h1, h2 = inventory.hosts
+    assert (h1.port, h1.db, h1.tags) == (3000, 9, ("top",))
+    assert (h2.port, h2.db) == (3000, 2)
+    assert h2.host == "h2"  # no host key: the inventory name is the address, as in Ansible
+    assert inventory.groups["outer"] == ("h1", "h2")
+
+
+def test_ansible_inventory_loads_with_aliases_and_ignored_ansible_vars(tmp_path):
+    inventory = load(
+        tmp_path,
+        """\
+        all:
+          hosts:
+            redis-a:
+              ansible_host: 192.0.2.7
+              ansible_user: deploy
+              ansible_port: 2222
+              ansible_connection: ssh
+              ansible_ssh_private_key_file: ~/.ssh/deploy
+              ansible_python_interpreter: /usr/bin/python3
+              ansible_become: true
+            redis-b:
+              ansible_connection: local
+              host: 127.0.0.1
+              ansible_host: 192.0.2.99
+        """,
+    )
+    a, b = inventory.hosts
+    assert (a.host, a.ssh_user, a.ssh_port, a.connection) == ("192.0.2.7", "deploy", 2222, "ssh")
+    assert a.ssh_key_file.endswith("/.ssh/deploy") and not a.ssh_key_file.startswith("~")
+    assert a.has_host_access
+    assert (b.host, b.connection) == ("127.0.0.1", "local")  # own key beats the alias
+
+
+def test_yaml_merge_keys_and_anchors(tmp_path):
+    inventory = load(
+        tmp_path,
+        """\
+        all:
+          hosts:
+            a: &base {host: 127.0.0.1, port: 7001, db: 3}
+            b:
+              <<: *base
+              port: 7002
+        """,
+    )
+    assert [(h.port, h.db) for h in inventory.hosts] == [(7001, 3), (7002, 3)]
+
+
+def test_literal_password_is_a_secret_and_warned_about(tmp_path):
+    inventory = load(tmp_path, "all:\n  hosts:\n    a: {password: hunter2hunter2}\n")
+    host = inventory.hosts[0]
+    assert isinstance(host.password, Secret)
+    assert host.password.reveal() == "hunter2hunter2"
+    assert "hunter2" not in repr(host) and "hunter2" not in str(host.password)
+    assert inventory.warnings == (
+        "host a: literal `password` in the inventory; prefer password_env or password_file",
+    )
+    assert describe_host(host).auth == "password (literal)"
+
+
+def test_tls_settings(tmp_path):
+    inventory = load(
+        tmp_path,
+        """\
+        all:
+          hosts:
+            a: {tls: true}
+            b: {tls: {ca_file: /etc/ca.pem, verify: false}}
+            c: {tls: false}
+        """,
+    )
+    a, b, c = inventory.hosts
+    assert a.tls.verify is True and a.tls.ca_file is None
+    assert b.tls.ca_file == "/etc/ca.pem" and b.tls.verify is False
+    assert c.tls is None
+    assert "host b: tls verify is false, certificates are not checked" in inventory.warnings
+
+
+def test_ssh_strict_false_is_warned_about(tmp_path):
+    inventory = load(tmp_path, "all:\n  hosts:\n    a: {ssh_strict: false}\n")
+    assert inventory.hosts[0].has_host_access
+    assert inventory.warnings == ("host a: ssh_strict is false, SSH host keys are not checked",)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(InventoryError) as caught:
+        load_inventory(tmp_path / "nope.yaml")
+    assert caught.value.message == f"inventory {tmp_path / 'nope.yaml'} not found"
+    assert "REDISOPS_INVENTORY" in caught.value.hint
+
+
+def test_yaml_syntax_error_names_the_line(tmp_path):
+    message = fails(tmp_path, "all:\n  hosts:\n    a: {port: 1\n    b: 2\n")
+    assert message.startswith(f"{tmp_path / 'inventory.yaml'}:")
+    assert "invalid YAML" in message
+
+
+def test_unknown_key_names_line_path_and_suggestion(tmp_path):
+    message = fails(tmp_path, DESIGN_EXAMPLE.replace("ssh_user: redis", "ssh_usr: redis"))
+    path = tmp_path / "inventory.yaml"
+    assert message == (
+        f"{path}:10: all.children.cache.hosts.cache-2.ssh_usr: "
+        "unknown key 'ssh_usr' (did you mean 'ssh_user'?)"
+    )
+
+
+def test_unknown_group_key(tmp_path):
+    message = fails(tmp_path, "all:\n  host:\n    a:\n")
+    assert message.endswith("all.host: unknown key 'host' (did you mean 'hosts'?)")
+
+
+@pytest.mark.parametrize(
+    ("snippet", "expected"),
+    [
+        ("port: abc", "all.hosts.a.port: expected an integer, got 'abc'"),
+        ("port: 70000", "all.hosts.a.port: 70000 is out of range 1..65535"),
+        ("port: true", "all.hosts.a.port: expected an integer, got bool"),
+        ("role: primary", "all.hosts.a.role: expected one of redis, sentinel, got 'primary'"),
+        ("connection: telnet", "all.hosts.a.connection: expected one of ssh, local, got 'telnet'"),
+        ("ssh_strict: 'no'", "all.hosts.a.ssh_strict: expected true or false, got 'no'"),
+        ("password_env: 'A B'", "all.hosts.a.password_env: 'A B' is not a valid environment"),
+        ("ssh_user: '$(id)'", "all.hosts.a.ssh_user: '$(id)' is not a valid user name"),
+        ("tls: {verfy: true}", "all.hosts.a.tls: unknown tls key 'verfy' (did you mean 'verify'?)"),
+        ("redis_config: [a]", "all.hosts.a.redis_config: expected a mapping"),
+    ],
+)
+def test_wrong_values_name_the_line_and_key(tmp_path, snippet, expected):
+    message = fails(tmp_path, f"all:\n  hosts:\n    a:\n      {snippet}\n")
+    assert message.startswith(f"{tmp_path / 'inventory.yaml'}:4: {expected}")
+
+
+@pytest.mark.parametrize("value", ["x; rm -rf ~", "$(touch /tmp/pwned)", "`id`", "a b", "-oProxy"])
+def test_hostile_host_values_are_rejected(tmp_path, value):
+    message = fails(tmp_path, f"all:\n  hosts:\n    a:\n      host: '{value}'\n")
+    assert message.endswith(f"host a: {value!r} is not a valid host name")
+
+
+def test_python_tags_are_never_constructed(tmp_path):
+    marker = tmp_path / "constructed"
+    message = fails(
+        tmp_path,
+        f"all:\n  hosts:\n    a:\n      host: !!python/object/apply:os.system ['touch {marker}']\n",
+    )
+    assert "could not determine a constructor" in message
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("", "the inventory is empty"),
+        ("- a\n- b\n", "the inventory must be a mapping of groups"),
+        ("all:\n  vars: {port: 1}\n", "the inventory defines no hosts"),
+        ("all:\n  hosts: [a, b]\n", "all.hosts: expected a mapping"),
+        ("all:\n  hosts:\n    'bad name': {}\n", "'bad name' is not a valid host name"),
+    ],
+)
+def test_structural_errors(tmp_path, text, expected):
+    assert expected in fails(tmp_path, text)
+
+
+def test_group_cycle_through_nesting_is_rejected(tmp_path):
+    message = fails(tmp_path, "all:\n  children:\n    all:\n      hosts: {a: }\n")
+    assert "group 'all' contains itself" in message
+
+
+def test_resolve_inventory_path(monkeypatch, tmp_path):
+    assert str(resolve_inventory_path(None)) == "inventory.yaml"
+    monkeypatch.setenv("REDISOPS_INVENTORY", str(tmp_path / "x.yaml"))
+    assert resolve_inventory_path(None) == tmp_path / "x.yaml"
+    assert str(resolve_inventory_path("given.yaml")) == "given.yaml"
+
+
+def test_shipped_example_inventory_is_valid():
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parent.parent / "inventory.example.yaml"
+    inventory = load_inventory(example)
+    assert len(inventory.hosts) >= 4
+    assert {h.role for h in inventory.hosts} == {"redis", "sentinel"}

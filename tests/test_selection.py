@@ -1,0 +1,66 @@
+"""--limit: names, groups, globs, commas and ! exclusions, in inventory order."""
+
+from __future__ import annotations
+
+import pytest
+
+from redisops.errors import ExitCode, UsageError
+from redisops.fleet.inventory import load_inventory
+from redisops.fleet.selection import select_hosts
+
+INVENTORY = """\
+all:
+  children:
+    cache:
+      hosts:
+        cache-1: {port: 1}
+        cache-2: {port: 2}
+    sessions:
+      hosts:
+        sessions-1: {port: 3}
+    sentinels:
+      vars: {role: sentinel}
+      hosts:
+        sentinel-1: {port: 4}
+        sentinel-2: {port: 5}
+"""
+
+
+@pytest.fixture
+def inventory(tmp_path):
+    path = tmp_path / "inventory.yaml"
+    path.write_text(INVENTORY)
+    return load_inventory(path)
+
+
+@pytest.mark.parametrize(
+    ("limit", "expected"),
+    [
+        (None, ["cache-1", "cache-2", "sessions-1", "sentinel-1", "sentinel-2"]),
+        ("", ["cache-1", "cache-2", "sessions-1", "sentinel-1", "sentinel-2"]),
+        ("cache-2", ["cache-2"]),
+        ("cache", ["cache-1", "cache-2"]),
+        ("sentinel-2,cache-1", ["cache-1", "sentinel-2"]),
+        ("cache-*", ["cache-1", "cache-2"]),
+        ("s*", ["sessions-1", "sentinel-1", "sentinel-2"]),
+        ("all,!sentinels", ["cache-1", "cache-2", "sessions-1"]),
+        ("!sentinels", ["cache-1", "cache-2", "sessions-1"]),
+        ("!cache-1, !sentinel-*", ["cache-2", "sessions-1"]),
+        ("cache,sessions,!cache-2", ["cache-1", "sessions-1"]),
+    ],
+)
+def test_limit_patterns(inventory, limit, expected):
+    assert [h.name for h in select_hosts(inventory, limit)] == expected
+
+
+def test_pattern_matching_nothing_is_a_usage_error(inventory):
+    with pytest.raises(UsageError) as caught:
+        select_hosts(inventory, "cache,nope*")
+    assert caught.value.exit_code == ExitCode.USAGE
+    assert caught.value.message == "--limit 'nope*' matches no host or group"
+
+
+def test_excluding_everything_is_a_usage_error(inventory):
+    with pytest.raises(UsageError) as caught:
+        select_hosts(inventory, "cache,!cache-*")
+    assert caught.value.message == "--limit 'cache,!cache-*' leaves no host"
