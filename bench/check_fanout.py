@@ -68,7 +68,7 @@ def main() -> None:
                     "--logfile",
                     str(folder / f"{port}.log"),
                 ],
-            )  # fmt: skip
+            )
             for port in ports
         ]
         try:

@@ -7,6 +7,7 @@ import signal
 import socket
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -25,7 +26,7 @@ def closed_port() -> int:
 
 def lab_inventory_with(lab, tmp_path, extra_hosts: dict) -> str:
     """The lab's inventory plus some hosts of the test's own in group `extra`."""
-    data = yaml.safe_load(open(lab.inventory_path))
+    data = yaml.safe_load(Path(lab.inventory_path).read_text())
     data["all"]["children"]["extra"] = {"hosts": extra_hosts}
     path = tmp_path / "inventory.yaml"
     path.write_text(yaml.safe_dump(data))
