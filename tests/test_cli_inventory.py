@@ -29,7 +29,7 @@ def lab_inventory_with(lab, tmp_path, extra_hosts: dict) -> str:
     data = yaml.safe_load(Path(lab.inventory_path).read_text())
     data["all"]["children"]["extra"] = {"hosts": extra_hosts}
     path = tmp_path / "inventory.yaml"
-    path.write_text(yaml.safe_dump(data))
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
     return str(path)
 
 
@@ -176,7 +176,8 @@ def test_lab_password_appears_in_no_output(lab, lab_password, tmp_path):
     for run in runs:
         assert lab_password not in run.stdout
         assert lab_password not in run.stderr
-    assert runs[3].json()["results"][-1]["data"]["auth"] == "password (literal)"
+    listed = {r["host"]: r["data"]["auth"] for r in runs[3].json()["results"]}
+    assert listed["lit"] == "password (literal)"
 
 
 @pytest.mark.parametrize(

@@ -261,3 +261,34 @@ def test_shipped_example_inventory_is_valid():
     inventory = load_inventory(example)
     assert len(inventory.hosts) >= 4
     assert {h.role for h in inventory.hosts} == {"redis", "sentinel"}
+
+
+def test_nearest_password_source_replaces_inherited_ones(tmp_path):
+    inventory = load(
+        tmp_path,
+        """\
+        all:
+          vars: {password_file: /etc/redisops/secret}
+          children:
+            g:
+              vars: {password_env: GROUP_PASSWORD}
+              hosts:
+                a:
+                b: {password: literal-one}
+            other:
+              hosts:
+                c:
+        """,
+    )
+    a, b, c = inventory.hosts
+    assert (a.password_env, a.password_file, a.password) == ("GROUP_PASSWORD", None, None)
+    assert (b.password_env, b.password_file) == (None, None)
+    assert b.password.reveal() == "literal-one"
+    assert (c.password_env, c.password_file) == (None, "/etc/redisops/secret")
+
+
+def test_two_password_sources_in_one_place_is_an_error(tmp_path):
+    message = fails(tmp_path, "all:\n  hosts:\n    a: {password_env: X, password_file: /x}\n")
+    assert message.endswith(
+        "all.hosts.a.password_file: set only one of password_env, password_file"
+    )

@@ -33,6 +33,7 @@ ANSIBLE_ALIASES = {
 ANSIBLE_CONNECTIONS = {"local": "local", "ssh": "ssh", "paramiko": "ssh", "smart": "ssh"}
 SSH_KEYS = {"ssh_user", "ssh_port", "ssh_key_file", "ssh_known_hosts", "ssh_strict"}
 GROUP_KEYS = {"hosts", "children", "vars"}
+PASSWORD_KEYS = ("password_env", "password_file", "password")
 TLS_KEYS = {"ca_file", "cert_file", "key_file", "verify"}
 
 _HOSTNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
@@ -230,9 +231,20 @@ class _Builder:
     def _host(self, name: str) -> Host:
         merged: dict[str, _Setting] = {}
         groups = self.host_groups[name]
-        for group in sorted(groups, key=lambda g: (groups[g], g)):
-            merged.update(_canonical(self.group_vars[group]))
-        merged.update(_canonical(self.host_vars[name]))
+        layers = [self.group_vars[g] for g in sorted(groups, key=lambda g: (groups[g], g))]
+        for layer in [*layers, self.host_vars[name]]:
+            settings = _canonical(layer)
+            sources = [key for key in PASSWORD_KEYS if key in settings]
+            if len(sources) > 1:
+                setting = settings[sources[1]]
+                raise InventoryError(
+                    f"{self.path}:{setting.line}: {setting.path}: "
+                    f"set only one of {', '.join(sources)}"
+                )
+            if sources:  # the nearest password source replaces any inherited one
+                for key in PASSWORD_KEYS:
+                    merged.pop(key, None)
+            merged.update(settings)
 
         values: dict[str, Any] = {}
         for key, setting in merged.items():
