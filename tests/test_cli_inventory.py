@@ -242,3 +242,33 @@ def test_help_reads_well_for_every_group():
         assert run.exit_code == 0
         assert "Usage: redisops" in run.stdout
     assert "--inventory" in redisops("--help").stdout
+
+
+def test_ssh_reachability_is_checked_for_hosts_with_ssh_settings(lab, sshd, tmp_path):
+    master_port = int(lab.processes[0].port)
+    ssh = {
+        "host": "127.0.0.1",
+        "port": master_port,
+        "password_file": str(Path(lab.dir) / "secret"),
+        "connection": "ssh",
+        "ssh_user": sshd.user,
+        "ssh_port": sshd.port,
+        "ssh_key_file": str(sshd.key_file),
+    }
+    inventory = lab_inventory_with(
+        lab,
+        tmp_path,
+        {
+            "via-ssh": {**ssh, "ssh_known_hosts": str(sshd.known_hosts)},
+            "stranger": {**ssh, "ssh_known_hosts": str(tmp_path / "empty_known_hosts")},
+        },
+    )
+    run = redisops("-i", inventory, "-l", "extra", "-o", "json", "inventory", "check")
+    assert run.exit_code == 1
+    good, stranger = run.json()["results"]
+    assert (good["ok"], good["data"]["ssh"], good["data"]["role"]) == (True, "ok", "master")
+    assert stranger["ok"] is False
+    assert stranger["data"]["ssh"] == "error"
+    assert stranger["data"]["role"] == "master"  # Redis answered; only SSH failed
+    assert stranger["error"].startswith("ssh: ")
+    assert sshd.host_key_fingerprint in stranger["error"]
