@@ -48,7 +48,9 @@ def up(
     )
     if state.already_running:
         output.warn(f"a lab is already running in {state.dir}; nothing changed")
-    code = output.host_results("lab up", lab_results(state), lambda r: lab_table(output, r))
+    code = output.host_results(
+        "lab up", lab_results(state), lambda r: lab_table(output, r), noun="processes"
+    )
     output.note(f"inventory: {state.inventory_path}")
     if output.format == "table":
         output.err.print(
@@ -70,7 +72,9 @@ def down(
     output = make_output(global_options(ctx))
     state = lab_down(lab_dir.resolve(), purge=purge)
     results = lab_results(state, want_running=False)
-    return output.host_results("lab down", results, lambda r: lab_table(output, r))
+    return output.host_results(
+        "lab down", results, lambda r: lab_table(output, r), noun="processes"
+    )
 
 
 @app.command()
@@ -84,4 +88,6 @@ def status(ctx: typer.Context, lab_dir: LabDir = DEFAULT_LAB_DIR) -> int:
 
     output = make_output(global_options(ctx))
     state = lab_status(lab_dir.resolve())
-    return output.host_results("lab status", lab_results(state), lambda r: lab_table(output, r))
+    return output.host_results(
+        "lab status", lab_results(state), lambda r: lab_table(output, r), noun="processes"
+    )

@@ -66,5 +66,5 @@ def _replication(check) -> str:
     if check.role == "master":
         return f"{check.connected_replicas} replicas"
     if check.role == "sentinel":
-        return f"{check.monitored_masters} masters"
+        return f"monitors {check.monitored_masters}"
     return "-"

@@ -80,6 +80,7 @@ class Output:
         results: Sequence[HostResult],
         table: Callable[[Sequence[HostResult]], Table],
         summary: dict[str, Any] | None = None,
+        noun: str = "hosts",
     ) -> ExitCode:
         """Render fan-out results; the exit code is 1 when any host failed."""
         failed = sum(1 for r in results if not r.ok)
@@ -91,7 +92,7 @@ class Output:
         else:
             self.out.print(table(results))
             self.err.print(
-                f"{summary['ok']} of {summary['hosts']} hosts ok"
+                f"{summary['ok']} of {summary['hosts']} {noun} ok"
                 + (f", {failed} failed" if failed else ""),
                 style="red" if failed else "dim",
                 highlight=False,
