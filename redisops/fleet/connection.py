@@ -7,7 +7,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from redisops.errors import HostError
-from redisops.fleet.host import Host
+from redisops.fleet.host import Host, TlsSettings
 from redisops.fleet.secrets import redact, resolve_password
 
 if TYPE_CHECKING:
@@ -23,25 +23,56 @@ def redis_client(host: Host, *, timeout: float, decode: bool = False) -> Iterato
     Callers that retry do it themselves, and only for idempotent commands.
     """
     import redis
+
+    client = build_client(
+        host.host,
+        host.port,
+        password=resolve_password(host),
+        username=host.username,
+        db=0 if host.is_sentinel else host.db,
+        tls=host.tls,
+        timeout=timeout,
+        decode=decode,
+    )
+    try:
+        yield client
+    except redis.RedisError as exc:
+        raise HostError(describe_redis_error(exc, host, timeout)) from None
+    finally:
+        client.close()
+
+
+def build_client(
+    address: str,
+    port: int,
+    *,
+    password: str | None,
+    timeout: float,
+    username: str | None = None,
+    db: int = 0,
+    tls: TlsSettings | None = None,
+    decode: bool = False,
+) -> redis.Redis:
+    """A redis-py client that never retries and bounds connect and each command by `timeout`."""
+    import redis
     from redis.backoff import NoBackoff
     from redis.retry import Retry
 
-    password = resolve_password(host)
     options: dict = {}
-    if host.tls is not None:
+    if tls is not None:
         options = {
             "ssl": True,
-            "ssl_ca_certs": host.tls.ca_file,
-            "ssl_certfile": host.tls.cert_file,
-            "ssl_keyfile": host.tls.key_file,
-            "ssl_cert_reqs": "required" if host.tls.verify else "none",
-            "ssl_check_hostname": host.tls.verify,
+            "ssl_ca_certs": tls.ca_file,
+            "ssl_certfile": tls.cert_file,
+            "ssl_keyfile": tls.key_file,
+            "ssl_cert_reqs": "required" if tls.verify else "none",
+            "ssl_check_hostname": tls.verify,
         }
-    client = redis.Redis(
-        host=host.host,
-        port=host.port,
-        db=0 if host.is_sentinel else host.db,
-        username=host.username,
+    return redis.Redis(
+        host=address,
+        port=port,
+        db=db,
+        username=username,
         password=password,
         socket_timeout=timeout,
         socket_connect_timeout=timeout,
@@ -50,12 +81,6 @@ def redis_client(host: Host, *, timeout: float, decode: bool = False) -> Iterato
         client_name="redisops",
         **options,
     )
-    try:
-        yield client
-    except redis.RedisError as exc:
-        raise HostError(describe_redis_error(exc, host, timeout)) from None
-    finally:
-        client.close()
 
 
 def describe_redis_error(exc: Exception, host: Host, timeout: float) -> str:

@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
 from redisops.errors import LabError
+from redisops.fleet.connection import build_client
 from redisops.lab import daemon
 from redisops.lab.layout import HOST, MASTER_NAME, Member
 
@@ -37,19 +38,7 @@ def connect(member: Member, password: str, *, timeout: float = 1.0) -> redis.Red
 
     No retries: redis-py 6+ retries three times by default, which would stretch each poll.
     """
-    import redis
-    from redis.backoff import NoBackoff
-    from redis.retry import Retry
-
-    return redis.Redis(
-        host=HOST,
-        port=member.port,
-        password=password,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-        retry=Retry(NoBackoff(), 0),
-        decode_responses=True,
-    )
+    return build_client(HOST, member.port, password=password, timeout=timeout, decode=True)
 
 
 def poll(check: Callable[[], T], *, deadline: float, timeout: float) -> T:
