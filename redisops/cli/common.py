@@ -2,14 +2,28 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
+from redisops.errors import RefusedError
 from redisops.fleet.host import Host
 from redisops.render.output import Output
+
+# Set to 1 or 0 to override the stdin terminal check (tests, and wrappers such as `expect`).
+INTERACTIVE_ENV = "REDISOPS_INTERACTIVE"
+
+YesOption = Annotated[
+    bool, typer.Option("--yes", "-y", help="Go ahead without asking (required off a terminal).")
+]
+DryRunOption = Annotated[
+    bool, typer.Option("--dry-run", help="Show what would be done and change nothing.")
+]
 
 
 class OutputFormat(str, Enum):
@@ -49,3 +63,26 @@ def selected_hosts(options: GlobalOptions, output: Output) -> tuple[Host, ...]:
     hosts = select_hosts(inventory, options.limit)
     output.note(f"{len(hosts)} of {len(inventory.hosts)} hosts selected from {path}")
     return hosts
+
+
+def confirm_change(question: str, *, yes: bool) -> None:
+    """Ask before a change; RefusedError (exit 3) when declined, or off a terminal without --yes.
+
+    The caller shows the plan first; `--dry-run` is handled by the caller before asking.
+    """
+    if yes:
+        return
+    if not _stdin_is_terminal():
+        raise RefusedError(
+            f"{question} Refused: not on a terminal and --yes not given",
+            hint="re-run with --yes to go ahead, or --dry-run to see the plan only",
+        )
+    if not typer.confirm(question, default=False, err=True):
+        raise RefusedError("declined; nothing was changed")
+
+
+def _stdin_is_terminal() -> bool:
+    forced = os.environ.get(INTERACTIVE_ENV)
+    if forced in ("0", "1"):
+        return forced == "1"
+    return sys.stdin.isatty()

@@ -1,0 +1,84 @@
+"""Key patterns: the shape of a key with its ids, numbers, UUIDs and hashes collapsed.
+
+One normaliser for every report that groups keys: memory reports group keys by it and slowlog
+fingerprints use it for the key of each command, so `user:1234:profile` reads the same
+(`user:{id}:profile`) everywhere.
+"""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+DEFAULT_SEPARATOR = ":"
+
+_UUID = re.compile(
+    r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
+)
+_HEX = re.compile(r"^(?:0x)?[0-9a-fA-F]{8,}$")
+_NUMBER = re.compile(r"^[-+]?(?:\d+\.\d*|\.\d+|\d+)(?:[eE][-+]?\d+)?$")
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}(?:[T ]\d{2}(?::\d{2}){0,2}(?:\.\d+)?Z?)?$")
+_TOKEN = re.compile(r"^[A-Za-z0-9_\-+/=]{20,}$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$")
+_IPV4 = re.compile(r"^\d{1,3}(?:\.\d{1,3}){3}$")
+
+
+def key_text(key: bytes | str) -> str:
+    """A key as text: UTF-8 where it is, backslash escapes for every other byte (round-trips)."""
+    if isinstance(key, str):
+        return key
+    return key.decode("utf-8", errors="backslashreplace")
+
+
+def key_pattern(
+    key: bytes | str, *, separator: str = DEFAULT_SEPARATOR, depth: int | None = None
+) -> str:
+    """The pattern of `key`.
+
+    With `depth`, the first `depth` segments are kept and the rest become `*`
+    (`user:1234:profile` → `user:*` at depth 1). Without it ("auto"), every segment that looks
+    like an id is replaced by its kind: `{id}`, `{num}`, `{uuid}`, `{hex}`, `{date}`, `{ip}`,
+    `{email}`, `{token}` (`user:1234:profile` → `user:{id}:profile`).
+    """
+    text = key_text(key)
+    segments = text.split(separator) if separator else [text]
+    if depth is not None:
+        if len(segments) <= depth:
+            return text
+        return separator.join([*segments[:depth], "*"])
+    return separator.join([_segment_kind(segment) for segment in segments])
+
+
+def _segment_kind(segment: str) -> str:
+    if segment.isdigit():  # the common case first, and unique ids never fill the cache
+        return "{id}"
+    if len(segment) >= 20 and _TOKEN.match(segment) and not _UUID.match(segment):
+        return _long_segment_kind(segment)
+    return _cached_segment_kind(segment)
+
+
+def _long_segment_kind(segment: str) -> str:
+    if _HEX.match(segment):
+        return "{hex}"
+    has_digit = any(c.isdigit() for c in segment)
+    has_letter = any(c.isalpha() for c in segment)
+    return "{token}" if has_digit and has_letter else segment
+
+
+@lru_cache(maxsize=65536)
+def _cached_segment_kind(segment: str) -> str:
+    if not segment:
+        return segment
+    if _NUMBER.match(segment):
+        return "{num}"
+    if _UUID.match(segment):
+        return "{uuid}"
+    if _HEX.match(segment) and any(c.isdigit() for c in segment):
+        return "{hex}"
+    if _DATE.match(segment):
+        return "{date}"
+    if _IPV4.match(segment):
+        return "{ip}"
+    if _EMAIL.match(segment):
+        return "{email}"
+    return segment

@@ -1,0 +1,59 @@
+"""The key normaliser shared by memory reports and slowlog fingerprints."""
+
+from __future__ import annotations
+
+import pytest
+
+from redisops.memory.patterns import key_pattern, key_text
+
+
+@pytest.mark.parametrize(
+    ("key", "pattern"),
+    [
+        ("user:1234:profile", "user:{id}:profile"),
+        (b"user:1234:profile", "user:{id}:profile"),
+        ("session:4b6f9a2e-1c3d-4e5f-8a9b-0c1d2e3f4a5b", "session:{uuid}"),
+        ("session:4b6f9a2e1c3d4e5f8a9b0c1d2e3f4a5b", "session:{hex}"),
+        ("cache:page:5f2b9c1e", "cache:page:{hex}"),
+        ("cache:page:deadbeef", "cache:page:deadbeef"),  # letters only: a word, kept
+        ("price:-12.5", "price:{num}"),
+        ("stats:2024-06-07", "stats:{date}"),
+        ("stats:2024-06-07T10:00", "stats:{date}:{id}"),  # ':' splits; honest, not clever
+        ("ratelimit:10.0.0.1", "ratelimit:{ip}"),
+        ("login:ann@example.com", "login:{email}"),
+        ("api:tok:AbCdEfGh12345678IjKlMnOp", "api:tok:{token}"),
+        ("queue:emails", "queue:emails"),
+        ("plain", "plain"),
+        ("", ""),
+        ("a::b", "a::b"),
+        ("v2:items", "v2:items"),
+        (b"bin:\xff\xfe:1", "bin:\\xff\\xfe:{id}"),
+    ],
+)
+def test_auto_patterns(key, pattern):
+    assert key_pattern(key) == pattern
+
+
+@pytest.mark.parametrize(
+    ("key", "depth", "pattern"),
+    [
+        ("user:1234:profile", 1, "user:*"),
+        ("user:1234:profile", 2, "user:1234:*"),
+        ("user:1234:profile", 3, "user:1234:profile"),
+        ("counter", 1, "counter"),
+    ],
+)
+def test_depth_patterns(key, depth, pattern):
+    assert key_pattern(key, depth=depth) == pattern
+
+
+def test_other_separator():
+    assert key_pattern("user/42/avatar", separator="/") == "user/{id}/avatar"
+    assert key_pattern("user.42.avatar", separator=".", depth=1) == "user.*"
+
+
+def test_key_text_escapes_bytes_that_are_not_utf8():
+    raw = b"k:\x00\xff\xc3\xa9"
+    text = key_text(raw)
+    assert text == "k:\x00\\xff\u00e9"
+    assert key_text("already text") == "already text"
