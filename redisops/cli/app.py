@@ -10,7 +10,7 @@ import typer
 from typer.core import TyperGroup
 
 from redisops import __version__
-from redisops.cli import inventory, lab
+from redisops.cli import inventory, lab, memory, slowlog
 from redisops.cli.common import GlobalOptions, OutputFormat
 from redisops.errors import ExitCode, RedisopsError, UsageError
 
@@ -67,6 +67,8 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 app.add_typer(inventory.app, name="inventory")
+app.add_typer(memory.app, name="memory")
+app.add_typer(slowlog.app, name="slowlog")
 app.add_typer(lab.app, name="lab")
 
 
