@@ -7,13 +7,16 @@ import sys
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from redisops.errors import RefusedError
 from redisops.fleet.host import Host
 from redisops.render.output import Output
+
+if TYPE_CHECKING:
+    from redisops.fleet.inventory import Inventory
 
 # Set to 1 or 0 to override the stdin terminal check (tests, and wrappers such as `expect`).
 INTERACTIVE_ENV = "REDISOPS_INTERACTIVE"
@@ -53,6 +56,11 @@ def make_output(options: GlobalOptions) -> Output:
 
 def selected_hosts(options: GlobalOptions, output: Output) -> tuple[Host, ...]:
     """Load the inventory and apply --limit; inventory warnings go to stderr."""
+    return load_selection(options, output)[1]
+
+
+def load_selection(options: GlobalOptions, output: Output) -> tuple[Inventory, tuple[Host, ...]]:
+    """The whole inventory and the hosts --limit selects from it (for commands that need both)."""
     from redisops.fleet.inventory import load_inventory, resolve_inventory_path
     from redisops.fleet.selection import select_hosts
 
@@ -62,7 +70,7 @@ def selected_hosts(options: GlobalOptions, output: Output) -> tuple[Host, ...]:
         output.warn(warning)
     hosts = select_hosts(inventory, options.limit)
     output.note(f"{len(hosts)} of {len(inventory.hosts)} hosts selected from {path}")
-    return hosts
+    return inventory, hosts
 
 
 def confirm_change(question: str, *, yes: bool) -> None:

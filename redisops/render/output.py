@@ -18,7 +18,7 @@ from redisops.fleet.fanout import HostResult
 from redisops.fleet.secrets import redact
 
 if TYPE_CHECKING:
-    from rich.console import Console
+    from rich.console import Console, RenderableType
     from rich.table import Table
 
 PIPED_WIDTH = 200
@@ -78,7 +78,7 @@ class Output:
         self,
         command: str,
         results: Sequence[HostResult],
-        table: Callable[[Sequence[HostResult]], Table],
+        table: Callable[[Sequence[HostResult]], RenderableType],
         summary: dict[str, Any] | None = None,
         noun: str = "hosts",
     ) -> ExitCode:

@@ -1,0 +1,496 @@
+"""`memory report`: where a host's memory goes, by key pattern, type, encoding, TTL and top keys.
+
+Client memory stays bounded whatever the keyspace size: aggregates per pattern (capped at
+MAX_PATTERNS, the rest folded into OTHER_PATTERN) and a heap of the top keys; no list of keys.
+"""
+
+from __future__ import annotations
+
+import base64
+import heapq
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from itertools import count
+
+from redisops.errors import UsageError
+from redisops.fleet.fanout import HostResult, run_on_hosts
+from redisops.fleet.host import Host
+from redisops.memory.patterns import DEFAULT_SEPARATOR, key_pattern, key_text
+from redisops.memory.scanner import KeyFacts, RespConnection, scan_keys
+
+MAX_PATTERNS = 10_000
+OTHER_PATTERN = "(other patterns)"
+TTL_BUCKETS = ("none", "<1h", "<1d", "<7d", ">=7d")
+_TTL_LIMITS_MS = ((3_600_000, "<1h"), (86_400_000, "<1d"), (604_800_000, "<7d"))
+ELEMENT_COMMANDS = {
+    "hash": b"HLEN",
+    "list": b"LLEN",
+    "set": b"SCARD",
+    "zset": b"ZCARD",
+    "stream": b"XLEN",
+    "string": b"STRLEN",
+}
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class ReportOptions:
+    """How to scan: grouping, bounds on the work, and what to fetch per key.
+
+    `rate` is keys per second (None: as fast as the server answers); `sample` a fraction of
+    keys examined; `max_keys` stops after that many keys; `samples` is MEMORY USAGE's SAMPLES
+    (0: every element, exact but slower on big collections).
+    """
+
+    separator: str = DEFAULT_SEPARATOR
+    depth: int | None = None
+    top: int = 20
+    rate: float | None = None
+    sample: float | None = None
+    max_keys: int | None = None
+    samples: int = 5
+    encodings: bool = False
+    on_master: bool = False
+    count: int = 1000
+
+    def __post_init__(self) -> None:
+        if self.sample is not None and not 0 < self.sample <= 1:
+            raise UsageError(f"--sample must be in (0, 1], got {self.sample:g}")
+        if self.rate is not None and self.rate <= 0:
+            raise UsageError(f"--rate must be more than 0 keys/s, got {self.rate:g}")
+        if self.max_keys is not None and self.max_keys < 1:
+            raise UsageError(f"--max-keys must be at least 1, got {self.max_keys}")
+        if self.depth is not None and self.depth < 1:
+            raise UsageError(f"--depth must be at least 1, got {self.depth}")
+        if self.samples < 0 or self.top < 0:
+            raise UsageError("--samples and --top cannot be negative")
+
+
+@dataclass(frozen=True)
+class Totals:
+    keys: int
+    bytes: int
+
+
+@dataclass(frozen=True)
+class PatternStats:
+    """One key pattern: `share` of all bytes, `ttl_share` of its keys that expire."""
+
+    pattern: str
+    keys: int
+    bytes: int
+    share: float
+    avg_bytes: int
+    ttl_share: float
+    types: dict[str, int]
+
+
+@dataclass(frozen=True)
+class TopKey:
+    """A big key; `key` is shown with non-UTF-8 bytes escaped, `key_base64` is exact."""
+
+    key: str
+    key_base64: str
+    db: int
+    type: str
+    bytes: int
+    ttl_ms: int
+    elements: int | None
+    encoding: str | None
+
+
+@dataclass(frozen=True)
+class MemoryReport:
+    """What a scan found. With `estimated`, counts and bytes are extrapolated from a sample.
+
+    `keys_scanned` counts keys examined with MEMORY USAGE, `keys` and `bytes` are the totals
+    (extrapolated when estimated); `dbsize` is what the server held when the scan began.
+    Top keys are never extrapolated.
+    """
+
+    scanned_host: str
+    scanned_address: str
+    scanned_role: str
+    dbsize: int
+    keys_scanned: int
+    keys: int
+    bytes: int
+    estimated: bool
+    sample: float | None
+    max_keys: int | None
+    duration_seconds: float
+    keys_per_second: float
+    patterns: list[PatternStats]
+    types: dict[str, Totals]
+    encodings: dict[str, Totals] | None
+    ttl: dict[str, Totals]
+    top_keys: list[TopKey]
+    samples: int
+    patterns_folded: int = 0
+
+
+@dataclass(frozen=True)
+class ScanPlan:
+    """Report on `target`, scanning `source` (a replica of it when one is in the inventory)."""
+
+    target: Host
+    source: Host
+    covers: tuple[str, ...] = ()
+
+
+@dataclass
+class _Pattern:
+    keys: int = 0
+    bytes: int = 0
+    ttl_keys: int = 0
+    types: dict[str, int] = field(default_factory=dict)
+
+
+class _Aggregate:
+    """Running totals of one scan."""
+
+    def __init__(self, options: ReportOptions) -> None:
+        self.options = options
+        self.patterns: dict[str, _Pattern] = {}
+        self.folded: set[str] = set()
+        self.types: dict[str, list[int]] = {}
+        self.encodings: dict[str, list[int]] = {}
+        self.ttl: dict[str, list[int]] = {bucket: [0, 0] for bucket in TTL_BUCKETS}
+        self.top: list[tuple[int, int, KeyFacts]] = []
+        self.order = count()
+        self.keys = 0
+        self.bytes = 0
+
+    def add(self, facts: list[KeyFacts]) -> None:
+        options, patterns, top, limit = self.options, self.patterns, self.top, self.options.top
+        for fact in facts:
+            size = fact.bytes
+            self.keys += 1
+            self.bytes += size
+            name = key_pattern(fact.key, separator=options.separator, depth=options.depth)
+            stats = patterns.get(name)
+            if stats is None:
+                if len(patterns) >= MAX_PATTERNS:
+                    if len(self.folded) < MAX_PATTERNS:  # a count, itself bounded
+                        self.folded.add(name)
+                    name = OTHER_PATTERN
+                stats = patterns.setdefault(name, _Pattern())
+            stats.keys += 1
+            stats.bytes += size
+            stats.types[fact.type] = stats.types.get(fact.type, 0) + 1
+            totals = self.types.setdefault(fact.type, [0, 0])
+            totals[0] += 1
+            totals[1] += size
+            if fact.encoding is not None:
+                totals = self.encodings.setdefault(f"{fact.type}/{fact.encoding}", [0, 0])
+                totals[0] += 1
+                totals[1] += size
+            bucket = _ttl_bucket(fact.ttl_ms)
+            if fact.ttl_ms >= 0:
+                stats.ttl_keys += 1
+            self.ttl[bucket][0] += 1
+            self.ttl[bucket][1] += size
+            if limit:
+                if len(top) < limit:
+                    heapq.heappush(top, (size, next(self.order), fact))
+                elif size > top[0][0]:
+                    heapq.heappushpop(top, (size, next(self.order), fact))
+
+
+def _ttl_bucket(ttl_ms: int) -> str:
+    if ttl_ms < 0:
+        return "none"
+    for limit, bucket in _TTL_LIMITS_MS:
+        if ttl_ms < limit:
+            return bucket
+    return ">=7d"
+
+
+def report_host(
+    plan: ScanPlan,
+    options: ReportOptions,
+    *,
+    timeout: float,
+    progress: Progress | None = None,
+) -> MemoryReport:
+    """Scan every db of `plan.source` and aggregate; raises HostError if it fails mid-way."""
+    source = plan.source
+    started = time.monotonic()
+    connection = RespConnection(source, timeout=timeout)
+    try:
+        info = _parse_info(connection.call(b"INFO", b"keyspace"))
+        role = _parse_info(connection.call(b"INFO", b"replication")).get("role", "unknown")
+        dbs = sorted(int(name[2:]) for name in info if name.startswith("db"))
+        dbsize = sum(_keyspace_keys(info[f"db{db}"]) for db in dbs)
+        aggregate = _Aggregate(options)
+        seen = _scan(connection, dbs, dbsize, aggregate, options, progress, plan.target.name)
+        top = sorted(aggregate.top, key=lambda item: (-item[0], item[1]))
+        elements = _element_counts(connection, [fact for _, _, fact in top])
+    finally:
+        connection.close()
+
+    duration = time.monotonic() - started
+    scale = _scale(options, dbsize, seen)
+    return _finish(aggregate, source, role, dbsize, scale, duration, seen, top, elements)
+
+
+def _scan(
+    connection: RespConnection,
+    dbs: list[int],
+    dbsize: int,
+    aggregate: _Aggregate,
+    options: ReportOptions,
+    progress: Progress | None,
+    name: str,
+) -> int:
+    """Run the scan over `dbs`, throttled and bounded; returns the keys SCAN returned."""
+    keep = None
+    if options.sample is not None and options.sample < 1:
+        sampler, fraction = random.Random(0).random, options.sample
+
+        def keep(_key: bytes) -> bool:
+            return sampler() < fraction
+
+    scan_count = options.count
+    if options.rate is not None:  # small batches, so throttling stays smooth
+        scan_count = max(10, min(scan_count, int(options.rate // 10) or 10))
+    started, seen = time.monotonic(), 0
+    for db in dbs:
+        batches = scan_keys(
+            connection,
+            db,
+            count=scan_count,
+            samples=options.samples,
+            encodings=options.encodings,
+            keep=keep,
+        )
+        for batch_seen, facts in batches:
+            aggregate.add(facts)
+            seen += batch_seen
+            if progress is not None:
+                progress(name, seen, dbsize)
+            if options.max_keys is not None and seen >= options.max_keys:
+                batches.close()
+                return seen
+            if options.rate is not None:
+                ahead = seen / options.rate - (time.monotonic() - started)
+                if ahead > 0:
+                    time.sleep(ahead)
+    return seen
+
+
+def _scale(options: ReportOptions, dbsize: int, seen: int) -> float:
+    scale = 1.0
+    if options.sample is not None and options.sample < 1:
+        scale /= options.sample
+    if options.max_keys is not None and seen and seen < dbsize:
+        scale *= dbsize / seen
+    return scale
+
+
+def _finish(
+    aggregate: _Aggregate,
+    source: Host,
+    role: str,
+    dbsize: int,
+    scale: float,
+    duration: float,
+    seen: int,
+    top: list[tuple[int, int, KeyFacts]],
+    elements: list[int | None],
+) -> MemoryReport:
+    options = aggregate.options
+
+    def scaled(value: int) -> int:
+        return round(value * scale)
+
+    total_bytes = scaled(aggregate.bytes)
+    patterns = [
+        PatternStats(
+            pattern=name,
+            keys=scaled(stats.keys),
+            bytes=scaled(stats.bytes),
+            share=round(stats.bytes / aggregate.bytes, 4) if aggregate.bytes else 0.0,
+            avg_bytes=stats.bytes // stats.keys if stats.keys else 0,
+            ttl_share=round(stats.ttl_keys / stats.keys, 4) if stats.keys else 0.0,
+            types=dict(sorted(stats.types.items(), key=lambda item: -item[1])),
+        )
+        for name, stats in aggregate.patterns.items()
+    ]
+    patterns.sort(key=lambda p: (-p.bytes, p.pattern))
+    return MemoryReport(
+        scanned_host=source.name,
+        scanned_address=source.address,
+        scanned_role=role if role != "slave" else "replica",
+        dbsize=dbsize,
+        keys_scanned=aggregate.keys,
+        keys=scaled(aggregate.keys),
+        bytes=total_bytes,
+        estimated=scale != 1.0,
+        sample=options.sample,
+        max_keys=options.max_keys,
+        duration_seconds=round(duration, 3),
+        keys_per_second=round(seen / duration, 1) if duration > 0 else 0.0,
+        patterns=patterns,
+        types=_totals(aggregate.types, scaled),
+        encodings=_totals(aggregate.encodings, scaled) if options.encodings else None,
+        ttl={bucket: Totals(scaled(k), scaled(b)) for bucket, (k, b) in aggregate.ttl.items()},
+        top_keys=[
+            TopKey(
+                key=key_text(fact.key),
+                key_base64=base64.b64encode(fact.key).decode(),
+                db=fact.db,
+                type=fact.type,
+                bytes=fact.bytes,
+                ttl_ms=fact.ttl_ms,
+                elements=count_,
+                encoding=fact.encoding,
+            )
+            for (_, _, fact), count_ in zip(top, elements, strict=True)
+        ],
+        samples=options.samples,
+        patterns_folded=len(aggregate.folded),
+    )
+
+
+def _totals(table: dict[str, list[int]], scaled: Callable[[int], int]) -> dict[str, Totals]:
+    ordered = sorted(table.items(), key=lambda item: -item[1][1])
+    return {name: Totals(scaled(k), scaled(b)) for name, (k, b) in ordered}
+
+
+def _element_counts(connection: RespConnection, facts: list[KeyFacts]) -> list[int | None]:
+    """HLEN/LLEN/SCARD/ZCARD/XLEN/STRLEN of each top key, one pipeline per db."""
+    import hiredis
+
+    counts: list[int | None] = [None] * len(facts)
+    for db in sorted({fact.db for fact in facts}):
+        indexes = [i for i, fact in enumerate(facts) if fact.db == db]
+        commands = [
+            (i, ELEMENT_COMMANDS[facts[i].type])
+            for i in indexes
+            if facts[i].type in ELEMENT_COMMANDS
+        ]
+        if not commands:
+            continue
+        connection.call(b"SELECT", db)
+        connection.send(b"".join(hiredis.pack_command((c, facts[i].key)) for i, c in commands))
+        for (i, _), reply in zip(commands, connection.replies(len(commands)), strict=True):
+            counts[i] = reply if isinstance(reply, int) else None
+    return counts
+
+
+def _parse_info(raw: bytes) -> dict[str, str]:
+    info = {}
+    for line in raw.decode("utf-8", errors="replace").splitlines():
+        if line and not line.startswith("#") and ":" in line:
+            name, _, value = line.partition(":")
+            info[name] = value
+    return info
+
+
+def _keyspace_keys(value: str) -> int:
+    fields = dict(item.split("=", 1) for item in value.split(",") if "=" in item)
+    return int(fields.get("keys", 0))
+
+
+def plan_scans(
+    selected: Sequence[Host],
+    inventory: Sequence[Host],
+    replication: dict[str, dict[str, str]],
+    *,
+    on_master: bool,
+) -> tuple[list[ScanPlan], dict[str, str]]:
+    """Decide where each selected host is scanned, from INFO replication of each.
+
+    A master is scanned on its online replica with the least lag when that replica is in the
+    inventory (`on_master` overrides). A selected replica whose master is also selected is
+    covered by the master's report and not scanned twice. Returns the plans and, per host
+    left out, why.
+    """
+    by_address = {(h.host, h.port): h for h in inventory if not h.is_sentinel}
+    selected_names = {h.name for h in selected}
+    covered_by: dict[str, str] = {}
+    for host in selected:
+        info = replication.get(host.name, {})
+        if info.get("role") == "slave":
+            master = by_address.get((info.get("master_host"), _int(info.get("master_port"))))
+            if master is not None and master.name in selected_names:
+                covered_by[host.name] = master.name
+    plans = []
+    for host in selected:
+        info = replication.get(host.name)
+        if info is None or host.name in covered_by:
+            continue
+        replica = None
+        if info.get("role") != "slave" and not on_master:
+            replica = _best_replica(info, by_address)
+        covers = tuple(name for name, master in covered_by.items() if master == host.name)
+        plans.append(ScanPlan(host, replica or host, covers))
+    skipped = {
+        name: f"replica of {master}, covered by its report" for name, master in covered_by.items()
+    }
+    return plans, skipped
+
+
+def _best_replica(info: dict[str, str], by_address: dict[tuple, Host]) -> Host | None:
+    candidates = []
+    for name, value in info.items():
+        if not (name.startswith("slave") and name[5:].isdigit()):
+            continue
+        fields = dict(item.split("=", 1) for item in value.split(",") if "=" in item)
+        host = by_address.get((fields.get("ip"), _int(fields.get("port"))))
+        if host is not None and fields.get("state") == "online":
+            candidates.append((_int(fields.get("lag")) or 0, host.name, host))
+    return min(candidates)[2] if candidates else None
+
+
+def _int(value: str | None) -> int | None:
+    return int(value) if value is not None and value.lstrip("-").isdigit() else None
+
+
+def read_replication(host: Host, *, timeout: float) -> dict[str, str]:
+    """INFO replication of `host` as a flat dict (raises HostError when it does not answer)."""
+    connection = RespConnection(host, timeout=timeout)
+    try:
+        return _parse_info(connection.call(b"INFO", b"replication"))
+    finally:
+        connection.close()
+
+
+@dataclass(frozen=True)
+class FleetReport:
+    """Per-host results in inventory order, and the hosts left out with the reason."""
+
+    results: list[HostResult]
+    skipped: dict[str, str]
+
+
+def report_fleet(
+    selected: Sequence[Host],
+    inventory: Sequence[Host],
+    options: ReportOptions,
+    *,
+    timeout: float,
+    parallel: int,
+    progress: Progress | None = None,
+) -> FleetReport:
+    """Plan where to scan (replicas first), then scan every plan in parallel."""
+    skipped = {h.name: "sentinel: holds no keys" for h in selected if h.is_sentinel}
+    redis_hosts = [h for h in selected if not h.is_sentinel]
+    first_pass = run_on_hosts(
+        redis_hosts, lambda host: read_replication(host, timeout=timeout), parallel=parallel
+    )
+    replication = {r.host: r.data for r in first_pass if r.ok}
+    plans, covered = plan_scans(redis_hosts, inventory, replication, on_master=options.on_master)
+    skipped |= covered
+    by_target = {plan.target.name: plan for plan in plans}
+    scans = run_on_hosts(
+        [plan.target for plan in plans],
+        lambda host: report_host(by_target[host.name], options, timeout=timeout, progress=progress),
+        parallel=parallel,
+    )
+    outcome = {r.host: r for r in first_pass if not r.ok} | {r.host: r for r in scans}
+    return FleetReport([outcome[h.name] for h in redis_hosts if h.name in outcome], skipped)

@@ -1,0 +1,127 @@
+"""Tables and bar charts for `memory report`: one block per host, error rows at the end."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from redisops.fleet.fanout import HostResult
+from redisops.render.output import Output
+from redisops.render.units import human_bytes
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+
+    from redisops.memory.report import MemoryReport
+
+PATTERN_ROWS = 15
+BAR_WIDTH = 24
+
+
+def memory_report_view(output: Output, results: Sequence[HostResult]) -> RenderableType:
+    from rich.console import Group
+    from rich.text import Text
+
+    blocks: list[RenderableType] = []
+    for result in results:
+        if result.ok:
+            blocks.extend(_host_block(output, result.host, result.data))
+            blocks.append(Text(""))
+    failed = [r for r in results if not r.ok]
+    if failed:
+        table = output.table("host", "address", "error", title="failed")
+        for result in failed:
+            table.add_row(
+                output.cell(result.host),
+                output.cell(result.address),
+                f"[red]{output.cell(result.error)}[/]",
+            )
+        blocks.append(table)
+    return Group(*blocks)
+
+
+def _host_block(output: Output, name: str, report: MemoryReport) -> list[RenderableType]:
+    from rich.text import Text
+
+    approx = "~" if report.estimated else ""
+    source = "" if report.scanned_host == name else f" on replica {report.scanned_host}"
+    heading = Text(
+        f"{name}: {approx}{report.keys:,} keys, {approx}{human_bytes(report.bytes)}"
+        f" (scanned{source} in {report.duration_seconds:.1f}s,"
+        f" {report.keys_per_second:,.0f} keys/s)",
+        style="bold",
+    )
+    if report.estimated:
+        heading.append(f"  estimate: {_estimate_basis(report)}", style="yellow")
+    return [
+        heading,
+        _patterns(output, report),
+        _types(output, report),
+        _ttl(output, report),
+        _top(output, report),
+    ]
+
+
+def _estimate_basis(report: MemoryReport) -> str:
+    parts = []
+    if report.sample is not None and report.sample < 1:
+        parts.append(f"sample {report.sample:g}")
+    if report.max_keys is not None:
+        parts.append(f"stopped at {report.max_keys:,} of {report.dbsize:,} keys")
+    return ", ".join(parts)
+
+
+def _bar(output: Output, fraction: float) -> str:
+    filled = round(max(0.0, min(1.0, fraction)) * BAR_WIDTH)
+    if output.out.is_terminal:
+        return f"[cyan]{'█' * filled}[/][dim]{'░' * (BAR_WIDTH - filled)}[/]"
+    return "#" * filled + "." * (BAR_WIDTH - filled)
+
+
+def _patterns(output: Output, report: MemoryReport):
+    table = output.table("pattern", "keys", "bytes", "share", "", "avg", "ttl", "types")
+    for pattern in report.patterns[:PATTERN_ROWS]:
+        table.add_row(
+            output.cell(pattern.pattern),
+            f"{pattern.keys:,}",
+            human_bytes(pattern.bytes),
+            f"{pattern.share:.1%}",
+            _bar(output, pattern.share),
+            human_bytes(pattern.avg_bytes),
+            f"{pattern.ttl_share:.0%}",
+            ",".join(pattern.types),
+        )
+    hidden = len(report.patterns) - PATTERN_ROWS
+    if hidden > 0:
+        table.add_row(f"({hidden:,} more patterns)", "", "", "", "", "", "", "")
+    return table
+
+
+def _types(output: Output, report: MemoryReport):
+    table = output.table("type", "keys", "bytes")
+    for name, totals in report.types.items():
+        table.add_row(output.cell(name), f"{totals.keys:,}", human_bytes(totals.bytes))
+    for name, totals in (report.encodings or {}).items():
+        table.add_row(output.cell(name), f"{totals.keys:,}", human_bytes(totals.bytes))
+    return table
+
+
+def _ttl(output: Output, report: MemoryReport):
+    table = output.table("ttl", "keys", "bytes")
+    for bucket, totals in report.ttl.items():
+        table.add_row(bucket, f"{totals.keys:,}", human_bytes(totals.bytes))
+    return table
+
+
+def _top(output: Output, report: MemoryReport):
+    table = output.table("top key", "db", "type", "bytes", "elements", "ttl")
+    for key in report.top_keys:
+        table.add_row(
+            output.cell(key.key),
+            str(key.db),
+            key.type + (f"/{key.encoding}" if key.encoding else ""),
+            human_bytes(key.bytes),
+            "-" if key.elements is None else f"{key.elements:,}",
+            "-" if key.ttl_ms < 0 else f"{key.ttl_ms // 1000:,}s",
+        )
+    return table
