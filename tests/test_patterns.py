@@ -55,5 +55,5 @@ def test_other_separator():
 def test_key_text_escapes_bytes_that_are_not_utf8():
     raw = b"k:\x00\xff\xc3\xa9"
     text = key_text(raw)
-    assert text == "k:\x00\\xff\u00e9"
+    assert text == "k:\\x00\\xff\u00e9"
     assert key_text("already text") == "already text"

@@ -21,11 +21,17 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$")
 _IPV4 = re.compile(r"^\d{1,3}(?:\.\d{1,3}){3}$")
 
 
+_CONTROL = {code: f"\\x{code:02x}" for code in (*range(0x20), 0x7F)}
+
+
 def key_text(key: bytes | str) -> str:
-    """A key as text: UTF-8 where it is, backslash escapes for every other byte (round-trips)."""
-    if isinstance(key, str):
-        return key
-    return key.decode("utf-8", errors="backslashreplace")
+    """A key as printable text: UTF-8 where it is, `\\xNN` for other bytes and control characters.
+
+    For display only: it does not round-trip (a key may hold a literal backslash); reports
+    carry the exact bytes beside it where a key must be usable again.
+    """
+    text = key if isinstance(key, str) else key.decode("utf-8", errors="backslashreplace")
+    return text if text.isprintable() else text.translate(_CONTROL)
 
 
 def key_pattern(

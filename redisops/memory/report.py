@@ -257,6 +257,8 @@ def _scan(
     scan_count = options.count
     if options.rate is not None:  # small batches, so throttling stays smooth
         scan_count = max(10, min(scan_count, int(options.rate // 10) or 10))
+    if options.max_keys is not None:  # SCAN's COUNT is a hint: stop close to the bound
+        scan_count = max(10, min(scan_count, options.max_keys))
     started, seen = time.monotonic(), 0
     for db in dbs:
         batches = scan_keys(

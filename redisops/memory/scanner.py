@@ -46,25 +46,21 @@ class RespConnection:
         self.timeout = timeout
         self.reader: hiredis.Reader = hiredis.Reader()
         self._buffer = bytearray(READ_CHUNK)
-        self.sock = self._connect(host, timeout)
-
-    def _connect(self, host: Host, timeout: float) -> socket.socket:
-        try:
-            sock = socket.create_connection((host.host, host.port), timeout=timeout)
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            if host.tls is not None:
-                sock = _wrap_tls(sock, host.host, host.tls)
-        except OSError as exc:
-            raise HostError(f"cannot connect to {host.address}: {_reason(exc)}") from None
         password = resolve_password(host)
         try:
-            if password is not None:
-                credentials = [host.username, password] if host.username else [password]
+            self.sock = socket.create_connection((host.host, host.port), timeout=timeout)
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if host.tls is not None:
+                self.sock = _wrap_tls(self.sock, host.host, host.tls)
+        except OSError as exc:
+            raise HostError(f"cannot connect to {host.address}: {_reason(exc)}") from None
+        if password is not None:
+            credentials = [host.username, password] if host.username else [password]
+            try:
                 self.call(b"AUTH", *[c.encode() for c in credentials])
-        except HostError as exc:
-            sock.close()
-            raise HostError(f"authentication to {host.address} failed: {exc.message}") from None
-        return sock
+            except HostError as exc:
+                self.sock.close()
+                raise HostError(f"authentication to {host.address} failed: {exc.message}") from None
 
     def call(self, *parts: bytes | str | int) -> Any:
         """One command, one reply; an error reply becomes HostError."""
