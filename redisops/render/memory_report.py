@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from redisops.fleet.fanout import HostResult
@@ -125,3 +128,41 @@ def _top(output: Output, report: MemoryReport):
             "-" if key.ttl_ms < 0 else f"{key.ttl_ms // 1000:,}s",
         )
     return table
+
+
+@contextmanager
+def scan_progress(output: Output) -> Iterator[Callable[[str, int, int], None] | None]:
+    """Per-host progress bars (keys, keys/s, ETA) on stderr when a person watches; else None."""
+    if not output.interactive or not output.err.is_terminal:
+        yield None
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+    )
+
+    started: dict[str, tuple[int, float]] = {}
+    lock = threading.Lock()
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[rate]:>9,.0f} keys/s"),
+        TimeRemainingColumn(),
+        console=output.err,
+        transient=True,
+    ) as bars:
+
+        def advance(host: str, seen: int, total: int) -> None:
+            with lock:
+                if host not in started:
+                    task = bars.add_task(host, total=total or None, rate=0.0)
+                    started[host] = (task, time.monotonic())
+            task, since = started[host]
+            elapsed = time.monotonic() - since
+            bars.update(task, completed=seen, rate=seen / elapsed if elapsed > 0 else 0.0)
+
+        yield advance
