@@ -2,8 +2,136 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
+
+from redisops.cli.common import global_options, load_selection, make_output, selected_hosts
+from redisops.errors import ExitCode, UsageError
+from redisops.memory.summary import Severity
 
 app = typer.Typer(
     help="Memory: which hosts are in trouble, which keys eat it.", no_args_is_help=True
 )
+
+FailOnOption = Annotated[
+    Severity | None,
+    typer.Option(
+        "--fail-on",
+        help="Exit 1 when a host has a flag of this severity or worse [default: flags "
+        "never change the exit code].",
+        show_default=False,
+    ),
+]
+
+
+@app.command("summary")
+def summary(ctx: typer.Context, fail_on: FailOnOption = None) -> int:
+    """Memory of every selected Redis host, most urgent first, with flags explained.
+
+    From INFO and MEMORY DOCTOR: used, peak and RSS memory, fragmentation, % of maxmemory,
+    eviction policy, evicted and expired keys, hit ratio, keys, the last fork's cost. Sentinels
+    hold no data and are skipped. Exit 1 when a host fails, or with --fail-on when a flag of
+    that severity or worse is found.
+    """
+    from redisops.memory.summary import summarise_fleet
+    from redisops.render.memory_summary import memory_summary_table, skipped_sentinels_line
+
+    options = global_options(ctx)
+    output = make_output(options)
+    hosts = selected_hosts(options, output)
+    fleet = summarise_fleet(hosts, timeout=options.timeout, parallel=options.parallel)
+    code = output.host_results(
+        "memory summary",
+        fleet.results,
+        lambda rows: memory_summary_table(output, rows),
+        summary={
+            "flagged": fleet.hosts_by_severity(),
+            "sentinels_skipped": list(fleet.skipped_sentinels),
+        },
+    )
+    skipped_sentinels_line(output, fleet.skipped_sentinels)
+    flagged = fleet.flagged(fail_on) if fail_on else []
+    if flagged:
+        output.warn(
+            f"--fail-on {fail_on.value}: {len(flagged)} host(s) flagged {fail_on.value} "
+            f"or worse: {', '.join(flagged)}"
+        )
+        return ExitCode.FAILED
+    return code
+
+
+@app.command("report")
+def report(
+    ctx: typer.Context,
+    separator: Annotated[str, typer.Option(help="Key segment separator for patterns.")] = ":",
+    depth: Annotated[
+        int | None,
+        typer.Option(
+            help="Keep the first N segments (user:1234:x -> user:* at 1) instead of auto."
+        ),
+    ] = None,
+    top: Annotated[int, typer.Option(min=0, help="How many of the biggest keys to list.")] = 20,
+    rate: Annotated[
+        float | None, typer.Option(help="Throttle: at most this many keys per second per host.")
+    ] = None,
+    sample: Annotated[
+        float | None, typer.Option(help="Examine only this fraction of keys (totals estimated).")
+    ] = None,
+    max_keys: Annotated[
+        int | None, typer.Option(help="Stop after this many keys per host (totals estimated).")
+    ] = None,
+    samples: Annotated[
+        int, typer.Option(min=0, help="MEMORY USAGE SAMPLES per key (0: every element, exact).")
+    ] = 5,
+    encodings: Annotated[
+        bool, typer.Option("--encodings", help="Also fetch OBJECT ENCODING per key.")
+    ] = False,
+    on_master: Annotated[
+        bool,
+        typer.Option(
+            "--on-master", help="Scan masters themselves even when a replica is available."
+        ),
+    ] = False,
+) -> int:
+    """Key-level report: patterns, types, TTLs, biggest keys.
+
+    SCAN with bounded COUNT (never KEYS), pipelined TYPE + MEMORY USAGE + PTTL, over all
+    dbs. Masters are scanned on an online replica from the inventory unless --on-master.
+    """
+    from redisops.memory.report import ReportOptions, report_fleet
+    from redisops.render.memory_report import memory_report_view, scan_progress
+
+    options = global_options(ctx)
+    output = make_output(options)
+    inventory, hosts = load_selection(options, output)
+    settings = ReportOptions(
+        separator=separator,
+        depth=depth,
+        top=top,
+        rate=rate,
+        sample=sample,
+        max_keys=max_keys,
+        samples=samples,
+        encodings=encodings,
+        on_master=on_master,
+    )
+    with scan_progress(output) as progress:
+        fleet = report_fleet(
+            hosts,
+            inventory.hosts,
+            settings,
+            timeout=options.timeout,
+            parallel=options.parallel,
+            progress=progress,
+        )
+    for name, why in fleet.skipped.items():
+        output.note(f"{name}: skipped, {why}")
+    if not fleet.results:
+        raise UsageError("no Redis host to report on", hint="--limit selected only sentinels")
+    return output.host_results(
+        "memory report",
+        fleet.results,
+        lambda rows: memory_report_view(output, rows),
+        summary={"skipped": fleet.skipped},
+    )

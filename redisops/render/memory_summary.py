@@ -1,0 +1,152 @@
+"""Table for `memory summary`: most urgent host first, a bar of % of maxmemory, flags explained."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from redisops.fleet.fanout import HostResult
+from redisops.fleet.secrets import redact
+from redisops.memory.summary import MemorySummary, Severity, urgency
+from redisops.render.output import Output
+from redisops.render.units import human_bytes
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+    from rich.table import Table
+
+BAR_WIDTH = 10
+_SEVERITY_STYLE = {Severity.critical: "red", Severity.warning: "yellow"}
+_DOCTOR_NOTED = ("issues", "unknown", "unavailable")
+
+
+def memory_summary_table(output: Output, results: Sequence[HostResult[MemorySummary]]) -> Table:
+    """One row per host sorted by urgency; under the table: errors, flags' whys, doctor findings.
+
+    Expired keys, per-db counts and the full doctor text are in `-o json` only, to keep a row
+    within 200 columns.
+    """
+    from rich.text import Text
+
+    table = output.table(
+        "host", "role", "used", "peak", "rss", "frag", "maxmemory", "% used", "policy",
+        "evicted", "hits", "keys", "last fork", "doctor", "flags",
+    )  # fmt: skip
+    # Piped, a blank line sets the notes apart from the rows; a terminal table ends with one.
+    notes = Text("" if output.out.is_terminal else "\n")
+    for result in sorted(results, key=urgency):
+        summary = result.data
+        host = redact(result.host)
+        if not result.ok or summary is None:
+            # The message goes under the table: in a cell it would wrap the row.
+            table.add_row(output.cell(result.host), *["-"] * 13, "[red]error[/]")
+            notes.append(f"{host} ", style="bold")
+            notes.append("error", style="red")
+            notes.append(f": {redact(result.error or 'failed')}\n")
+            continue
+        table.add_row(
+            output.cell(result.host),
+            output.cell(summary.role),
+            human_bytes(summary.used_memory),
+            human_bytes(summary.used_memory_peak),
+            human_bytes(summary.used_memory_rss),
+            _ratio(summary.mem_fragmentation_ratio),
+            human_bytes(summary.maxmemory) if summary.maxmemory else "no limit",
+            usage_bar(output, summary.used_percent),
+            output.cell(summary.maxmemory_policy),
+            str(summary.evicted_keys),
+            _percent(summary.hit_ratio),
+            _keys(summary),
+            _fork(summary),
+            _doctor(summary),
+            _flags(summary),
+        )
+        for flag in summary.flags:
+            notes.append(f"{host} ", style="bold")
+            notes.append(flag.severity.value, style=_SEVERITY_STYLE[flag.severity])
+            notes.append(f" {flag.id}: {redact(flag.why)}\n")
+        if summary.doctor.status in _DOCTOR_NOTED:
+            notes.append(f"{host} ", style="bold")
+            notes.append(f"doctor: {redact(summary.doctor.summary)}\n")
+    if notes.plain.strip():
+        notes.rstrip()
+        table.caption = notes
+        table.caption_justify = "left"
+        table.caption_style = "none"
+    return table
+
+
+def usage_bar(output: Output, percent: float | None) -> RenderableType:
+    """% of maxmemory as a Rich bar on a terminal, as `[#####.....]  50.0%` when piped."""
+    if percent is None:
+        return "-"
+    filled = min(BAR_WIDTH, round(percent * BAR_WIDTH / 100))
+    label = f"{percent:5.1f}%"
+    if not output.out.is_terminal:
+        return output.cell(f"[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {label}")
+    from rich.progress_bar import ProgressBar
+    from rich.table import Table
+
+    style = "red" if percent > 90 else "yellow" if percent > 75 else "green"
+    cell = Table.grid(padding=(0, 1))
+    cell.add_row(
+        ProgressBar(
+            total=100,
+            completed=min(percent, 100.0),
+            width=BAR_WIDTH,
+            complete_style=style,
+            finished_style=style,
+        ),
+        label,
+    )
+    return cell
+
+
+def skipped_sentinels_line(output: Output, names: Sequence[str]) -> None:
+    """Say on stderr which Sentinels were left out, so a shorter table is not a surprise."""
+    if names and output.format == "table":
+        output.err.print(
+            f"{len(names)} Sentinel hosts skipped (no data set): {', '.join(names)}",
+            style="dim",
+            highlight=False,
+            markup=False,
+        )
+
+
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"{value:.2f}"
+
+
+def _percent(ratio: float | None) -> str:
+    return "-" if ratio is None else f"{ratio * 100:.1f}%"
+
+
+def _flags(summary: MemorySummary) -> str:
+    if not summary.flags:
+        return "[green]ok[/]"
+    worst = summary.flags[0].severity
+    ids = ", ".join(flag.id for flag in summary.flags)
+    return f"[{_SEVERITY_STYLE[worst]}]{worst.value}[/]: {ids}"
+
+
+def _doctor(summary: MemorySummary) -> str:
+    doctor = summary.doctor
+    if doctor.status == "issues":
+        return f"{len(doctor.issues)} issues" if len(doctor.issues) > 1 else "1 issue"
+    return "little data" if doctor.status == "empty" else doctor.status
+
+
+def _keys(summary: MemorySummary) -> str:
+    if len(summary.keyspace) > 1:
+        return f"{summary.keys} in {len(summary.keyspace)} dbs"
+    return str(summary.keys)
+
+
+def _fork(summary: MemorySummary) -> str:
+    fork = summary.fork
+    if fork.save_in_progress:
+        return f"saving, COW {human_bytes(fork.current_cow_size)}"
+    if not fork.total_forks:
+        return "never"
+    cow = max(fork.rdb_last_cow_size, fork.aof_last_cow_size)
+    return f"{fork.latest_fork_usec / 1000:.1f} ms / {human_bytes(cow)}"
