@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import os
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -20,20 +19,8 @@ import tempfile
 import time
 from pathlib import Path
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for_port(port: int, deadline: float) -> None:
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return
-        time.sleep(0.02)
-    raise SystemExit(f"redis-server on port {port} did not start")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from local_servers import start_redis_servers, stop_redis_servers
 
 
 def timed(argv: list[str], **kwargs) -> float:
@@ -52,32 +39,12 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory(prefix="redisops-bench-") as work:
         folder = Path(work)
-        ports = [free_port() for _ in range(args.instances)]
-        servers = [
-            subprocess.Popen(
-                [
-                    "redis-server",
-                    "--port",
-                    str(port),
-                    "--bind",
-                    "127.0.0.1",
-                    "--save",
-                    "",
-                    "--dir",
-                    work,
-                    "--logfile",
-                    str(folder / f"{port}.log"),
-                ],
-            )
-            for port in ports
-        ]
+        servers = start_redis_servers(folder, args.instances)
+        ports = [port for _, port in servers]
         try:
-            deadline = time.monotonic() + 30
-            for port in ports:
-                wait_for_port(port, deadline)
             step = len(servers) // args.frozen if args.frozen else 1
-            for server in servers[::step][: args.frozen]:
-                os.kill(server.pid, signal.SIGSTOP)
+            for process, _ in servers[::step][: args.frozen]:
+                os.kill(process.pid, signal.SIGSTOP)
 
             inventory = folder / "inventory.yaml"
             lines = ["all:", "  vars: {connection: local}", "  hosts:"]
@@ -98,10 +65,9 @@ def main() -> None:
                 ours.append(mine)
                 ratios.append(mine / anchor)
         finally:
-            for server in servers:
-                os.kill(server.pid, signal.SIGCONT)
-                server.kill()
-                server.wait()
+            for process, _ in servers:
+                os.kill(process.pid, signal.SIGCONT)
+            stop_redis_servers(servers)
 
     print(f"instances: {args.instances} ({args.frozen} frozen), timeout {args.timeout:g}s, "
           f"rounds: {args.rounds}")  # fmt: skip

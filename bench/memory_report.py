@@ -9,7 +9,6 @@ Run: .venv/bin/python bench/memory_report.py [--keys 1000000] [--rounds 3]
 from __future__ import annotations
 
 import argparse
-import socket
 import statistics
 import subprocess
 import sys
@@ -18,13 +17,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from local_servers import start_redis_servers, stop_redis_servers
 from memory_dataset import load_dataset
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def timed(argv: list[str]) -> tuple[float, int]:
@@ -47,18 +41,9 @@ def main() -> None:
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="redisops-bench-") as work:
-        port = free_port()
-        server = subprocess.Popen(
-            ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", work, "--logfile", f"{work}/redis.log"],
-        )  # fmt: skip
+        servers = start_redis_servers(Path(work), 1)
+        port = servers[0][1]
         try:
-            deadline = time.monotonic() + 10
-            while time.monotonic() < deadline:
-                with socket.socket() as sock:
-                    if sock.connect_ex(("127.0.0.1", port)) == 0:
-                        break
-                time.sleep(0.05)
             load_dataset(port, args.keys)
             inventory = Path(work) / "inventory.yaml"
             inventory.write_text(
@@ -77,8 +62,7 @@ def main() -> None:
                 rss_theirs.append(anchor_rss)
                 rss_ours.append(mine_rss)
         finally:
-            server.terminate()
-            server.wait(timeout=30)
+            stop_redis_servers(servers)
 
     print(f"keys: {args.keys:,}, rounds: {args.rounds}")
     print(f"redis-cli --memkeys      median {statistics.median(theirs):.2f} s, "

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
-import subprocess
 import time
 from pathlib import Path
 
@@ -13,15 +11,10 @@ import pytest
 import yaml
 
 from tests.cli_helpers import redisops, redisops_process
+from tests.servers import free_port, start_redis_server
 
 ENVELOPE_KEYS = {"command", "ok", "results", "summary"}
 RESULT_KEYS = {"host", "address", "ok", "error", "data"}
-
-
-def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def lab_inventory_with(lab, tmp_path, extra_hosts: dict) -> str:
@@ -83,7 +76,7 @@ def test_check_table_has_a_row_per_host(lab):
 
 
 def test_closed_port_is_one_error_row_and_exit_1(lab, tmp_path):
-    port = closed_port()
+    port = free_port()
     inventory = lab_inventory_with(
         lab, tmp_path, {"dead": {"host": "127.0.0.1", "port": port, "connection": "local"}}
     )
@@ -115,18 +108,8 @@ def test_limit_selects_groups_and_excludes(lab):
 @pytest.fixture
 def frozen_redis(tmp_path):
     """A real redis-server that accepts connections but never answers (SIGSTOP)."""
-    port = closed_port()
-    process = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--dir", str(tmp_path), "--logfile", str(tmp_path / "frozen.log")],
-    )  # fmt: skip
+    process, port = start_redis_server(tmp_path)
     try:
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            with socket.socket() as sock:
-                if sock.connect_ex(("127.0.0.1", port)) == 0:
-                    break
-            time.sleep(0.05)
         os.kill(process.pid, signal.SIGSTOP)
         yield port
     finally:
@@ -155,7 +138,7 @@ def test_unset_password_env_is_an_error_row_naming_the_variable(tmp_path, lab):
     inventory = lab_inventory_with(
         lab,
         tmp_path,
-        {"other": {"host": "127.0.0.1", "port": closed_port(), "password_env": "NOT_SET_HERE"}},
+        {"other": {"host": "127.0.0.1", "port": free_port(), "password_env": "NOT_SET_HERE"}},
     )
     run = redisops("-i", inventory, "-l", "other", "inventory", "check")
     assert run.exit_code == 1

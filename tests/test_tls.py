@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-import socket
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
 import yaml
 
 from tests.cli_helpers import redisops
+from tests.servers import start_redis_server
 
 
 def _certificates(folder: Path) -> dict[str, Path]:
@@ -76,28 +74,11 @@ def _certificates(folder: Path) -> dict[str, Path]:
     return paths
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _start_tls_redis(folder: Path, cert: Path, key: Path, ca: Path) -> tuple:
-    port = _free_port()
-    process = subprocess.Popen(
-        ["redis-server", "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1",
-         "--tls-cert-file", str(cert), "--tls-key-file", str(key), "--tls-ca-cert-file", str(ca),
-         "--tls-auth-clients", "no", "--save", "", "--dir", str(folder),
-         "--logfile", str(folder / f"redis-{port}.log")],
+    return start_redis_server(
+        folder, "--tls-cert-file", str(cert), "--tls-key-file", str(key),
+        "--tls-ca-cert-file", str(ca), "--tls-auth-clients", "no",
     )  # fmt: skip
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(("127.0.0.1", port)) == 0:
-                return process, port
-        time.sleep(0.05)
-    process.kill()
-    raise RuntimeError(f"TLS redis-server did not start; see {folder}")
 
 
 @pytest.fixture(scope="module")
