@@ -24,6 +24,7 @@ lint: venv
 bench: venv
 	$(BIN)/python bench/help_startup.py
 	$(BIN)/python bench/check_fanout.py
+	$(BIN)/python bench/memory_report.py
 
 lab-down:
 	$(BIN)/redisops lab down --dir $(LAB_DIR)
