@@ -25,6 +25,7 @@ bench: venv
 	$(BIN)/python bench/help_startup.py
 	$(BIN)/python bench/check_fanout.py
 	$(BIN)/python bench/memory_report.py
+	$(BIN)/python bench/slowlog_digest.py
 
 lab-down:
 	$(BIN)/redisops lab down --dir $(LAB_DIR)

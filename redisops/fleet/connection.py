@@ -15,7 +15,9 @@ if TYPE_CHECKING:
 
 
 @contextmanager
-def redis_client(host: Host, *, timeout: float, decode: bool = False) -> Iterator[redis.Redis]:
+def redis_client(
+    host: Host, *, timeout: float, decode: bool = False, client_name: str = "redisops"
+) -> Iterator[redis.Redis]:
     """A client for `host`, closed on exit; redis-py errors inside the block become HostError.
 
     Connect and every command are bounded by `timeout` seconds and never retried here: a dead
@@ -33,6 +35,7 @@ def redis_client(host: Host, *, timeout: float, decode: bool = False) -> Iterato
         tls=host.tls,
         timeout=timeout,
         decode=decode,
+        client_name=client_name,
     )
     try:
         yield client
@@ -52,8 +55,12 @@ def build_client(
     db: int = 0,
     tls: TlsSettings | None = None,
     decode: bool = False,
+    client_name: str = "redisops",
 ) -> redis.Redis:
-    """A redis-py client that never retries and bounds connect and each command by `timeout`."""
+    """A redis-py client that never retries and bounds connect and each command by `timeout`.
+
+    `client_name` is what CLIENT LIST and SLOWLOG show for this connection.
+    """
     import redis
     from redis.backoff import NoBackoff
     from redis.retry import Retry
@@ -78,7 +85,7 @@ def build_client(
         socket_connect_timeout=timeout,
         retry=Retry(NoBackoff(), 0),
         decode_responses=decode,
-        client_name="redisops",
+        client_name=client_name,
         **options,
     )
 

@@ -110,6 +110,11 @@ class Output:
         sys.stdout.write(json.dumps(_redacted(document), indent=2, default=_jsonable) + "\n")
         sys.stdout.flush()
 
+    def json_line(self, record: dict[str, Any]) -> None:
+        """Write one compact JSON object and a newline to stdout, flushed (for JSON Lines)."""
+        sys.stdout.write(json.dumps(_redacted(record), default=_jsonable) + "\n")
+        sys.stdout.flush()
+
     def table(self, *columns: str, title: str | None = None) -> Table:
         """A table styled for the terminal, or plain columns when piped (for grep and cron)."""
         from rich import box

@@ -1,0 +1,1 @@
+"""Slowlog triage: collection across the fleet, command fingerprints, the digest, cron state."""
