@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 START_SECONDS = 10
@@ -38,3 +42,16 @@ def start_redis_server(folder: Path, *options: str, port: int | None = None) -> 
         time.sleep(0.05)
     process.kill()
     raise RuntimeError(f"redis-server on port {port} did not start; see {folder}")
+
+
+@contextmanager
+def frozen_redis_server(folder: Path) -> Iterator[int]:
+    """A redis-server that accepts connections and never answers (SIGSTOP); yields its port."""
+    process, port = start_redis_server(folder)
+    try:
+        os.kill(process.pid, signal.SIGSTOP)
+        yield port
+    finally:
+        os.kill(process.pid, signal.SIGCONT)
+        process.kill()
+        process.wait(timeout=10)

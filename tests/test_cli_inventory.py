@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import time
 from pathlib import Path
 
@@ -11,7 +9,7 @@ import pytest
 import yaml
 
 from tests.cli_helpers import redisops, redisops_process
-from tests.servers import free_port, start_redis_server
+from tests.servers import free_port, frozen_redis_server
 
 ENVELOPE_KEYS = {"command", "ok", "results", "summary"}
 RESULT_KEYS = {"host", "address", "ok", "error", "data"}
@@ -108,14 +106,8 @@ def test_limit_selects_groups_and_excludes(lab):
 @pytest.fixture
 def frozen_redis(tmp_path):
     """A real redis-server that accepts connections but never answers (SIGSTOP)."""
-    process, port = start_redis_server(tmp_path)
-    try:
-        os.kill(process.pid, signal.SIGSTOP)
+    with frozen_redis_server(tmp_path) as port:
         yield port
-    finally:
-        os.kill(process.pid, signal.SIGCONT)
-        process.kill()
-        process.wait(timeout=10)
 
 
 def test_a_frozen_host_costs_one_timeout_and_does_not_stall_the_rest(lab, tmp_path, frozen_redis):

@@ -7,8 +7,6 @@ test sets up the workload it asserts on. Tests on the shared `lab` only read.
 
 from __future__ import annotations
 
-import os
-import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -21,7 +19,7 @@ import yaml
 from redisops.lab import LabState, lab_down, lab_up
 from tests.cli_helpers import Run, redisops
 from tests.plugins.lab import start_lab
-from tests.servers import free_port, start_redis_server
+from tests.servers import free_port, frozen_redis_server
 
 DESIGN_KEYS = {
     "fingerprint", "command", "key_pattern", "count", "total_us", "avg_us", "p95_us", "max_us",
@@ -339,14 +337,8 @@ def inventory_with(lab: LabState, tmp_path: Path, extra_hosts: dict) -> str:
 @pytest.fixture
 def frozen_port(tmp_path: Path) -> Iterator[int]:
     """A redis-server that accepts connections and never answers (SIGSTOP)."""
-    process, port = start_redis_server(tmp_path)
-    try:
-        os.kill(process.pid, signal.SIGSTOP)
+    with frozen_redis_server(tmp_path) as port:
         yield port
-    finally:
-        os.kill(process.pid, signal.SIGCONT)
-        process.kill()
-        process.wait(timeout=10)
 
 
 def test_a_dead_host_is_an_error_row_while_the_others_report(lab, tmp_path):

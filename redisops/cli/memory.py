@@ -35,7 +35,7 @@ def summary(ctx: typer.Context, fail_on: FailOnOption = None) -> int:
     that severity or worse is found.
     """
     from redisops.memory.summary import summarise_fleet
-    from redisops.render.memory_summary import memory_summary_table, skipped_sentinels_line
+    from redisops.render.memory_summary import memory_summary_table
 
     options = global_options(ctx)
     output = make_output(options)
@@ -50,7 +50,7 @@ def summary(ctx: typer.Context, fail_on: FailOnOption = None) -> int:
             "sentinels_skipped": list(fleet.skipped_sentinels),
         },
     )
-    skipped_sentinels_line(output, fleet.skipped_sentinels)
+    output.skipped_sentinels(fleet.skipped_sentinels, "data set")
     flagged = fleet.flagged(fail_on) if fail_on else []
     if flagged:
         output.warn(

@@ -69,7 +69,7 @@ def triage(
     then hints. Argument values are shown only with --show-args. Sentinels keep no slowlog
     and are skipped. With --dry-run nothing is reset and the state file is not saved.
     """
-    from redisops.render.slowlog import skipped_line, triage_summary, triage_view
+    from redisops.render.slowlog import triage_summary, triage_view
     from redisops.slowlog.collect import slowlog_hosts
     from redisops.slowlog.state import check_state_writable, load_bookmarks, save_bookmarks
     from redisops.slowlog.triage import triage_slowlogs
@@ -127,7 +127,7 @@ def triage(
             state=str(state) if state else None,
         ),
     )
-    skipped_line(output, sentinels)
+    output.skipped_sentinels(sentinels, "slowlog")
     if state and not dry_run:
         save_bookmarks(state, result.bookmarks)
     return code
@@ -164,14 +164,14 @@ def tail(
     until Ctrl-C or --for. A host that fails is reported on stderr once, and again when it
     answers; the exit code is then 1. Sentinels keep no slowlog and are skipped.
     """
-    from redisops.render.slowlog import skipped_line, tail_line, tail_record
+    from redisops.render.slowlog import tail_line, tail_record
     from redisops.slowlog.collect import slowlog_hosts
     from redisops.slowlog.tail import follow_slowlogs
 
     options = global_options(ctx)
     output = make_output(options)
     hosts, sentinels = slowlog_hosts(selected_hosts(options, output))
-    skipped_line(output, sentinels)
+    output.skipped_sentinels(sentinels, "slowlog")
     batches = follow_slowlogs(
         hosts,
         timeout=options.timeout,
@@ -212,7 +212,7 @@ def reset(ctx: typer.Context, yes: YesOption = False, dry_run: DryRunOption = Fa
     Hosts that cannot be read are error rows and are not touched. Sentinels are skipped.
     """
     from redisops.fleet.fanout import run_on_hosts
-    from redisops.render.slowlog import reset_table, skipped_line
+    from redisops.render.slowlog import reset_table
     from redisops.slowlog.collect import reset_slowlog, slowlog_hosts, slowlog_length
 
     options = global_options(ctx)
@@ -229,7 +229,7 @@ def reset(ctx: typer.Context, yes: YesOption = False, dry_run: DryRunOption = Fa
         code = output.host_results(
             "slowlog reset", plan, lambda rows: reset_table(output, rows), summary=summary
         )
-        skipped_line(output, sentinels)
+        output.skipped_sentinels(sentinels, "slowlog")
         if dry_run:
             output.err.print("dry run: nothing was reset", style="dim", highlight=False)
         return code
@@ -247,5 +247,5 @@ def reset(ctx: typer.Context, yes: YesOption = False, dry_run: DryRunOption = Fa
     code = output.host_results(
         "slowlog reset", results, lambda rows: reset_table(output, rows), summary=summary
     )
-    skipped_line(output, sentinels)
+    output.skipped_sentinels(sentinels, "slowlog")
     return code

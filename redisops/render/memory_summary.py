@@ -102,17 +102,6 @@ def usage_bar(output: Output, percent: float | None) -> RenderableType:
     return cell
 
 
-def skipped_sentinels_line(output: Output, names: Sequence[str]) -> None:
-    """Say on stderr which Sentinels were left out, so a shorter table is not a surprise."""
-    if names and output.format == "table":
-        output.err.print(
-            f"{len(names)} Sentinel hosts skipped (no data set): {', '.join(names)}",
-            style="dim",
-            highlight=False,
-            markup=False,
-        )
-
-
 def _ratio(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
 

@@ -110,6 +110,16 @@ class Output:
         sys.stdout.write(json.dumps(_redacted(document), indent=2, default=_jsonable) + "\n")
         sys.stdout.flush()
 
+    def skipped_sentinels(self, names: Sequence[str], holds: str) -> None:
+        """Say on stderr which Sentinels were left out, so a shorter table is no surprise."""
+        if names and self.format == "table":
+            self.err.print(
+                f"{len(names)} Sentinel hosts skipped (no {holds}): {', '.join(names)}",
+                style="dim",
+                highlight=False,
+                markup=False,
+            )
+
     def json_line(self, record: dict[str, Any]) -> None:
         """Write one compact JSON object and a newline to stdout, flushed (for JSON Lines)."""
         sys.stdout.write(json.dumps(_redacted(record), default=_jsonable) + "\n")

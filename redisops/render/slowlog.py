@@ -142,17 +142,6 @@ def _host_table(output: Output, results: Sequence[HostResult[HostSlowlog]]) -> T
     return table
 
 
-def skipped_line(output: Output, names: Sequence[str]) -> None:
-    """Say on stderr which Sentinels were left out, so a shorter table is not a surprise."""
-    if names and output.format == "table":
-        output.err.print(
-            f"{len(names)} Sentinel hosts skipped (no slowlog): {', '.join(names)}",
-            style="dim",
-            highlight=False,
-            markup=False,
-        )
-
-
 def tail_record(tailed: TailedEntry, *, show_args: bool) -> dict[str, Any]:
     """One JSON Lines object per entry; `args` (redacted) only with --show-args."""
     from redisops.slowlog.fingerprint import redacted_args
