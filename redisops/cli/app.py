@@ -10,7 +10,7 @@ import typer
 from typer.core import TyperGroup
 
 from redisops import __version__
-from redisops.cli import inventory, lab, memory, slowlog
+from redisops.cli import backup, config, inventory, lab, memory, sentinel, slowlog
 from redisops.cli.common import GlobalOptions, OutputFormat
 from redisops.errors import ExitCode, RedisopsError, UsageError
 
@@ -69,6 +69,9 @@ app = typer.Typer(
 app.add_typer(inventory.app, name="inventory")
 app.add_typer(memory.app, name="memory")
 app.add_typer(slowlog.app, name="slowlog")
+app.add_typer(backup.app, name="backup")
+app.add_typer(sentinel.app, name="sentinel")
+app.add_typer(config.app, name="config")
 app.add_typer(lab.app, name="lab")
 
 

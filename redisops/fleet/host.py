@@ -67,6 +67,7 @@ class Host:
     ssh_strict: bool = True
     ssh_configured: bool = False
     data_dir: str | None = None
+    backup_dir: str | None = None
     service_start: str | None = None
     service_stop: str | None = None
     redis_config: dict[str, str] = field(default_factory=dict)

@@ -445,6 +445,7 @@ _VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "ssh_known_hosts": _path,
     "ssh_strict": _boolean,
     "data_dir": _path,
+    "backup_dir": _path,
     "service_start": _string(),
     "service_stop": _string(),
     "redis_config": _redis_config,
