@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from fnmatch import fnmatchcase
 
 from redisops.errors import UsageError
@@ -46,3 +47,22 @@ def _matching(inventory: Inventory, pattern: str) -> set[str]:
         if fnmatchcase(group, pattern):
             names.update(members)
     return names
+
+
+def split_sentinels(
+    hosts: Sequence[Host], *, lacking: str
+) -> tuple[tuple[Host, ...], tuple[str, ...]]:
+    """The Redis hosts among `hosts`, and the names of the Sentinels left out.
+
+    For commands that work on a Redis server's own state, which a Sentinel does not have;
+    `lacking` names it for the message ("data set", "Redis configuration"). Raises UsageError
+    when only Sentinels were selected.
+    """
+    redis_hosts = tuple(host for host in hosts if not host.is_sentinel)
+    sentinels = tuple(host.name for host in hosts if host.is_sentinel)
+    if not redis_hosts:
+        raise UsageError(
+            f"no Redis host selected: Sentinels have no {lacking} ({len(sentinels)} selected)",
+            hint="select Redis hosts with --limit",
+        )
+    return redis_hosts, sentinels

@@ -1,0 +1,1 @@
+"""Configuration tuning: the audit against the production checklist, fleet drift, safe apply."""
