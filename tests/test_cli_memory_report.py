@@ -45,7 +45,9 @@ def test_report_table_shows_patterns_with_bars(lab, lab_password):
 def test_only_sentinels_selected_is_a_usage_error(lab):
     run = redisops("-i", lab.inventory_path, "-l", "sentinels", "memory", "report")
     assert run.exit_code == 2
-    assert run.stderr.startswith("error: no Redis host to report on")
+    assert run.stderr.startswith(
+        "error: no Redis host selected: Sentinels have no keys (3 selected)"
+    )
 
 
 def test_bad_sample_is_a_usage_error(lab):

@@ -314,7 +314,7 @@ def test_sentinels_are_skipped_and_redis_hosts_match_dbsize(lab, lab_password):
 def test_only_sentinels_selected_is_a_usage_error(lab):
     run = redisops("-i", lab.inventory_path, "-l", "sentinels", "memory", "summary")
     assert run.exit_code == 2
-    assert "error: no Redis host selected: Sentinels hold no data (3 selected)" in run.stderr
+    assert "error: no Redis host selected: Sentinels have no data set (3 selected)" in run.stderr
 
 
 def test_a_sentinel_listed_as_redis_is_an_error_row(lab, tmp_path):

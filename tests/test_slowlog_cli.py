@@ -416,7 +416,7 @@ def test_latency_events_and_settings_warnings(slowlab):
 def test_sentinels_alone_or_misdeclared(lab, tmp_path):
     only = redisops("-i", lab.inventory_path, "-l", "sentinels", "slowlog", "triage")
     assert only.exit_code == 2
-    assert only.stderr.startswith("error: no Redis host selected: Sentinels keep no slowlog")
+    assert only.stderr.startswith("error: no Redis host selected: Sentinels have no slowlog")
     sentinel_port = next(p.port for p in lab.processes if p.role == "sentinel")
     secret = str(Path(lab.dir) / "secret")
     inventory = inventory_with(

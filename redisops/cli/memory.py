@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from redisops.cli.common import global_options, load_selection, make_output, selected_hosts
-from redisops.errors import ExitCode, UsageError
+from redisops.errors import ExitCode
 from redisops.memory.summary import Severity
 
 app = typer.Typer(
@@ -127,8 +127,6 @@ def report(
         )
     for name, why in fleet.skipped.items():
         output.note(f"{name}: skipped, {why}")
-    if not fleet.results:
-        raise UsageError("no Redis host to report on", hint="--limit selected only sentinels")
     return output.host_results(
         "memory report",
         fleet.results,

@@ -69,8 +69,8 @@ def triage(
     then hints. Argument values are shown only with --show-args. Sentinels keep no slowlog
     and are skipped. With --dry-run nothing is reset and the state file is not saved.
     """
+    from redisops.fleet.selection import split_sentinels
     from redisops.render.slowlog import triage_summary, triage_view
-    from redisops.slowlog.collect import slowlog_hosts
     from redisops.slowlog.state import check_state_writable, load_bookmarks, save_bookmarks
     from redisops.slowlog.triage import triage_slowlogs
     from redisops.slowlog.window import parse_moment
@@ -80,7 +80,7 @@ def triage(
     now = time.time()
     low = parse_moment(since, now=now, option="--since") if since else None
     high = parse_moment(until, now=now, option="--until") if until else None
-    hosts, sentinels = slowlog_hosts(selected_hosts(options, output))
+    hosts, sentinels = split_sentinels(selected_hosts(options, output), lacking="slowlog")
     bookmarks = load_bookmarks(state) if state else None
     if state and not dry_run:
         check_state_writable(state)
@@ -164,13 +164,13 @@ def tail(
     until Ctrl-C or --for. A host that fails is reported on stderr once, and again when it
     answers; the exit code is then 1. Sentinels keep no slowlog and are skipped.
     """
+    from redisops.fleet.selection import split_sentinels
     from redisops.render.slowlog import tail_line, tail_record
-    from redisops.slowlog.collect import slowlog_hosts
     from redisops.slowlog.tail import follow_slowlogs
 
     options = global_options(ctx)
     output = make_output(options)
-    hosts, sentinels = slowlog_hosts(selected_hosts(options, output))
+    hosts, sentinels = split_sentinels(selected_hosts(options, output), lacking="slowlog")
     output.skipped_sentinels(sentinels, "slowlog")
     batches = follow_slowlogs(
         hosts,
@@ -212,12 +212,13 @@ def reset(ctx: typer.Context, yes: YesOption = False, dry_run: DryRunOption = Fa
     Hosts that cannot be read are error rows and are not touched. Sentinels are skipped.
     """
     from redisops.fleet.fanout import run_on_hosts
+    from redisops.fleet.selection import split_sentinels
     from redisops.render.slowlog import reset_table
-    from redisops.slowlog.collect import reset_slowlog, slowlog_hosts, slowlog_length
+    from redisops.slowlog.collect import reset_slowlog, slowlog_length
 
     options = global_options(ctx)
     output = make_output(options)
-    hosts, sentinels = slowlog_hosts(selected_hosts(options, output))
+    hosts, sentinels = split_sentinels(selected_hosts(options, output), lacking="slowlog")
     plan = run_on_hosts(
         hosts,
         lambda host: slowlog_length(host, timeout=options.timeout),

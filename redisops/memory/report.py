@@ -17,6 +17,7 @@ from itertools import count
 from redisops.errors import UsageError
 from redisops.fleet.fanout import HostResult, run_on_hosts
 from redisops.fleet.host import Host
+from redisops.fleet.selection import split_sentinels
 from redisops.memory.patterns import DEFAULT_SEPARATOR, key_pattern, key_text
 from redisops.memory.scanner import KeyFacts, RespConnection, scan_keys
 
@@ -480,8 +481,8 @@ def report_fleet(
     progress: Progress | None = None,
 ) -> FleetReport:
     """Plan where to scan (replicas first), then scan every plan in parallel."""
-    skipped = {h.name: "sentinel: holds no keys" for h in selected if h.is_sentinel}
-    redis_hosts = [h for h in selected if not h.is_sentinel]
+    redis_hosts, sentinels = split_sentinels(selected, lacking="keys")
+    skipped = dict.fromkeys(sentinels, "sentinel: holds no keys")
     first_pass = run_on_hosts(
         redis_hosts, lambda host: read_replication(host, timeout=timeout), parallel=parallel
     )

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
-from redisops.errors import HostError, UsageError
+from redisops.errors import HostError
 from redisops.fleet.host import Host
 
 if TYPE_CHECKING:
@@ -350,14 +350,9 @@ def summarise_fleet(hosts: Sequence[Host], *, timeout: float, parallel: int) -> 
     Raises UsageError when only Sentinels were selected.
     """
     from redisops.fleet.fanout import run_on_hosts
+    from redisops.fleet.selection import split_sentinels
 
-    redis_hosts = [host for host in hosts if not host.is_sentinel]
-    sentinels = tuple(host.name for host in hosts if host.is_sentinel)
-    if not redis_hosts:
-        raise UsageError(
-            f"no Redis host selected: Sentinels hold no data ({len(sentinels)} selected)",
-            hint="select Redis hosts with --limit",
-        )
+    redis_hosts, sentinels = split_sentinels(hosts, lacking="data set")
     results = run_on_hosts(
         redis_hosts, lambda host: summarise_host(host, timeout=timeout), parallel=parallel
     )

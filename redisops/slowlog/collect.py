@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from redisops.errors import HostError, UsageError
+from redisops.errors import HostError
 from redisops.fleet.connection import describe_redis_error, redis_client
 from redisops.fleet.host import Host
 
@@ -103,17 +103,6 @@ class SlowlogReset:
 
     entries: int
     reset: bool
-
-
-def slowlog_hosts(hosts: Sequence[Host]) -> tuple[tuple[Host, ...], tuple[str, ...]]:
-    """The hosts that keep a slowlog, and the names of the Sentinels left out.
-
-    Raises UsageError (exit 2) when only Sentinels were selected.
-    """
-    keeping = tuple(host for host in hosts if not host.is_sentinel)
-    if not keeping:
-        raise UsageError("no Redis host selected: Sentinels keep no slowlog", hint="check --limit")
-    return keeping, tuple(host.name for host in hosts if host.is_sentinel)
 
 
 def slowlog_length(host: Host, *, timeout: float) -> SlowlogReset:
