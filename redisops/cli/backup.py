@@ -2,8 +2,394 @@
 
 from __future__ import annotations
 
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
 import typer
+
+from redisops.cli.common import (
+    DryRunOption,
+    YesOption,
+    confirm_change,
+    global_options,
+    load_selection,
+    make_output,
+    selected_hosts,
+)
+from redisops.errors import ExitCode, RefusedError, UsageError
 
 app = typer.Typer(
     help="Backups: RDB and AOF, verified, catalogued, restorable.", no_args_is_help=True
 )
+
+
+class Kind(str, Enum):
+    rdb = "rdb"
+    aof = "aof"
+
+
+class Via(str, Enum):
+    replication = "replication"
+    file = "file"
+
+
+class Compression(str, Enum):
+    none = "none"
+    zstd = "zstd"
+    gzip = "gzip"
+
+
+DestOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--dest",
+        help="Catalogue folder on this machine [default: each host's backup_dir].",
+        show_default=False,
+    ),
+]
+
+
+def _redis_hosts(hosts):
+    redis_hosts = [h for h in hosts if not h.is_sentinel]
+    return redis_hosts, [h.name for h in hosts if h.is_sentinel]
+
+
+@app.command("run")
+def run(
+    ctx: typer.Context,
+    kind: Annotated[Kind, typer.Option(help="rdb: a snapshot; aof: the append-only files.")] = (
+        Kind.rdb
+    ),
+    via: Annotated[
+        Via | None,
+        typer.Option(
+            help="RDB from the replication protocol (no shell access needed) or BGSAVE and "
+            "a file copy [default: file with host access, else replication].",
+            show_default=False,
+        ),
+    ] = None,
+    compress: Annotated[
+        Compression, typer.Option(help="Compress while streaming.")
+    ] = Compression.none,
+    dest: DestOption = None,
+    metrics_file: Annotated[
+        Path | None,
+        typer.Option(help="Write Prometheus textfile metrics here (atomically), for cron."),
+    ] = None,
+    save_timeout: Annotated[
+        float, typer.Option(min=1, help="Seconds a server's BGSAVE or AOF rewrite may take.")
+    ] = 3600.0,
+) -> int:
+    """Back up the selected hosts into the catalogue, verified.
+
+    Each backup streams into DEST/<host>/.<id>.part (compressed, SHA-256 and CRC64 checked
+    as it arrives, redis-check-rdb fed alongside when installed), is fsynced and verified,
+    then renamed to DEST/<host>/<id> with its manifest.json. A run holds one lock per
+    catalogue and host: an overlapping run exits 3 naming the holder. One host failing
+    does not stop the others (exit 1). Sentinels hold no data and are skipped.
+    """
+    from redisops.backup.capture import BackupSettings, run_backups
+    from redisops.backup.catalogue import catalogue_dirs, load_catalogue
+    from redisops.backup.metrics import metrics_text, write_metrics
+    from redisops.render.backup import run_table, transfer_progress
+
+    options = global_options(ctx)
+    output = make_output(options)
+    hosts, sentinels = _redis_hosts(selected_hosts(options, output))
+    if not hosts:
+        raise UsageError("no Redis host to back up", hint="--limit selected only sentinels")
+    if kind is Kind.aof and via is Via.replication:
+        raise UsageError("--kind aof copies files: it cannot use --via replication")
+    dests = catalogue_dirs(dest, hosts)
+    settings = BackupSettings(
+        kind=kind.value,
+        via=via.value if via else None,
+        compression=compress.value,
+        timeout=options.timeout,
+        save_timeout=save_timeout,
+    )
+    with transfer_progress(output) as progress:
+        results = run_backups(hosts, dests, settings, parallel=options.parallel, progress=progress)
+    if metrics_file is not None:
+        catalogue = load_catalogue(set(dests.values()), [h.name for h in hosts])
+        write_metrics(metrics_file, metrics_text(results, catalogue, kind.value))
+    for result in results:
+        if not result.ok:
+            output.error(f"{result.host}: {result.error}")
+        elif not result.data.verified:
+            output.warn(f"{result.host}: {'; '.join(result.data.verification.problems)}")
+    code = output.host_results(
+        "backup run",
+        results,
+        lambda rows: run_table(output, rows),
+        summary={"kind": kind.value, "sentinels_skipped": sentinels},
+    )
+    output.skipped_sentinels(sentinels, "data set")
+    return code
+
+
+def _catalogue(options, output, dest: Path | None):
+    """The catalogue of the selected hosts (all hosts' backups when no --limit is given)."""
+    from redisops.backup.catalogue import catalogue_dirs, load_catalogue
+
+    _, selection = load_selection(options, output)
+    hosts, _ = _redis_hosts(selection)
+    dirs = catalogue_dirs(dest, hosts) if dest else catalogue_dirs(None, _with_dir(hosts))
+    names = [h.name for h in hosts] if options.limit else None
+    catalogue = load_catalogue(set(dirs.values()), names)
+    for problem in catalogue.problems:
+        output.warn(problem)
+    return catalogue, hosts, dirs
+
+
+def _with_dir(hosts):
+    """Hosts that name a backup_dir; UsageError when none does (and no --dest was given)."""
+    chosen = [h for h in hosts if h.backup_dir]
+    if not chosen:
+        raise UsageError(
+            "no backup catalogue: no selected host has a backup_dir",
+            hint="pass --dest DIR, or set backup_dir in the inventory",
+        )
+    return chosen
+
+
+@app.command("list")
+def list_(ctx: typer.Context, dest: DestOption = None) -> int:
+    """The catalogue, oldest first: host, kind, time, age, size, keys, verification.
+
+    Only finished backups are listed; runs cut short leave nothing here. --limit filters by
+    host.
+    """
+    from redisops.fleet.fanout import HostResult
+    from redisops.render.backup import list_table
+
+    options = global_options(ctx)
+    output = make_output(options)
+    catalogue, _, _ = _catalogue(options, output, dest)
+    rows = [HostResult(b.host, b.address, True, None, b) for b in catalogue.backups]
+    return output.host_results(
+        "backup list",
+        rows,
+        lambda shown: list_table(output, shown),
+        summary={"backups": len(rows), "bytes": sum(b.bytes for b in catalogue.backups)},
+        noun="backups",
+    )
+
+
+@app.command("verify")
+def verify(
+    ctx: typer.Context,
+    backup_id: Annotated[str | None, typer.Argument(help="The backup to check.")] = None,
+    all_: Annotated[
+        bool, typer.Option("--all", help="Check every backup of the selected hosts.")
+    ] = False,
+    dest: DestOption = None,
+) -> int:
+    """Re-check backups: sizes and SHA-256 of every file, RDB header and CRC64, AOF commands
+    and manifest, redis-check-rdb/-aof when installed. The verdict is recorded in the
+    manifest (prune never counts a failed backup as good). Exit 1 when any is corrupt.
+    """
+    from redisops.backup.catalogue import find_backup
+    from redisops.backup.verify import verify_backup
+    from redisops.fleet.fanout import HostResult
+    from redisops.render.backup import verify_table
+
+    if (backup_id is None) == (not all_):
+        raise UsageError("give a backup id or --all (not both)")
+    options = global_options(ctx)
+    output = make_output(options)
+    catalogue, _, _ = _catalogue(options, output, dest)
+    chosen = catalogue.backups if all_ else (find_backup(catalogue, backup_id or ""),)
+    rows = []
+    for backup in chosen:
+        checked = verify_backup(backup)
+        failed = checked.status == "failed"
+        error = f"{checked.backup_id}: {checked.problems[0]}" if failed else None
+        rows.append(HostResult(backup.host, backup.address, not failed, error, checked))
+        if failed:
+            output.error(error)
+        elif checked.status == "unverifiable":
+            output.warn(f"{checked.backup_id}: {'; '.join(checked.problems)}")
+    return output.host_results(
+        "backup verify",
+        rows,
+        lambda shown: verify_table(output, shown),
+        summary={"backups": len(rows)},
+        noun="backups",
+    )
+
+
+@app.command("prune")
+def prune(
+    ctx: typer.Context,
+    keep_last: Annotated[int, typer.Option(min=0, help="Keep the newest N.")] = 0,
+    keep_daily: Annotated[int, typer.Option(min=0, help="Keep the newest of N days.")] = 0,
+    keep_weekly: Annotated[int, typer.Option(min=0, help="Keep the newest of N weeks.")] = 0,
+    keep_monthly: Annotated[int, typer.Option(min=0, help="Keep the newest of N months.")] = 0,
+    dest: DestOption = None,
+    yes: YesOption = False,
+    dry_run: DryRunOption = False,
+) -> int:
+    """Delete backups no retention rule keeps, per host and kind.
+
+    Failed backups never fill a slot; the newest verified backup of a host is always kept.
+    Shows the plan, then asks (or needs --yes off a terminal); --dry-run stops at the plan.
+    """
+    from redisops.backup.catalogue import load_catalogue
+    from redisops.backup.lock import host_locks
+    from redisops.backup.prune import RetentionPolicy, delete_pruned, plan_prune
+    from redisops.fleet.fanout import HostResult
+    from redisops.render.backup import prune_table
+
+    policy = RetentionPolicy(keep_last, keep_daily, keep_weekly, keep_monthly)
+    policy.check()
+    options = global_options(ctx)
+    output = make_output(options)
+    catalogue, _, _ = _catalogue(options, output, dest)
+    decisions = plan_prune(catalogue.backups, policy)
+    doomed = [d for d in decisions if not d.keep]
+
+    def render(rows) -> int:
+        return output.host_results(
+            "backup prune",
+            rows,
+            lambda shown: prune_table(output, shown),
+            summary={
+                "dry_run": dry_run,
+                "kept": sum(1 for d in decisions if d.keep),
+                "deleted": 0 if dry_run else len(doomed),
+            },
+            noun="backups",
+        )
+
+    if dry_run or not doomed:
+        if dry_run:
+            output.err.print("dry run: nothing was deleted", style="dim", highlight=False)
+        return render([HostResult(d.host, d.address, True, None, d) for d in decisions])
+    plan = [HostResult(d.host, d.address, True, None, d) for d in decisions]
+    output.err.print(prune_table(output, plan))
+    freed = sum(d.bytes for d in doomed)
+    confirm_change(f"Delete {len(doomed)} backup(s) ({freed:,} bytes)?", yes=yes)
+    folders = {(Path(d.path).parent.parent, d.host) for d in decisions}
+    with host_locks(sorted(folders), purpose="backup prune"):
+        # Re-read under the lock: a run may have finished meanwhile.
+        fresh = load_catalogue({folder for folder, _ in folders}, {h for _, h in folders})
+        decisions = plan_prune(fresh.backups, policy)
+        doomed = [d for d in decisions if not d.keep]
+        return render(delete_pruned(decisions, fresh.backups))
+
+
+@app.command("restore")
+def restore(
+    ctx: typer.Context,
+    backup_id: Annotated[
+        str, typer.Argument(help="The backup to restore, or `latest` (newest verified).")
+    ],
+    from_host: Annotated[
+        str | None,
+        typer.Option(help="Allow restoring a backup of this other host (prod -> staging)."),
+    ] = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force",
+            help="Go ahead despite a failed verification, replicas, or watching sentinels.",
+        ),
+    ] = False,
+    no_safety_backup: Annotated[
+        bool,
+        typer.Option("--no-safety-backup", help="Do not back up the target's data first."),
+    ] = False,
+    wait: Annotated[
+        float, typer.Option(min=1, help="Seconds to wait for the stop and for loading.")
+    ] = 300.0,
+    dest: DestOption = None,
+    yes: YesOption = False,
+    dry_run: DryRunOption = False,
+) -> int:
+    """Restore a backup onto the one host given with -l.
+
+    Re-verifies the backup and shows the plan: what is replaced, sizes, key counts, steps.
+    Refuses (exit 3), unless --force, a backup that does not verify, a replica, a master
+    with connected replicas, and a master the inventory's sentinels monitor. Then: safety
+    backup, data uploaded beside the live files, stop (service_stop, else SHUTDOWN NOSAVE),
+    atomic rename into place (with appendonly on, as the base of a fresh AOF), start
+    (service_start), wait for loading, key count check (exit 1 on a mismatch).
+    """
+    from redisops.backup.catalogue import catalogue_dirs, find_backup, load_catalogue, newest
+    from redisops.backup.lock import host_locks
+    from redisops.backup.restore import execute_restore, plan_restore
+    from redisops.fleet.fanout import HostResult
+    from redisops.render.backup import restore_plan_view, restore_result_view, transfer_progress
+
+    options = global_options(ctx)
+    output = make_output(options)
+    inventory, selection = load_selection(options, output)
+    targets, _ = _redis_hosts(selection)
+    if len(targets) != 1 or not options.limit:
+        raise UsageError(
+            f"restore needs exactly one Redis host, chosen with -l (got {len(targets)})"
+        )
+    target = targets[0]
+    folder = catalogue_dirs(dest, [target])[target.name]
+    catalogue = load_catalogue([folder])
+    if backup_id == "latest":
+        source = from_host or target.name
+        backup = newest(catalogue.of_host(source), verified_only=True)
+        if backup is None:
+            raise UsageError(f"no verified backup of {source} in {folder}")
+    else:
+        backup = find_backup(catalogue, backup_id)
+    with host_locks(
+        sorted({(folder, target.name), (folder, backup.host)}), purpose="backup restore"
+    ):
+        plan = plan_restore(
+            backup,
+            target,
+            inventory.hosts,
+            from_host=from_host,
+            safety_backup=not no_safety_backup,
+            timeout=options.timeout,
+            wait=wait,
+        )
+        if output.format == "table":
+            output.err.print(restore_plan_view(output, plan))
+        if plan.blockers:
+            raise RefusedError(f"cannot restore onto {target.name}: {plan.blockers[0]}")
+        if plan.refusals and not force:
+            raise RefusedError(
+                f"restore refused: {'; '.join(plan.refusals)}",
+                hint="fix that first, or re-run with --force if you are sure",
+            )
+        if dry_run:
+            if output.format == "table":
+                output.err.print("dry run: nothing was changed", style="dim", highlight=False)
+                return ExitCode.OK
+            row = HostResult(target.name, target.address, True, None, plan)
+            return output.host_results("backup restore", [row], lambda rows: "", noun="hosts")
+        confirm_change(f"Replace the data of {target.name} with {backup.backup_id}?", yes=yes)
+        with transfer_progress(output) as progress:
+            result = execute_restore(
+                plan,
+                backup,
+                target,
+                folder,
+                timeout=options.timeout,
+                wait=wait,
+                progress=progress,
+            )
+    error = None
+    if result.keys_match is False:
+        error = (
+            f"restored, but {target.name} loaded {result.keys_loaded} keys "
+            f"(+{result.keys_expired_on_load} expired) where the backup holds "
+            f"{result.keys_expected}"
+        )
+    row = HostResult(target.name, target.address, error is None, error, result)
+    return output.host_results(
+        "backup restore",
+        [row],
+        lambda rows: restore_result_view(output, rows),
+        summary={"backup_id": backup.backup_id, "dry_run": False},
+    )

@@ -162,6 +162,18 @@ class HostAccess(ABC):
         """
 
     @abstractmethod
+    def get_stream(
+        self, remote_path: str, sink: _Writable, *, progress: Progress | None = None
+    ) -> int:
+        """Copy a file from the host into `sink` (anything with `write(bytes)`); return the bytes.
+
+        For callers that process the bytes as they arrive (hash, compress, check) and own
+        where they land. Same size rules as `get`. Failures reading the file become
+        HostError; `sink` should raise its own errors as HostError too, so they keep their
+        message.
+        """
+
+    @abstractmethod
     def put(
         self, local_path: str | Path, remote_path: str, *, progress: Progress | None = None
     ) -> int:
@@ -232,6 +244,16 @@ class LocalAccess(HostAccess):
         self, remote_path: str, local_path: str | Path, *, progress: Progress | None = None
     ) -> int:
         return _copy_local(Path(remote_path), Path(local_path), progress)
+
+    def get_stream(
+        self, remote_path: str, sink: _Writable, *, progress: Progress | None = None
+    ) -> int:
+        try:
+            with open(remote_path, "rb") as source:
+                total = os.fstat(source.fileno()).st_size
+                return _pump(source, sink, total, progress)
+        except _LOCAL_ERRORS as exc:
+            raise HostError(f"reading {remote_path} failed: {_reason(exc)}") from None
 
     def put(
         self, local_path: str | Path, remote_path: str, *, progress: Progress | None = None
@@ -304,6 +326,23 @@ class SshAccess(HostAccess):
             with remote:
                 reader = _PrefetchingReader(remote, total)
                 return _receive(reader, total, local, progress, what, errors=_ssh_errors())
+        except BaseException:
+            self._drop_sftp()
+            raise
+
+    def get_stream(
+        self, remote_path: str, sink: _Writable, *, progress: Progress | None = None
+    ) -> int:
+        sftp = self._open_sftp()
+        try:
+            with sftp.open(remote_path, "rb") as remote:
+                total = remote.stat().st_size
+                return _pump(_PrefetchingReader(remote, total), sink, total, progress)
+        except _ssh_errors() as exc:
+            self._drop_sftp()
+            raise HostError(
+                f"reading {remote_path} on {self._where} failed: {_reason(exc)}"
+            ) from None
         except BaseException:
             self._drop_sftp()
             raise
@@ -614,7 +653,7 @@ def _receive(
         if isinstance(exc, errors):
             raise HostError(f"{what} failed: {_reason(exc)}") from None
         raise
-    _fsync_dir(target.parent)
+    fsync_dir(target.parent)
     return done
 
 
@@ -634,7 +673,7 @@ def _pump(source: _Readable, target: _Writable, total: int, progress: Progress |
     return done
 
 
-def _fsync_dir(folder: Path) -> None:
+def fsync_dir(folder: Path) -> None:
     """Make the rename itself durable; some filesystems refuse fsync on folders, which is fine."""
     with contextlib.suppress(OSError):
         fd = os.open(folder, os.O_RDONLY)

@@ -1,0 +1,93 @@
+"""`redisops backup run --via replication` against `redis-cli --rdb` on the same 1,000,000 keys.
+
+Target (issue 5): redisops' median time <= 1.1x redis-cli's, while redisops also computes the
+SHA-256, checks the RDB header and CRC64, feeds redis-check-rdb alongside (key counts for the
+manifest), fsyncs, and catalogues. Runs alternate; each CLI run is a fresh process, and the
+capture is also timed in-process, to tell Python's start-up and imports from the streaming.
+Every redisops backup is checked to be verified with the right key count. The dataset is
+bench/memory_dataset.py's (seeded, deterministic).
+Run: .venv/bin/python bench/backup_rdb.py [--keys 1000000] [--rounds 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from local_servers import start_redis_servers, stop_redis_servers
+from memory_dataset import load_dataset
+
+from redisops.backup.capture import BackupSettings, back_up_host
+from redisops.fleet.inventory import load_inventory
+
+
+def timed(argv: list[str]) -> tuple[float, str]:
+    started = time.perf_counter()
+    done = subprocess.run(argv, capture_output=True, text=True, check=True)
+    return time.perf_counter() - started, done.stdout
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--keys", type=int, default=1_000_000)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--compress", default="none", choices=("none", "zstd", "gzip"))
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory(prefix="redisops-bench-") as work:
+        folder = Path(work)
+        servers = start_redis_servers(folder, 1)
+        port = servers[0][1]
+        try:
+            load_dataset(port, args.keys)
+            # Both sides would otherwise wait Redis's default 5 s for more replicas.
+            subprocess.run(["redis-cli", "-p", str(port), "config", "set",
+                            "repl-diskless-sync-delay", "0"], check=True,
+                           capture_output=True)  # fmt: skip
+            inventory = folder / "inventory.yaml"
+            inventory.write_text(f"all:\n  hosts:\n    bench: {{host: 127.0.0.1, port: {port}}}\n")
+            dest = folder / "catalogue"
+            cli = ["redis-cli", "-h", "127.0.0.1", "-p", str(port), "--rdb",
+                   str(folder / "cli.rdb")]  # fmt: skip
+            ours = [sys.executable, "-m", "redisops", "-i", str(inventory), "--timeout", "30",
+                    "-o", "json", "backup", "run", "--via", "replication", "--dest", str(dest),
+                    "--compress", args.compress]  # fmt: skip
+            host = load_inventory(inventory).hosts[0]
+            settings = BackupSettings(via="replication", compression=args.compress, timeout=30)
+            theirs_s, ours_s, core_s, ratios, sizes = [], [], [], [], []
+            for _ in range(args.rounds):
+                anchor, _ = timed(cli)
+                started = time.perf_counter()
+                shutil.rmtree(back_up_host(host, dest, settings).path)
+                core_s.append(time.perf_counter() - started)
+                mine, out = timed(ours)
+                data = json.loads(out)["results"][0]["data"]
+                if not (data["verified"] and data["keys"] == args.keys):
+                    raise SystemExit(f"backup not verified or wrong key count: {data}")
+                sizes.append(data["bytes"])
+                shutil.rmtree(dest / "bench" / data["backup_id"])
+                theirs_s.append(anchor)
+                ours_s.append(mine)
+                ratios.append(mine / anchor)
+        finally:
+            stop_redis_servers(servers)
+
+    print(f"keys: {args.keys:,}, rounds: {args.rounds}, RDB {sizes[0] / 1e6:.0f} MB stored "
+          f"({args.compress})")  # fmt: skip
+    print(f"redis-cli --rdb                         median {statistics.median(theirs_s):.2f} s")
+    print(f"redisops backup run --via replication   median {statistics.median(ours_s):.2f} s")
+    print(f"  of which the capture itself (in-process) median {statistics.median(core_s):.2f} s")
+    print(f"median ratio (redisops / redis-cli): {statistics.median(ratios):.2f}  "
+          "(target <= 1.1)")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()

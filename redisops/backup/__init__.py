@@ -1,0 +1,1 @@
+"""Backups: capture (RDB and AOF), the catalogue, verification, retention and restore."""

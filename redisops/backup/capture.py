@@ -1,0 +1,429 @@
+"""`backup run`: capture RDB or AOF from each host into the catalogue, verified before it counts.
+
+Per host: take the host's lock, clear what a cut-short run left, capture into
+`DEST/<host>/.<id>.part/` (streamed: compressed, hashed and checked as it arrives), verify,
+write manifest.json, rename the folder to its id. Any failure removes the partial folder, so
+nothing half-done is ever listed.
+"""
+
+from __future__ import annotations
+
+import io
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from redisops import __version__
+from redisops.backup import checktool
+from redisops.backup.catalogue import (
+    VERIFIED,
+    Backup,
+    clean_partials,
+    format_time,
+    host_folder,
+    new_backup_id,
+    now_utc,
+    partial_dir,
+    private_dir,
+    publish,
+)
+from redisops.backup.datafile import DataFileWriter, StoredFile
+from redisops.backup.formats import parse_aof_manifest
+from redisops.backup.lock import host_locks
+from redisops.backup.verify import (
+    Findings,
+    abort_feeds,
+    check_aof_folder,
+    check_aof_parts,
+    feeds_for,
+    new_findings,
+)
+from redisops.errors import HostError
+from redisops.fleet.connection import redis_client
+from redisops.fleet.fanout import HostResult, run_on_hosts
+from redisops.fleet.host import Host
+from redisops.fleet.hostaccess import HostAccess, open_host_access
+
+if TYPE_CHECKING:
+    import redis
+
+# (host name, bytes done, bytes expected or 0 when unknown)
+Progress = Callable[[str, int, int], None]
+KINDS = ("rdb", "aof")
+VIAS = ("replication", "file")
+POLL_SECONDS = 0.1
+
+
+@dataclass(frozen=True)
+class BackupSettings:
+    """How to back up. `via` None picks `file` for hosts with host access, else `replication`.
+
+    `timeout` bounds connecting and each command or wait for data; `save_timeout` bounds
+    the server's BGSAVE or BGREWRITEAOF.
+    """
+
+    kind: str = "rdb"
+    via: str | None = None
+    compression: str = "none"
+    timeout: float = 5.0
+    save_timeout: float = 3600.0
+    reason: str = "scheduled"
+
+
+@dataclass
+class _Captured:
+    files: list[StoredFile] = field(default_factory=list)
+    findings: Findings = field(default_factory=new_findings)
+    replid: str | None = None
+    repl_offset: int | None = None
+    aof_layout: str | None = None
+    manifest_text: str | None = None
+
+
+def run_backups(
+    hosts: Sequence[Host],
+    dests: dict[str, Path],
+    settings: BackupSettings,
+    *,
+    parallel: int,
+    progress: Progress | None = None,
+) -> list[HostResult[Backup]]:
+    """Back up every host into its catalogue folder, `parallel` at once, in inventory order.
+
+    Takes every host's lock first: RefusedError (exit 3) naming the holder when another run
+    has one, before anything is done. A host that fails is an error row; the others go on.
+    """
+    with host_locks([(dests[h.name], h.name) for h in hosts], purpose="backup run"):
+        return run_on_hosts(
+            hosts,
+            lambda host: back_up_host(host, dests[host.name], settings, progress=progress),
+            parallel=parallel,
+        )
+
+
+def back_up_host(
+    host: Host, dest: Path, settings: BackupSettings, *, progress: Progress | None = None
+) -> Backup:
+    """One backup of `host` into `dest` (the caller holds the host's lock); HostError if not."""
+    host_dir = host_folder(dest, host.name)
+    clean_partials(host_dir)
+    via = settings.via or ("file" if host.has_host_access else "replication")
+    if settings.kind == "aof":
+        via = "file"
+    if via == "file" and not host.has_host_access:
+        raise HostError(
+            f"--via file needs host access to {host.name}",
+            hint="set connection: local or ssh_* keys in the inventory, or use --via replication",
+        )
+    with redis_client(host, timeout=settings.timeout, decode=True) as client:
+        server = _server_facts(client)
+    started, clock = now_utc(), time.monotonic()
+    backup_id = new_backup_id(host_dir, host.name, started)
+    partial = private_dir(partial_dir(host_dir, backup_id))
+    try:
+        report = (
+            None if progress is None else (lambda done, total: progress(host.name, done, total))
+        )
+        if settings.kind == "rdb":
+            captured = _capture_rdb(host, partial, via, settings, report)
+        else:
+            captured = _capture_aof(host, partial, settings, report)
+        verification = captured.findings.verification()
+        if captured.findings.problems:
+            raise HostError(
+                f"backup of {host.name} failed verification: {captured.findings.problems[0]}",
+                hint="nothing was catalogued; see the server's log, then run again",
+            )
+        facts, tool = captured.findings.facts, captured.findings.tool
+        exact = tool is not None and tool.keys is not None and settings.kind == "rdb"
+        files = tuple(captured.files)
+        backup = Backup(
+            backup_id=backup_id,
+            host=host.name,
+            address=host.address,
+            kind=settings.kind,
+            via=via,
+            reason=settings.reason,
+            role=server["role"],
+            redis_version=server["version"],
+            run_id=server["run_id"],
+            replid=captured.replid or (facts.aux.get("repl-id") if facts else None),
+            repl_offset=captured.repl_offset
+            if captured.repl_offset is not None
+            else _int(facts.aux.get("repl-offset") if facts else None),
+            started_at=format_time(started),
+            finished_at=format_time(now_utc()),
+            duration_seconds=round(time.monotonic() - clock, 3),
+            bytes=sum(f.bytes for f in files),
+            raw_bytes=sum(f.raw_bytes for f in files),
+            sha256=files[0].sha256 if settings.kind == "rdb" else listing_sha256(files),
+            compression=settings.compression,
+            files=files,
+            rdb_version=facts.version if facts else None,
+            keys=tool.keys if exact else server["keys"],
+            expires=tool.expires if exact else server["expires"],
+            keys_source=checktool.CHECK_RDB if exact else "info",
+            aof_layout=captured.aof_layout,
+            verification=verification,
+            verified=verification.status == VERIFIED,
+            redisops_version=__version__,
+        )
+        return publish(partial, backup)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+
+
+def listing_sha256(files: Sequence[StoredFile]) -> str:
+    """SHA-256 of a `sha256sum`-style listing of the files: one checksum for a multi-file backup."""
+    import hashlib
+
+    listing = "".join(f"{f.sha256}  {f.name}\n" for f in sorted(files, key=lambda f: f.name))
+    return hashlib.sha256(listing.encode()).hexdigest()
+
+
+def _server_facts(client: redis.Redis) -> dict:
+    server = client.info("server")
+    replication = client.info("replication")
+    keyspace = client.info("keyspace")
+    dbs = [v for k, v in keyspace.items() if k.startswith("db") and isinstance(v, dict)]
+    return {
+        "role": "replica" if replication.get("role") == "slave" else "master",
+        "version": str(server.get("redis_version")),
+        "run_id": server.get("run_id"),
+        "keys": sum(int(db.get("keys", 0)) for db in dbs),
+        "expires": sum(int(db.get("expires", 0)) for db in dbs),
+    }
+
+
+def _capture_rdb(
+    host: Host,
+    partial: Path,
+    via: str,
+    settings: BackupSettings,
+    progress: Callable[[int, int], None] | None,
+) -> _Captured:
+    from redisops.backup.replication import stream_rdb
+
+    captured = _Captured()
+    source = "dump.rdb"
+    remote = None
+    if via == "file":
+        remote = _bgsave(host, settings)
+        source = Path(remote).name
+    probe = StoredFile(source, source, "rdb", 0, "", 0, settings.compression)
+    feeds, judge = feeds_for(probe)
+    writer = None
+    try:
+        writer = DataFileWriter(
+            partial, source, "rdb", compression=settings.compression, feeds=feeds
+        )
+        if remote is None:
+            snapshot = stream_rdb(host, writer, timeout=settings.timeout, progress=progress)
+            captured.replid, captured.repl_offset = snapshot.replid, snapshot.offset
+        else:
+            with open_host_access(host, timeout=settings.timeout) as access:
+                access.get_stream(remote, writer, progress=progress)
+        captured.files.append(writer.close())
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        abort_feeds(feeds)
+        raise
+    judge(captured.findings)
+    return captured
+
+
+def _bgsave(host: Host, settings: BackupSettings) -> str:
+    """BGSAVE, wait until it is done, and return the path of the file it wrote.
+
+    Raises HostError when the save fails on the server (disk full, dir not writable, the
+    fork killed) or takes longer than `save_timeout`.
+    """
+    import redis
+
+    deadline = time.monotonic() + settings.save_timeout
+    with redis_client(host, timeout=settings.timeout, decode=True) as client:
+        folder, filename = _config(client, host, "dir", "dbfilename")
+        _wait(client, "rdb_bgsave_in_progress", deadline, host, "a BGSAVE already running")
+        before = client.info("persistence").get("rdb_saves")
+        try:
+            reply = client.execute_command("BGSAVE", "SCHEDULE")
+        except redis.ResponseError as exc:
+            raise HostError(f"{host.address} refused BGSAVE: {exc}") from None
+        running = ["started" in str(reply)]
+
+        def finished(info: dict) -> bool:
+            if info.get("rdb_bgsave_in_progress"):
+                running[0] = True
+                return False
+            return running[0] or (before is not None and info.get("rdb_saves", 0) > before)
+
+        info = _poll(client, host, deadline, "BGSAVE", finished)
+        if info.get("rdb_last_bgsave_status") != "ok":
+            raise HostError(
+                f"BGSAVE failed on {host.address} (rdb_last_bgsave_status: "
+                f"{info.get('rdb_last_bgsave_status')})",
+                hint="see the server's log: its dir may not be writable, the disk full, "
+                "or the fork was killed; nothing was catalogued",
+            )
+    return str(Path(folder) / filename)
+
+
+def _capture_aof(
+    host: Host,
+    partial: Path,
+    settings: BackupSettings,
+    progress: Callable[[int, int], None] | None,
+) -> _Captured:
+    """Rewrite the AOF, keep rewrites paused while copying its files, restore the setting."""
+    deadline = time.monotonic() + settings.save_timeout
+    captured = _Captured()
+    with redis_client(host, timeout=settings.timeout, decode=True) as client:
+        if not client.info("persistence").get("aof_enabled"):
+            raise HostError(
+                f"appendonly is off on {host.address}: there is no AOF to back up",
+                hint="back up its RDB instead (--kind rdb)",
+            )
+        version = str(client.info("server").get("redis_version", "0"))
+        multipart = int(version.split(".")[0]) >= 7
+        folder, filename = _config(client, host, "dir", "appendfilename")
+        aof_dir = _config(client, host, "appenddirname")[0] if multipart else ""
+        (percentage,) = _config(client, host, "auto-aof-rewrite-percentage")
+        client.config_set("auto-aof-rewrite-percentage", 0)
+        try:
+            _rewrite_aof(client, host, deadline)
+            with open_host_access(host, timeout=settings.timeout) as access:
+                if multipart:
+                    captured.aof_layout = "multi-part"
+                    base = str(Path(folder) / aof_dir)
+                    _copy_multipart(access, base, filename, partial, settings, captured, progress)
+                else:
+                    captured.aof_layout = "single-file"
+                    remote = str(Path(folder) / filename)
+                    _copy_part(access, remote, filename, "aof-incr", partial, settings, captured)
+        finally:
+            client.config_set("auto-aof-rewrite-percentage", percentage)
+    check_aof_parts(captured.findings, captured.files, captured.manifest_text)
+    if not captured.findings.problems:
+        check_aof_folder(captured.findings, partial, captured.files)
+    return captured
+
+
+def _copy_multipart(
+    access: HostAccess,
+    aof_dir: str,
+    filename: str,
+    partial: Path,
+    settings: BackupSettings,
+    captured: _Captured,
+    progress: Callable[[int, int], None] | None,
+) -> None:
+    manifest_name = f"{filename}.manifest"
+    text = io.BytesIO()
+    access.get_stream(f"{aof_dir}/{manifest_name}", text)
+    captured.manifest_text = text.getvalue().decode(errors="replace")
+    try:
+        parts = parse_aof_manifest(captured.manifest_text)
+    except ValueError as exc:
+        raise HostError(f"the AOF manifest in {aof_dir} is unusable: {exc}") from None
+    writer = DataFileWriter(
+        partial, manifest_name, "aof-manifest", compression=settings.compression
+    )
+    writer.write(text.getvalue())
+    captured.files.append(writer.close())
+    # The base first: it never changes; incr files only grow, and are copied as big as they
+    # are when opened, which ends on a whole write of whole commands.
+    for part in sorted(parts, key=lambda p: p.type != "b"):
+        if part.type in ("b", "i"):
+            role = "aof-base" if part.type == "b" else "aof-incr"
+            _copy_part(access, f"{aof_dir}/{part.name}", part.name, role, partial, settings,
+                       captured)  # fmt: skip
+            if progress is not None:
+                done = sum(f.raw_bytes for f in captured.files)
+                progress(done, 0)
+
+
+def _copy_part(
+    access: HostAccess,
+    remote: str,
+    name: str,
+    role: str,
+    partial: Path,
+    settings: BackupSettings,
+    captured: _Captured,
+) -> None:
+    probe = StoredFile(name, name, role, 0, "", 0, settings.compression)
+    feeds, judge = feeds_for(probe)
+    writer = DataFileWriter(partial, name, role, compression=settings.compression, feeds=feeds)
+    try:
+        access.get_stream(remote, writer)
+        captured.files.append(writer.close())
+    except BaseException:
+        writer.abort()
+        abort_feeds(feeds)
+        raise
+    judge(captured.findings)
+
+
+def _rewrite_aof(client: redis.Redis, host: Host, deadline: float) -> None:
+    """BGREWRITEAOF (after any rewrite already running) and wait until it is done and ok."""
+    import redis
+
+    _wait(client, "aof_rewrite_in_progress", deadline, host, "an AOF rewrite already running")
+    try:
+        client.execute_command("BGREWRITEAOF")
+    except redis.ResponseError as exc:
+        raise HostError(f"{host.address} refused BGREWRITEAOF: {exc}") from None
+    info = _poll(
+        client,
+        host,
+        deadline,
+        "the AOF rewrite",
+        lambda i: not i.get("aof_rewrite_in_progress") and not i.get("aof_rewrite_scheduled"),
+    )
+    if info.get("aof_last_bgrewrite_status") != "ok":
+        raise HostError(
+            f"AOF rewrite failed on {host.address}",
+            hint="see the server's log (disk full? dir not writable?); nothing was catalogued",
+        )
+
+
+def _wait(client: redis.Redis, flag: str, deadline: float, host: Host, what: str) -> None:
+    _poll(client, host, deadline, what, lambda info: not info.get(flag))
+
+
+def _poll(
+    client: redis.Redis, host: Host, deadline: float, what: str, done: Callable[[dict], bool]
+) -> dict:
+    """INFO persistence until `done` says so; HostError at `deadline` (time.monotonic())."""
+    while True:
+        info = client.info("persistence")
+        if done(info):
+            return info
+        if time.monotonic() >= deadline:
+            raise HostError(f"{host.address}: {what} did not finish in time (--save-timeout)")
+        time.sleep(POLL_SECONDS)
+
+
+def _config(client: redis.Redis, host: Host, *names: str) -> tuple[str, ...]:
+    """CONFIG GET each name; HostError naming the one the server would not tell."""
+    import redis
+
+    values = []
+    for name in names:
+        try:
+            value = client.config_get(name).get(name)
+        except redis.ResponseError as exc:
+            raise HostError(f"{host.address} would not tell its {name}: {exc}") from None
+        if value is None:
+            raise HostError(f"{host.address} has no config {name!r}")
+        values.append(value)
+    return tuple(values)
+
+
+def _int(text: str | None) -> int | None:
+    return int(text) if text is not None and text.lstrip("-").isdigit() else None

@@ -1,0 +1,128 @@
+"""Redis's own checkers, redis-check-rdb and redis-check-aof, when installed on this machine.
+
+redis-check-rdb reads /dev/stdin, so it is fed the raw bytes while a backup streams in (or
+while a compressed one is decompressed): it costs no second pass and runs on a second core.
+Its key counts are exact, so they go into the manifest.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+
+CHECK_RDB = "redis-check-rdb"
+CHECK_AOF = "redis-check-aof"
+FINISH_SECONDS = 600.0
+
+_COUNTS = {
+    "keys": re.compile(rb"\[info\] (\d+) keys read"),
+    "expires": re.compile(rb"\[info\] (\d+) expires"),
+    "already_expired": re.compile(rb"\[info\] (\d+) already expired"),
+}
+
+
+@dataclass(frozen=True)
+class ToolVerdict:
+    """What one run of a Redis checker said; counts only from redis-check-rdb."""
+
+    tool: str
+    ok: bool
+    message: str
+    keys: int | None = None
+    expires: int | None = None
+    already_expired: int | None = None
+
+
+def find_tool(name: str) -> str | None:
+    return shutil.which(name)
+
+
+class RdbToolFeed:
+    """redis-check-rdb reading from a pipe: `feed` raw bytes, then `finish()` for the verdict.
+
+    Its output goes to a temporary file, never a pipe, so it can never block on it while
+    we block on feeding it.
+    """
+
+    def __init__(self, path: str) -> None:
+        self._output = tempfile.TemporaryFile()  # noqa: SIM115 - closed in finish/abort
+        self._process = subprocess.Popen(
+            [path, "/dev/stdin"],
+            stdin=subprocess.PIPE,
+            stdout=self._output,
+            stderr=subprocess.STDOUT,
+        )
+        self._open = True
+
+    def feed(self, data: bytes | memoryview) -> None:
+        if not self._open:
+            return
+        try:
+            self._process.stdin.write(data)
+        except (BrokenPipeError, OSError):
+            self._open = False  # it stopped reading: it found a problem; finish() says which
+
+    def finish(self) -> ToolVerdict:
+        with contextlib.suppress(OSError):
+            self._process.stdin.close()
+        try:
+            status = self._process.wait(timeout=FINISH_SECONDS)
+        except subprocess.TimeoutExpired:
+            self.abort()
+            return ToolVerdict(CHECK_RDB, False, f"did not finish within {FINISH_SECONDS:g}s")
+        self._output.seek(0)
+        text = self._output.read()
+        self._output.close()
+        return rdb_verdict(status, text)
+
+    def abort(self) -> None:
+        with contextlib.suppress(OSError):
+            self._process.kill()
+        self._process.wait()
+        self._output.close()
+
+
+def rdb_verdict(status: int, output: bytes) -> ToolVerdict:
+    counts = {}
+    for name, pattern in _COUNTS.items():
+        found = pattern.search(output)
+        counts[name] = int(found.group(1)) if found else None
+    if status == 0:
+        return ToolVerdict(CHECK_RDB, True, f"ok, {counts['keys']} keys", **counts)
+    return ToolVerdict(CHECK_RDB, False, _first_error(output, status), **counts)
+
+
+def check_aof(path: str, manifest: str, *, timeout: float = FINISH_SECONDS) -> ToolVerdict:
+    """redis-check-aof on a Redis 7 manifest (all parts) or a single-file AOF; never --fix."""
+    try:
+        done = subprocess.run(
+            [path, manifest],
+            stdin=subprocess.DEVNULL,
+            capture_output=True,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return ToolVerdict(CHECK_AOF, False, f"did not finish within {timeout:g}s")
+    output = done.stdout + done.stderr
+    if done.returncode == 0:
+        return ToolVerdict(CHECK_AOF, True, "ok")
+    return ToolVerdict(CHECK_AOF, False, _first_error(output, done.returncode))
+
+
+def _first_error(output: bytes, status: int) -> str:
+    """The line that says what is wrong, without the `[offset N]` prefix where there is one."""
+    lines = [line.strip() for line in output.decode(errors="replace").splitlines()]
+    if "--- RDB ERROR DETECTED ---" in lines:
+        after = lines[lines.index("--- RDB ERROR DETECTED ---") + 1 :]
+        if after:
+            return re.sub(r"^\[offset \d+\]\s*", "", after[0])
+    for line in reversed(lines):
+        lowered = line.lower()
+        if any(word in lowered for word in ("error", "bad", "invalid", "not valid", "missing")):
+            return line[:200]
+    return f"exited with status {status}"

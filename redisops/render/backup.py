@@ -1,0 +1,222 @@
+"""Views for `backup run | list | verify | prune | restore`, and transfer progress bars."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+from redisops.backup.catalogue import FAILED, VERIFIED, Backup, now_utc, parse_time
+from redisops.backup.prune import PruneDecision
+from redisops.backup.restore import RestorePlan, RestoreResult
+from redisops.backup.verify import VerifyResult
+from redisops.fleet.fanout import HostResult
+from redisops.render.output import Output
+from redisops.render.units import human_bytes, human_duration
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+    from rich.table import Table
+
+
+def _status(output: Output, status: str) -> str:
+    colour = {VERIFIED: "green", FAILED: "red"}.get(status, "yellow")
+    return f"[{colour}]{output.cell(status)}[/]"
+
+
+def _keys(value: int | None) -> str:
+    return "-" if value is None else f"{value:,}"
+
+
+def _when(stamp: str) -> str:
+    return parse_time(stamp).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _age(stamp: str) -> str:
+    return human_duration(max(0.0, (now_utc() - parse_time(stamp)).total_seconds()))
+
+
+def run_table(output: Output, results: Sequence[HostResult[Backup]]) -> Table:
+    table = output.table(
+        "host", "backup id", "kind", "via", "size", "keys", "took", "verified", "status"
+    )
+    for result in results:
+        backup = result.data
+        if backup is None:
+            error = f"[red]error: {output.cell(result.error)}[/]"
+            table.add_row(output.cell(result.host), *["-"] * 7, error)
+            continue
+        table.add_row(
+            output.cell(result.host),
+            output.cell(backup.backup_id),
+            backup.kind,
+            backup.via,
+            human_bytes(backup.bytes),
+            _keys(backup.keys),
+            f"{backup.duration_seconds:.1f}s",
+            _status(output, backup.verification.status),
+            "[green]ok[/]",
+        )
+    return table
+
+
+def list_table(output: Output, results: Sequence[HostResult[Backup]]) -> Table:
+    table = output.table(
+        "host", "backup id", "kind", "finished (UTC)", "age", "size", "keys", "verified", "reason"
+    )
+    for result in results:
+        backup = result.data
+        table.add_row(
+            output.cell(backup.host),
+            output.cell(backup.backup_id),
+            backup.kind + ("" if backup.compression == "none" else f"+{backup.compression}"),
+            _when(backup.finished_at),
+            _age(backup.finished_at),
+            human_bytes(backup.bytes),
+            _keys(backup.keys),
+            _status(output, backup.verification.status),
+            output.cell(backup.reason),
+        )
+    return table
+
+
+def verify_table(output: Output, results: Sequence[HostResult[VerifyResult]]) -> Table:
+    table = output.table("host", "backup id", "kind", "size", "result", "detail")
+    for result in results:
+        checked = result.data
+        detail = "; ".join(checked.problems) or "; ".join(checked.checks[-2:])
+        if not checked.recorded:
+            detail += " (result not recorded: manifest not writable)"
+        table.add_row(
+            output.cell(checked.host),
+            output.cell(checked.backup_id),
+            checked.kind,
+            human_bytes(checked.bytes),
+            _status(output, checked.status),
+            output.cell(detail),
+        )
+    return table
+
+
+def prune_table(output: Output, results: Sequence[HostResult[PruneDecision]]) -> Table:
+    table = output.table(
+        "host", "backup id", "kind", "finished (UTC)", "size", "verified", "action", "why"
+    )
+    for result in results:
+        decision = result.data
+        if not result.ok:
+            action = f"[red]error: {output.cell(result.error)}[/]"
+        elif decision.keep:
+            action = "keep"
+        else:
+            action = "[yellow]delete[/]"
+        table.add_row(
+            output.cell(decision.host),
+            output.cell(decision.backup_id),
+            decision.kind,
+            _when(decision.finished_at),
+            human_bytes(decision.bytes),
+            _status(output, decision.status),
+            action,
+            output.cell(", ".join(decision.reasons) or "no rule keeps it"),
+        )
+    return table
+
+
+def restore_plan_view(output: Output, plan: RestorePlan) -> RenderableType:
+    """What would be replaced by what, the checks, the steps, and why it would be refused."""
+    from rich.console import Group
+    from rich.text import Text
+
+    target = plan.target
+    table = output.table("", "now on " + output.cell(plan.host), "from the backup")
+    table.add_row(
+        "host", output.cell(f"{plan.host} ({plan.address})"), output.cell(plan.backup_host)
+    )
+    table.add_row("what", output.cell(target.role), output.cell(plan.backup_id))
+    table.add_row("keys", _keys(target.keys), _keys(plan.backup_keys))
+    table.add_row(
+        "data",
+        f"{human_bytes(target.data_file_bytes)} {output.cell(target.dir + '/' + target.dbfilename)}"
+        if target.data_file_bytes is not None
+        else output.cell(f"{target.dir}/{target.dbfilename}"),
+        f"{human_bytes(plan.backup_raw_bytes)} {plan.backup_kind}, finished "
+        f"{_when(plan.backup_finished_at)} UTC ({_age(plan.backup_finished_at)} ago)",
+    )
+    table.add_row("memory", human_bytes(target.used_memory), "")
+    table.add_row(
+        "appendonly",
+        "yes" if target.appendonly else "no",
+        _status(output, plan.verification.status),
+    )
+    lines = Text()
+    for number, step in enumerate(plan.steps, 1):
+        lines.append(f"{number}. {step}\n")
+    for reason in plan.blockers:
+        lines.append("cannot: ", style="red")
+        lines.append(reason + "\n")
+    for reason in plan.refusals:
+        lines.append("refused unless --force: ", style="yellow")
+        lines.append(reason + "\n")
+    lines.rstrip()
+    return Group(
+        Text(f"plan: restore {plan.backup_id} onto {plan.host}", style="bold"), table, lines
+    )
+
+
+def restore_result_view(output: Output, results: Sequence[HostResult[RestoreResult]]) -> Table:
+    table = output.table("step", "took", "detail")
+    for result in results:
+        restored = result.data
+        if restored is None:
+            table.add_row("restore", "-", f"[red]error: {output.cell(result.error)}[/]")
+            continue
+        for step in restored.steps:
+            table.add_row(step.step, f"{step.seconds:.1f}s", output.cell(step.detail))
+        if restored.keys_match is None:
+            check = f"{restored.keys_now:,} keys now (backup: {_keys(restored.keys_expected)})"
+        else:
+            loaded = (
+                f"{_keys(restored.keys_loaded)} loaded + {_keys(restored.keys_expired_on_load)}"
+            )
+            verdict = "[green]match[/]" if restored.keys_match else "[red]MISMATCH[/]"
+            check = f"{loaded} expired vs {_keys(restored.keys_expected)} in the backup: {verdict}"
+        table.add_row("keys", "", check)
+        if restored.set_aside:
+            table.add_row("kept", "", output.cell(f"the previous AOF is at {restored.set_aside}"))
+    return table
+
+
+@contextmanager
+def transfer_progress(output: Output) -> Iterator[Callable[[str, int, int], None] | None]:
+    """Per-host byte counters on stderr when a person watches; None off a terminal (cron)."""
+    if not output.interactive or not output.err.is_terminal:
+        yield None
+        return
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+    tasks: dict[str, int] = {}
+    lock = threading.Lock()
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        console=output.err,
+        transient=True,
+    ) as bars:
+        last: dict[str, float] = {}
+
+        def advance(host: str, done: int, total: int) -> None:
+            with lock:
+                if host not in tasks:
+                    tasks[host] = bars.add_task(host, total=total or None)
+                now = time.monotonic()
+                if now - last.get(host, 0.0) < 0.1 and done != total:
+                    return  # redrawing on every 64 KiB would cost more than the copy
+                last[host] = now
+            bars.update(tasks[host], completed=done, total=total or None)
+
+        yield advance

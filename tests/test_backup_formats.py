@@ -1,0 +1,173 @@
+"""RDB and AOF checks on real files written by a real redis-server: CRC64, truncation, flipped
+bytes, a zero trailer, AOF commands and manifests."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+import redis
+
+from redisops.backup.crc64 import crc64
+from redisops.backup.formats import (
+    CRC_DISABLED,
+    CRC_MISMATCH,
+    CRC_OK,
+    RdbChecker,
+    RespChecker,
+    parse_aof_manifest,
+)
+from redisops.backup.replication import stream_rdb
+from redisops.fleet.host import Host
+from tests.servers import start_redis_server
+
+# Redis waits 5 s for more replicas before a diskless sync; tests want it now.
+NO_SYNC_DELAY = ("--repl-diskless-sync-delay", "0")
+
+
+class Collect:
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def write(self, data) -> None:
+        self.data += data
+
+
+def snapshot(tmp_path, *options: str) -> bytes:
+    """An RDB of 500 keys, taken over replication from a fresh server started with options."""
+    process, port = start_redis_server(tmp_path, *NO_SYNC_DELAY, *options)
+    try:
+        client = redis.Redis(port=port)
+        pipe = client.pipeline(transaction=False)
+        for i in range(500):
+            pipe.set(f"key:{i}", f"value-{i}" * 20)
+            pipe.hset(f"hash:{i}", mapping={"a": i, "b": "x" * i})
+        pipe.execute()
+        sink = Collect()
+        facts = stream_rdb(Host(name="s", host="127.0.0.1", port=port), sink, timeout=10)
+        assert facts.bytes == len(sink.data)
+        return bytes(sink.data)
+    finally:
+        process.kill()
+        process.wait()
+
+
+@pytest.fixture(scope="module")
+def rdb(tmp_path_factory) -> bytes:
+    return snapshot(tmp_path_factory.mktemp("rdb"))
+
+
+def check(data: bytes, chunk: int = 1 << 16):
+    checker = RdbChecker()
+    for start in range(0, len(data), chunk):
+        checker.feed(memoryview(data)[start : start + chunk])
+    return checker.finish()
+
+
+def test_crc64_is_redis_crc64_jones():
+    # The check value of CRC-64/REDIS (Redis's own crc64 test uses the same input).
+    assert crc64(b"123456789") == 0xE9C6D914C4B8D9CA
+    assert crc64(b"6789", crc64(b"12345")) == 0xE9C6D914C4B8D9CA
+
+
+def test_a_whole_rdb_checks_out_whatever_the_chunking(rdb, tmp_path):
+    for chunk in (1, 7, 8, 9, 4096, len(rdb)):
+        facts = check(rdb[:20_000] if chunk == 1 else rdb, chunk)
+        if chunk == 1:
+            continue  # byte by byte only over a prefix, to keep it quick
+        assert facts.crc == CRC_OK
+        assert facts.problems == ()
+        assert facts.version == 10
+        assert (
+            facts.aux["redis-ver"]
+            == subprocess.run(
+                ["redis-server", "--version"], capture_output=True, text=True, check=True
+            )
+            .stdout.split("v=")[1]
+            .split()[0]
+        )
+        assert facts.size == len(rdb)
+    # redis-check-rdb agrees with the checker on the same bytes
+    path = tmp_path / "dump.rdb"
+    path.write_bytes(rdb)
+    out = subprocess.run(["redis-check-rdb", str(path)], capture_output=True, text=True)
+    assert out.returncode == 0 and "1000 keys read" in out.stdout
+
+
+def test_truncated_and_flipped_files_are_named_as_such(rdb):
+    truncated = check(rdb[:-100])
+    assert truncated.crc == CRC_MISMATCH
+    assert "truncated or corrupted: no end-of-file marker before the checksum" in truncated.problems
+
+    flipped = bytearray(rdb)
+    flipped[len(rdb) // 2] ^= 0x01
+    facts = check(bytes(flipped))
+    assert facts.crc == CRC_MISMATCH
+    assert len(facts.problems) == 1 and facts.problems[0].startswith(
+        "CRC64 mismatch: the trailer says"
+    )
+
+    assert check(b"").problems == ("empty file",)
+    assert check(b"*1\r\n$4\r\nPING\r\n").problems == ("not an RDB file (no REDIS header)",)
+
+
+def test_a_zero_trailer_means_checksum_disabled(tmp_path):
+    data = snapshot(tmp_path, "--rdbchecksum", "no")
+    assert data[-8:] == b"\0" * 8
+    facts = check(data)
+    assert facts.crc == CRC_DISABLED
+    assert facts.problems == ()
+
+
+def test_aof_commands_are_counted_and_truncation_is_caught():
+    commands = b"*3\r\n$3\r\nSET\r\n$1\r\na\r\n$1\r\n1\r\n#TS:1700000000\r\n*1\r\n$5\r\nMULTI\r\n"
+    whole = RespChecker()
+    for byte in range(len(commands)):
+        whole.feed(commands[byte : byte + 1])
+    assert (whole.commands, whole.finish()) == (2, None)
+
+    cut = RespChecker()
+    cut.feed(commands[:-3])
+    assert cut.finish() == "truncated: an incomplete command at byte 43 (12 bytes left over)"
+
+    garbage = RespChecker()
+    garbage.feed(b"*1\r\n$4\r\nPING\r\nhello\r\n")
+    assert garbage.finish() == "not a RESP command at byte 14"
+
+
+def test_aof_manifest_parts():
+    parts = parse_aof_manifest(
+        "file appendonly.aof.3.base.rdb seq 3 type b\n"
+        "file appendonly.aof.2.incr.aof seq 2 type h\n"
+        "file appendonly.aof.3.incr.aof seq 3 type i\n"
+    )
+    assert [(p.name, p.seq, p.type) for p in parts] == [
+        ("appendonly.aof.3.base.rdb", 3, "b"),
+        ("appendonly.aof.2.incr.aof", 2, "h"),
+        ("appendonly.aof.3.incr.aof", 3, "i"),
+    ]
+    for bad in ("file x seq 1\n", "file ../x seq 1 type b\n", "", "file a seq x type b\n"):
+        with pytest.raises(ValueError):
+            parse_aof_manifest(bad)
+
+
+def test_stream_rdb_matches_redis_cli(tmp_path):
+    """The bytes redisops streams are those redis-cli --rdb saves, modulo the snapshot time."""
+    process, port = start_redis_server(tmp_path, *NO_SYNC_DELAY)
+    try:
+        redis.Redis(port=port).set("k", "v")
+        sink = Collect()
+        stream_rdb(Host(name="s", host="127.0.0.1", port=port), sink, timeout=10)
+        target = tmp_path / "cli.rdb"
+        subprocess.run(
+            ["redis-cli", "-p", str(port), "--rdb", str(target)], capture_output=True, check=True
+        )
+        ours = tmp_path / "ours.rdb"
+        ours.write_bytes(sink.data)
+        for path in (target, ours):
+            assert check(path.read_bytes()).crc == CRC_OK
+            out = subprocess.run(["redis-check-rdb", str(path)], capture_output=True, text=True)
+            assert "[info] 1 keys read" in out.stdout
+    finally:
+        process.kill()
+        process.wait()
