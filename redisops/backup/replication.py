@@ -52,7 +52,7 @@ def stream_rdb(
     """
     import hiredis
 
-    from redisops.memory.scanner import RespConnection
+    from redisops.fleet.resp import RespConnection
 
     connection = RespConnection(host, timeout=timeout)
     try:

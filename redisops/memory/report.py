@@ -17,9 +17,10 @@ from itertools import count
 from redisops.errors import UsageError
 from redisops.fleet.fanout import HostResult, run_on_hosts
 from redisops.fleet.host import Host
+from redisops.fleet.resp import RespConnection
 from redisops.fleet.selection import split_sentinels
 from redisops.memory.patterns import DEFAULT_SEPARATOR, key_pattern, key_text
-from redisops.memory.scanner import KeyFacts, RespConnection, scan_keys
+from redisops.memory.scanner import KeyFacts, scan_keys
 
 MAX_PATTERNS = 10_000
 OTHER_PATTERN = "(other patterns)"
