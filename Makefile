@@ -26,6 +26,7 @@ bench: venv
 	$(BIN)/python bench/check_fanout.py
 	$(BIN)/python bench/memory_report.py
 	$(BIN)/python bench/slowlog_digest.py
+	$(BIN)/python bench/backup_rdb.py
 
 lab-down:
 	$(BIN)/redisops lab down --dir $(LAB_DIR)
