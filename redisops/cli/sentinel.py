@@ -2,6 +2,234 @@
 
 from __future__ import annotations
 
+from enum import Enum
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
 import typer
 
+from redisops.cli.common import (
+    DryRunOption,
+    YesOption,
+    confirm_change,
+    global_options,
+    load_selection,
+    make_output,
+)
+from redisops.errors import ExitCode, RefusedError, UsageError
+from redisops.sentinel import DEFAULT_MAX_LAG
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+
+    from redisops.fleet.fanout import HostResult
+    from redisops.fleet.host import Host
+    from redisops.render.output import Output
+
 app = typer.Typer(help="Sentinel topology status and failover drills.", no_args_is_help=True)
+
+MaxLagOption = Annotated[
+    int,
+    typer.Option(
+        "--max-lag",
+        min=0,
+        help="A replica more than this many bytes behind its master is a problem.",
+    ),
+]
+
+
+class DrillMode(str, Enum):
+    failover = "failover"
+    crash = "crash"
+    hang = "hang"
+
+
+@app.command()
+def status(ctx: typer.Context, max_lag: MaxLagOption = DEFAULT_MAX_LAG) -> int:
+    """Masters, replicas and sentinels as the selected sentinels see them.
+
+    Per monitored master: its address and flags, whether every sentinel names the same master,
+    sentinels seen, quorum (SENTINEL CKQUORUM), down-after and failover-timeout, and each
+    replica's link, lag (bytes, from the master's INFO; seconds since its last acknowledgement)
+    and priority. Problems are flagged: no quorum, sentinels disagreeing, a sentinel, the master
+    or a replica down, a replica far behind, only priority-0 replicas. Exit 1 when a sentinel
+    fails or a master has a problem.
+    """
+    from redisops.render.sentinel import status_summary, status_view
+    from redisops.sentinel.topology import sentinel_status
+
+    options = global_options(ctx)
+    output = make_output(options)
+    inventory, hosts = load_selection(options, output)
+    result = sentinel_status(
+        _sentinels(hosts),
+        inventory.hosts,
+        timeout=options.timeout,
+        parallel=options.parallel,
+        max_lag=max_lag,
+    )
+    code = output.host_results(
+        "sentinel status",
+        result.results,
+        lambda _rows: status_view(output, result),
+        summary=status_summary(result),
+        noun="sentinels",
+    )
+    unhealthy = [m.name for m in result.masters if not m.healthy]
+    if unhealthy:
+        output.warn(f"unhealthy: {', '.join(unhealthy)}")
+        return ExitCode.FAILED
+    return code
+
+
+@app.command()
+def drill(
+    ctx: typer.Context,
+    master: Annotated[
+        str | None,
+        typer.Option(
+            "--master",
+            help="The master's name, as the sentinels monitor it (with --history: its drills).",
+        ),
+    ] = None,
+    mode: Annotated[
+        DrillMode,
+        typer.Option(
+            help="failover: SENTINEL FAILOVER; crash: SIGKILL the master (restarted after); "
+            "hang: DEBUG SLEEP it for down-after + 5s."
+        ),
+    ] = DrillMode.failover,
+    probe_rate: Annotated[
+        float, typer.Option(min=1, max=1000, help="Probe writes per second.")
+    ] = 50.0,
+    probe_timeout: Annotated[
+        float,
+        typer.Option(min=0.05, help="The probe's connect and write timeout, in seconds."),
+    ] = 1.0,
+    max_lag: MaxLagOption = DEFAULT_MAX_LAG,
+    settle_timeout: Annotated[
+        float,
+        typer.Option(min=1, help="Seconds to wait for the new topology to settle."),
+    ] = 60.0,
+    failback: Annotated[
+        bool, typer.Option("--failback", help="Afterwards, make the original master master again.")
+    ] = False,
+    history: Annotated[
+        bool, typer.Option("--history", help="List past drills instead of running one.")
+    ] = False,
+    history_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="Drill history (JSON Lines) [default: $XDG_STATE_HOME/redisops/drills.jsonl, "
+            "else ~/.local/state/redisops/drills.jsonl].",
+            show_default=False,
+        ),
+    ] = None,
+    last: Annotated[int, typer.Option(min=1, help="With --history: the newest N drills.")] = 20,
+    yes: YesOption = False,
+    dry_run: DryRunOption = False,
+) -> int:
+    """Rehearse a failover and measure what clients feel.
+
+    Pre-checks (exit 3 when one fails): every sentinel answers and reaches quorum, they agree
+    on the master, no failover is in progress, every replica is up and one is within --max-lag.
+    Then, after the plan and a confirmation: a write probe finds the master through Sentinel as
+    an application does and writes numbered keys at --probe-rate; the fault is injected; the
+    sentinels' events and the probe's errors go on one timeline; when the topology has settled,
+    every acknowledged write is checked on the new master and the probe keys are removed.
+    Reports detection, promotion, write downtime, writes acknowledged and lost, and whether the
+    fleet is healthy after; each drill is appended to the history file. Exit 1 when the drill
+    failed (no promotion, not healthy after). With --dry-run, stops after the pre-checks.
+    """
+    from redisops.sentinel.history import default_history_path
+
+    options = global_options(ctx)
+    output = make_output(options)
+    path = history_file or default_history_path()
+    if history:
+        return _show_history(output, path, master=master, last=last)
+    if not master:
+        raise UsageError(
+            "--master NAME is required", hint="the names the sentinels monitor: sentinel status"
+        )
+    from redisops.render.sentinel import drill_result, drill_view, plan_result, plan_view, step_line
+    from redisops.sentinel.drill import run_drill
+    from redisops.sentinel.history import append_drill
+    from redisops.sentinel.precheck import plan_drill
+
+    inventory, hosts = load_selection(options, output)
+    plan = plan_drill(
+        _sentinels(hosts),
+        inventory.hosts,
+        master=master,
+        mode=mode.value,
+        max_lag=max_lag,
+        failback=failback,
+        probe_rate=probe_rate,
+        timeout=options.timeout,
+        parallel=options.parallel,
+    )
+    summary = {"dry_run": dry_run, "history_file": str(path)}
+    if dry_run or not plan.ready:
+        _show(output, plan_result(plan), plan_view(output, plan), summary)
+        if not plan.ready:
+            raise RefusedError(
+                f"drill refused, nothing was triggered: {plan.refusal}",
+                hint="fix the fleet first; `redisops sentinel status` shows what is wrong",
+            )
+        output.err.print("dry run: nothing was triggered", style="dim", highlight=False)
+        return ExitCode.OK
+    output.err.print(plan_view(output, plan))
+    confirm_change(
+        f"Run a {mode.value} drill on {master} (master {plan.old_master}, {plan.old_address})?",
+        yes=yes,
+    )
+    report = run_drill(
+        plan,
+        inventory=inventory.hosts,
+        probe_rate=probe_rate,
+        probe_timeout=probe_timeout,
+        settle_timeout=settle_timeout,
+        timeout=options.timeout,
+        parallel=options.parallel,
+        on_step=(lambda step: step_line(output, step)) if output.err.is_terminal else None,
+    )
+    _show(output, drill_result(report), drill_view(output, report), summary)
+    append_drill(path, report)
+    output.note(f"drill {report.drill_id} appended to {path}")
+    return ExitCode.OK if report.ok else ExitCode.FAILED
+
+
+def _show(output: Output, row: HostResult, view: RenderableType, summary: dict) -> None:
+    """One drill (or its plan): the view on stdout, or the JSON envelope with its one row."""
+    if output.format == "json":
+        output.json("sentinel drill", [row], summary)
+    else:
+        output.out.print(view)
+
+
+def _show_history(output: Output, path: Path, *, master: str | None, last: int) -> int:
+    from redisops.render.sentinel import drill_result, history_table
+    from redisops.sentinel.history import read_history
+
+    past = read_history(path, master=master, last=last)
+    if past.unreadable:
+        output.warn(f"{past.unreadable} unreadable line(s) in {path} skipped")
+    rows = [drill_result(report) for report in past.drills]
+    if output.format == "json":
+        output.json("sentinel drill", rows, {"history_file": str(path), "drills": len(rows)})
+    elif rows:
+        output.out.print(history_table(output, rows))
+    else:
+        output.err.print(f"no drills recorded in {path}", style="dim", highlight=False)
+    return ExitCode.OK
+
+
+def _sentinels(hosts: tuple[Host, ...]) -> list[Host]:
+    sentinels = [host for host in hosts if host.is_sentinel]
+    if not sentinels:
+        raise UsageError(
+            "no Sentinel selected: this command asks the sentinels",
+            hint="select the inventory's role: sentinel hosts with --limit",
+        )
+    return sentinels

@@ -26,7 +26,21 @@ def redis_client(
     """
     import redis
 
-    client = build_client(
+    client = host_client(host, timeout=timeout, decode=decode, client_name=client_name)
+    try:
+        yield client
+    except redis.RedisError as exc:
+        raise HostError(describe_redis_error(exc, host, timeout)) from None
+    finally:
+        client.close()
+
+
+def host_client(
+    host: Host, *, timeout: float, decode: bool = False, client_name: str = "redisops"
+) -> redis.Redis:
+    """build_client for an inventory host, for a client that outlives one block (a pub/sub
+    listener, a write probe); the caller closes it and handles redis-py's errors."""
+    return build_client(
         host.host,
         host.port,
         password=resolve_password(host),
@@ -37,12 +51,6 @@ def redis_client(
         decode=decode,
         client_name=client_name,
     )
-    try:
-        yield client
-    except redis.RedisError as exc:
-        raise HostError(describe_redis_error(exc, host, timeout)) from None
-    finally:
-        client.close()
 
 
 def build_client(
@@ -62,12 +70,46 @@ def build_client(
     `client_name` is what CLIENT LIST and SLOWLOG show for this connection.
     """
     import redis
+
+    options = client_options(
+        password=password,
+        timeout=timeout,
+        username=username,
+        db=db,
+        tls=tls,
+        decode=decode,
+        client_name=client_name,
+    )
+    return redis.Redis(host=address, port=port, **options)
+
+
+def client_options(
+    *,
+    password: str | None,
+    timeout: float,
+    username: str | None = None,
+    db: int = 0,
+    tls: TlsSettings | None = None,
+    decode: bool = False,
+    client_name: str = "redisops",
+) -> dict:
+    """build_client's keyword arguments without the address, for clients redis-py creates
+    itself (a Sentinel-managed pool finds the address on its own)."""
     from redis.backoff import NoBackoff
     from redis.retry import Retry
 
-    options: dict = {}
+    options: dict = {
+        "db": db,
+        "username": username,
+        "password": password,
+        "socket_timeout": timeout,
+        "socket_connect_timeout": timeout,
+        "retry": Retry(NoBackoff(), 0),
+        "decode_responses": decode,
+        "client_name": client_name,
+    }
     if tls is not None:
-        options = {
+        options |= {
             "ssl": True,
             "ssl_ca_certs": tls.ca_file,
             "ssl_certfile": tls.cert_file,
@@ -75,19 +117,7 @@ def build_client(
             "ssl_cert_reqs": "required" if tls.verify else "none",
             "ssl_check_hostname": tls.verify,
         }
-    return redis.Redis(
-        host=address,
-        port=port,
-        db=db,
-        username=username,
-        password=password,
-        socket_timeout=timeout,
-        socket_connect_timeout=timeout,
-        retry=Retry(NoBackoff(), 0),
-        decode_responses=decode,
-        client_name=client_name,
-        **options,
-    )
+    return options
 
 
 def describe_redis_error(exc: Exception, host: Host, timeout: float) -> str:

@@ -1,0 +1,244 @@
+"""Failover drills on labs of their own: failover (with failback), crash, hang, and a crash made
+to lose acknowledged writes. Each checks the figures against what the servers say afterwards.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from pathlib import Path
+
+from redisops.fleet.connection import build_client
+from redisops.fleet.inventory import load_inventory
+from redisops.sentinel.drill import run_drill
+from redisops.sentinel.precheck import plan_drill
+from redisops.sentinel.probe import WriteProbe
+from tests.cli_helpers import redisops
+
+SENTINELS = ("sentinel-1", "sentinel-2", "sentinel-3")
+NODES = ("node-1", "node-2", "node-3")
+
+
+class Lab:
+    """Clients to the processes of a lab of the test's own."""
+
+    def __init__(self, state) -> None:
+        self.state = state
+        self.inventory = state.inventory_path
+        self.password = (Path(state.dir) / "secret").read_text().strip()
+        self.ports = {p.name: p.port for p in state.processes}
+        self.names = {port: name for name, port in self.ports.items()}
+
+    def client(self, name: str):
+        return build_client(
+            "127.0.0.1", self.ports[name], password=self.password, timeout=5, decode=True
+        )
+
+    def master(self) -> str:
+        """The node every sentinel names (asserting that they agree)."""
+        named = set()
+        for sentinel in SENTINELS:
+            client = self.client(sentinel)
+            named.add(int(client.sentinel_get_master_addr_by_name("lab")[1]))
+            client.close()
+        assert len(named) == 1, f"sentinels disagree: {named}"
+        return self.names[named.pop()]
+
+    def assert_healthy_under(self, master: str) -> None:
+        """`master` is the master, every other node its replica with the link up, and no
+        probe key is left anywhere."""
+        assert self.master() == master
+        primary = self.client(master)
+        assert primary.wait(2, 5000) == 2  # the replicas have applied the probe keys' removal
+        primary.close()
+        for name in NODES:
+            client = self.client(name)
+            info = client.info("replication")
+            if name == master:
+                assert (info["role"], info["connected_slaves"]) == ("master", 2)
+            else:
+                assert info["role"] == "slave"
+                assert int(info["master_port"]) == self.ports[master]
+                assert info["master_link_status"] == "up"
+            assert list(client.scan_iter(match="redisops:drill:*", count=1000)) == []
+            client.close()
+
+
+def drill(lab: Lab, history: Path, *args: str):
+    return redisops(
+        "-i", lab.inventory, "-o", "json", "sentinel", "drill", "--master", "lab", "--yes",
+        "--history-file", str(history), *args,
+    )  # fmt: skip
+
+
+def test_failover_drill_measures_and_fails_back(make_lab, tmp_path):
+    lab = Lab(make_lab(replicas=2, sentinels=3))
+    history = tmp_path / "state" / "drills.jsonl"
+    run = drill(lab, history, "--mode", "failover", "--failback")
+    assert run.exit_code == 0, run.stderr
+    document = run.json()
+    assert document["command"] == "sentinel drill"
+    assert document["ok"] is True
+    (row,) = document["results"]
+    report = row["data"]
+    assert (row["host"], row["address"]) == ("node-1", f"127.0.0.1:{lab.ports['node-1']}")
+    assert (report["master"], report["mode"], report["old_master"]) == ("lab", "failover", "node-1")
+    assert report["new_master"] in ("node-2", "node-3")
+    assert report["new_address"] == f"127.0.0.1:{lab.ports[report['new_master']]}"
+    assert report["detect_ms"] is None  # nothing to detect: the sentinels were asked
+    assert 0 < report["promotion_ms"] < 15000
+    assert report["write_downtime_ms"] is not None
+    assert report["writes_acked"] > 0
+    # Sentinel leaves the old master writable until it converts it (~10 s later); what it
+    # acknowledged after the promotion is discarded when it resyncs: all of it is lost.
+    assert report["writes_lost"] >= report["stale_writes"] > 0
+    assert report["rejoin_ms"] > report["promotion_ms"]
+    assert (report["healthy_after"], report["failed_back"], report["ok"]) == (True, True, True)
+    events = [(step["source"], step["event"]) for step in report["steps"]]
+    assert ("drill", "trigger") in events
+    assert any(source in SENTINELS and event == "+switch-master" for source, event in events)
+    assert [step["at_ms"] for step in report["steps"]] == sorted(
+        step["at_ms"] for step in report["steps"]
+    )
+    lab.assert_healthy_under("node-1")
+    for name in ("node-2", "node-3"):  # the failback's temporary priority 0 is undone
+        client = lab.client(name)
+        assert client.config_get("replica-priority") == {"replica-priority": "100"}
+        client.close()
+
+    listed = redisops(
+        "-o", "json", "sentinel", "drill", "--history", "--history-file", str(history)
+    )
+    assert listed.exit_code == 0
+    (past,) = listed.json()["results"]
+    assert past["data"] == report
+    assert history.stat().st_mode & 0o777 == 0o600
+    assert lab.password not in history.read_text() + run.stdout + run.stderr
+
+
+def test_crash_drill_kills_restarts_and_loses_nothing(make_lab, tmp_path):
+    state = make_lab(replicas=2, sentinels=3)
+    lab = Lab(state)
+    old_pid = next(p.pid for p in state.processes if p.name == "node-1")
+    run = drill(lab, tmp_path / "drills.jsonl", "--mode", "crash")
+    assert run.exit_code == 0, run.stderr
+    report = run.json()["results"][0]["data"]
+    # Down-after is 2 s; the last PING reply may be up to 1 s older than the kill.
+    assert report["detect_ms"] >= 1000
+    assert report["promotion_ms"] > report["detect_ms"]
+    assert report["write_downtime_ms"] >= report["detect_ms"]
+    assert report["write_errors"] > 0
+    assert (report["writes_lost"], report["stale_writes"]) == (0, 0)
+    assert report["rejoin_ms"] > report["promotion_ms"]
+    assert report["healthy_after"] is True
+    events = {step["event"] for step in report["steps"]}
+    assert {"+sdown", "+odown", "+switch-master", "restarted", "rejoined", "settled"} <= events
+    new_master = report["new_master"]
+    lab.assert_healthy_under(new_master)
+    restarted = lab.client("node-1")
+    assert restarted.info("server")["process_id"] != old_pid
+    restarted.close()
+
+
+def test_hangs_short_and_long(make_lab, tmp_path):
+    """A hang shorter than down-after only delays writes (and one timed out is applied late:
+    a duplicate); a hang past down-after is a drill that fails over."""
+    state = make_lab(replicas=2, sentinels=3)
+    lab = Lab(state)
+    old_pid = next(p.pid for p in state.processes if p.name == "node-1")
+    inventory = load_inventory(state.inventory_path)
+    sentinels = [host for host in inventory.hosts if host.is_sentinel]
+    node_1 = next(host for host in inventory.hosts if host.name == "node-1")
+    master = lab.client("node-1")
+    with WriteProbe(
+        sentinels, node_1, name="lab", prefix="hang:short:", rate=50, timeout=0.2
+    ) as probe:
+        time.sleep(0.5)
+        master.execute_command("DEBUG", "SLEEP", "0.8")  # well below down-after (2 s)
+        time.sleep(0.5)
+    duplicates = [ack for ack in probe.acks if ack.duplicate]
+    assert len(duplicates) == 1
+    (late,) = duplicates
+    assert {f.number for f in probe.failures} == {late.number}
+    assert all("TimeoutError" in f.error for f in probe.failures)
+    assert master.exists(probe.key(late.number)) == 1
+    assert master.delete(*(probe.key(a.number) for a in probe.acks)) == len(probe.acks)
+    master.close()
+    assert lab.master() == "node-1"
+
+    history = tmp_path / "drills.jsonl"
+    run = redisops(
+        "-i", lab.inventory, "sentinel", "drill", "--master", "lab", "--mode", "hang",
+        "--yes", "--history-file", str(history),
+    )  # fmt: skip
+    assert run.exit_code == 0, run.stderr
+    lines = [line.rstrip() for line in run.stdout.splitlines()]
+    heading = next(line for line in lines if line.startswith("hang drill of lab: node-1"))
+    assert heading.endswith("ok")
+    assert any(line.split()[:4] == ["T+0.00s", "drill", "trigger", "DEBUG"] for line in lines)
+    assert any(line.startswith("healthy after") and "yes" in line for line in lines)
+    (record,) = [json.loads(line) for line in history.read_text().splitlines()]
+    # The probe's writes to the sleeping master time out (1 s each) until the promotion.
+    failures = [s for s in record["steps"] if s["event"] == "write failed"]
+    assert failures and "TimeoutError" in failures[0]["detail"]
+    assert record["detect_ms"] >= 1000
+    assert record["write_downtime_ms"] >= record["detect_ms"]
+    assert (record["writes_lost"], record["healthy_after"]) == (0, True)
+    lab.assert_healthy_under(record["new_master"])
+    slept = lab.client("node-1")
+    assert slept.info("server")["process_id"] == old_pid  # hung, not restarted
+    slept.close()
+
+
+def test_lost_writes_are_counted_honestly(make_lab):
+    """Replicas stalled while the probe writes, then the master killed: the acknowledged writes
+    it never sent are gone, and the drill counts exactly those that are missing."""
+    state = make_lab(replicas=2, sentinels=3)
+    lab = Lab(state)
+    inventory = load_inventory(state.inventory_path)
+    sentinels = [host for host in inventory.hosts if host.is_sentinel]
+    plan = plan_drill(
+        sentinels, inventory.hosts, master="lab", mode="crash", max_lag=1 << 20,
+        failback=False, probe_rate=50, timeout=5, parallel=8,
+    )  # fmt: skip
+    assert plan.ready, plan.refusal
+    replicas = [p.pid for p in state.processes if p.name in ("node-2", "node-3")]
+    present: set[int] = set()
+
+    def on_step(step) -> None:
+        if step.event == "probe started":
+            for pid in replicas:
+                os.kill(pid, signal.SIGSTOP)
+            # 40 MB fills the stalled replicas' socket buffers (a few MB), so what the probe
+            # writes next stays in the master's own memory: a SIGKILL loses it.
+            master = lab.client("node-1")
+            pipe = master.pipeline(transaction=False)
+            for number in range(128):
+                pipe.set(f"filler:{number}", "x" * 320_000)
+            pipe.execute()
+            master.close()
+        elif step.event == "trigger":
+            for pid in replicas:
+                os.kill(pid, signal.SIGCONT)
+        elif step.event == "checked":  # before the probe keys are removed: look at each
+            client = lab.client(lab.master())
+            keys = client.scan_iter(match=f"{plan.key_prefix}*", count=1000)
+            present.update(int(key.rsplit(":", 1)[1]) for key in keys)
+            client.close()
+
+    try:
+        report = run_drill(
+            plan, inventory=inventory.hosts, probe_rate=50, probe_timeout=1,
+            settle_timeout=60, timeout=5, parallel=8, on_step=on_step,
+        )  # fmt: skip
+    finally:
+        for pid in replicas:
+            os.kill(pid, signal.SIGCONT)
+    missing = [n for n in range(1, report.writes_acked + 1) if n not in present]
+    assert report.writes_lost == len(missing) > 0
+    assert missing == list(range(missing[0], missing[-1] + 1))  # the writes of the stall
+    assert report.stale_writes == 0
+    assert report.healthy_after is True
+    lab.assert_healthy_under(str(report.new_master))
