@@ -212,11 +212,31 @@ def test_real_subprocess_json_and_exit_code(lab):
 
 
 def test_help_reads_well_for_every_group():
-    for args in ([], ["inventory"], ["lab"]):
-        run = redisops(*args, "--help")
-        assert run.exit_code == 0
-        assert "Usage: redisops" in run.stdout
-    assert "--inventory" in redisops("--help").stdout
+    from redisops.cli.groups import COMMAND_GROUPS
+
+    top = redisops("--help")
+    assert top.exit_code == 0 and "--inventory" in top.stdout
+    for name, (_, text) in COMMAND_GROUPS.items():
+        assert f"  {name}" in top.stdout and text in top.stdout
+        run = redisops(name, "--help")
+        assert run.exit_code == 0, name
+        assert run.stdout.startswith(f"Usage: redisops {name} [OPTIONS] COMMAND")
+        assert "Commands:" in run.stdout
+
+
+def test_help_imports_no_command_module_and_no_heavy_library():
+    """--help must stay fast: groups load on demand; redis-py, paramiko, yaml never load."""
+    probe = (
+        "import sys; from redisops.cli.app import app; from typer.testing import CliRunner;"
+        "CliRunner().invoke(app, ['--help']);"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('redis', 'paramiko', 'yaml')"
+        " or m.startswith(('redisops.cli.memory', 'redisops.backup', 'redisops.sentinel'))))"
+    )
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
 
 
 def test_ssh_reachability_is_checked_for_hosts_with_ssh_settings(lab, sshd, tmp_path):

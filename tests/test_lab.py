@@ -255,6 +255,10 @@ def test_inventory_service_commands_stop_and_start(make_lab) -> None:
         time.sleep(0.05)
     assert not lab_status(Path(state.dir)).processes[0].running
     subprocess.run(node["service_start"], shell=True, check=True, timeout=10)
+    # redis-server daemonizes: its pidfile appears a moment after the command returns.
+    deadline = time.monotonic() + 10
+    while not lab_status(Path(state.dir)).processes[0].running and time.monotonic() < deadline:
+        time.sleep(0.05)
     assert lab_status(Path(state.dir)).processes[0].running
 
 

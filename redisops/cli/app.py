@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -10,13 +11,30 @@ import typer
 from typer.core import TyperGroup
 
 from redisops import __version__
-from redisops.cli import backup, config, inventory, lab, memory, sentinel, slowlog
 from redisops.cli.common import GlobalOptions, OutputFormat
+from redisops.cli.groups import COMMAND_GROUPS
 from redisops.errors import ExitCode, RedisopsError, UsageError
 
 
 class RedisopsGroup(TyperGroup):
-    """Turns every failure into `error: …` on one stderr line and the exit code it maps to."""
+    """Loads command groups on demand, and turns every failure into `error: …` on one stderr
+    line and the exit code it maps to."""
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        return list(COMMAND_GROUPS)
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        entry = COMMAND_GROUPS.get(cmd_name)
+        if entry is None:
+            return None
+        group = typer.main.get_group(importlib.import_module(entry[0]).app)
+        group.name = cmd_name
+        return group
+
+    def format_commands(self, ctx: Any, formatter: Any) -> None:
+        """The command list from the table: no group module is imported for --help."""
+        with formatter.section("Commands"):
+            formatter.write_dl([(name, text) for name, (_, text) in COMMAND_GROUPS.items()])
 
     def main(  # type: ignore[override]
         self,
@@ -66,13 +84,6 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
-app.add_typer(inventory.app, name="inventory")
-app.add_typer(memory.app, name="memory")
-app.add_typer(slowlog.app, name="slowlog")
-app.add_typer(backup.app, name="backup")
-app.add_typer(sentinel.app, name="sentinel")
-app.add_typer(config.app, name="config")
-app.add_typer(lab.app, name="lab")
 
 
 def _version(value: bool) -> None:

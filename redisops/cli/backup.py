@@ -17,11 +17,10 @@ from redisops.cli.common import (
     make_output,
     selected_hosts,
 )
+from redisops.cli.groups import command_group
 from redisops.errors import ExitCode, RefusedError, UsageError
 
-app = typer.Typer(
-    help="Backups: RDB and AOF, verified, catalogued, restorable.", no_args_is_help=True
-)
+app = command_group("backup")
 
 
 class Kind(str, Enum):

@@ -18,10 +18,11 @@ from redisops.cli.common import (
     make_output,
     selected_hosts,
 )
+from redisops.cli.groups import command_group
 from redisops.cli.memory import FailOnOption
 from redisops.errors import ExitCode, UsageError
 
-app = typer.Typer(help="Configuration: audit, drift and safe apply.", no_args_is_help=True)
+app = command_group("config")
 
 
 @app.command()

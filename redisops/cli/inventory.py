@@ -5,10 +5,9 @@ from __future__ import annotations
 import typer
 
 from redisops.cli.common import global_options, make_output, selected_hosts
+from redisops.cli.groups import command_group
 
-app = typer.Typer(
-    help="Show the hosts of the inventory and check that they answer.", no_args_is_help=True
-)
+app = command_group("inventory")
 
 
 @app.command("list")

@@ -8,11 +8,9 @@ from typing import Annotated
 import typer
 
 from redisops.cli.common import global_options, make_output
+from redisops.cli.groups import command_group
 
-app = typer.Typer(
-    help="A local sandbox fleet: master, replicas, sentinels.",
-    no_args_is_help=True,
-)
+app = command_group("lab")
 
 DEFAULT_LAB_DIR = Path(".lab")
 LabDir = Annotated[

@@ -7,12 +7,11 @@ from typing import Annotated
 import typer
 
 from redisops.cli.common import global_options, load_selection, make_output, selected_hosts
+from redisops.cli.groups import command_group
 from redisops.errors import ExitCode
 from redisops.memory.summary import Severity
 
-app = typer.Typer(
-    help="Memory: which hosts are in trouble, which keys eat it.", no_args_is_help=True
-)
+app = command_group("memory")
 
 FailOnOption = Annotated[
     Severity | None,

@@ -16,6 +16,7 @@ from redisops.cli.common import (
     load_selection,
     make_output,
 )
+from redisops.cli.groups import command_group
 from redisops.errors import ExitCode, RefusedError, UsageError
 from redisops.sentinel import DEFAULT_MAX_LAG
 
@@ -26,7 +27,7 @@ if TYPE_CHECKING:
     from redisops.fleet.host import Host
     from redisops.render.output import Output
 
-app = typer.Typer(help="Sentinel topology status and failover drills.", no_args_is_help=True)
+app = command_group("sentinel")
 
 MaxLagOption = Annotated[
     int,

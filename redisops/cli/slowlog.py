@@ -17,9 +17,10 @@ from redisops.cli.common import (
     make_output,
     selected_hosts,
 )
+from redisops.cli.groups import command_group
 from redisops.errors import ExitCode
 
-app = typer.Typer(help="Slowlog and latency triage across the fleet.", no_args_is_help=True)
+app = command_group("slowlog")
 
 
 class SortKey(str, Enum):
