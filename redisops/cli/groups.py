@@ -19,6 +19,7 @@ COMMAND_GROUPS: dict[str, tuple[str, str]] = {
     "sentinel": ("redisops.cli.sentinel", "Sentinel topology status and failover drills."),
     "config": ("redisops.cli.config", "Configuration: audit, drift and safe apply."),
     "lab": ("redisops.cli.lab", "A local sandbox fleet: master, replicas, sentinels."),
+    "playbook": ("redisops.cli.playbook", "Run YAML runbooks that chain redisops commands."),
 }
 
 

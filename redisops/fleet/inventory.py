@@ -14,10 +14,12 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from redisops.errors import InventoryError
+from redisops.errors import InventoryError, UsageError
 from redisops.fleet.host import Host, Secret, TlsSettings
+
+T = TypeVar("T")
 
 DEFAULT_INVENTORY = "inventory.yaml"
 INVENTORY_ENV = "REDISOPS_INVENTORY"
@@ -100,8 +102,6 @@ def describe_host(host: Host) -> HostEntry:
 
 def load_inventory(path: str | Path) -> Inventory:
     """Read and validate the inventory at `path`; raises InventoryError (exit 2) on any fault."""
-    import yaml
-
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -113,18 +113,37 @@ def load_inventory(path: str | Path) -> Inventory:
     except (OSError, UnicodeDecodeError) as exc:
         raise InventoryError(f"inventory {path} cannot be read: {_reason(exc)}") from None
 
+    return compose_yaml(
+        path,
+        text,
+        lambda loader, root: _Builder(str(path), loader).build(root),
+        InventoryError,
+        what="inventory",
+    )
+
+
+def compose_yaml(
+    path: Path, text: str, build: Callable[[Any, Any], T], error: type[UsageError], *, what: str
+) -> T:
+    """Compose `text` into YAML nodes (which keep their lines) and return `build(loader, root)`.
+
+    Faults in the YAML itself, or an empty file, raise `error` naming the file and line. Shared
+    by every YAML file redisops reads (inventory, playbooks).
+    """
+    import yaml
+
     loader = yaml.SafeLoader(text)
     try:
         root = loader.get_single_node()
         if root is None:
-            raise InventoryError(f"{path}: the inventory is empty")
-        return _Builder(str(path), loader).build(root)
+            raise error(f"{path}: the {what} is empty")
+        return build(loader, root)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise InventoryError(f"{where}: invalid YAML: {exc.problem or exc.context}") from None
+        raise error(f"{where}: invalid YAML: {exc.problem or exc.context}") from None
     except yaml.YAMLError as exc:
-        raise InventoryError(f"{path}: invalid YAML: {exc}") from None
+        raise error(f"{path}: invalid YAML: {exc}") from None
     finally:
         loader.dispose()
 

@@ -10,7 +10,9 @@ import dataclasses
 import json
 import os
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from redisops.errors import ExitCode
@@ -22,6 +24,21 @@ if TYPE_CHECKING:
     from rich.table import Table
 
 PIPED_WIDTH = 200
+
+# Set while a playbook step runs with -o json: the tables it would have shown are kept here.
+_step_views: ContextVar[list[Any] | None] = ContextVar("redisops_step_views", default=None)
+
+
+@contextmanager
+def collecting_views() -> Iterator[list[RenderableType]]:
+    """Keep the tables of JSON-mode commands run inside, so a playbook shows each step's table
+    without running the step twice."""
+    views: list[RenderableType] = []
+    token = _step_views.set(views)
+    try:
+        yield views
+    finally:
+        _step_views.reset(token)
 
 
 class Output:
@@ -89,6 +106,9 @@ class Output:
         )
         if self.format == "json":
             self.json(command, results, summary)
+            views = _step_views.get()
+            if views is not None:
+                views.append(table(results))
         else:
             self.out.print(table(results))
             self.err.print(

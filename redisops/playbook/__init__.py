@@ -1,0 +1,1 @@
+"""Playbooks: YAML runbooks whose steps are redisops commands, run in-process."""

@@ -1,0 +1,290 @@
+"""The shipped playbooks end to end on labs of their own, their dry runs on the shared lab
+(changing nothing), and the runner's rules: when/assert/on_failure, confirmation, --yes,
+--step, --export and -o json. Every step runs in-process through the real command tree."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from redisops.fleet.connection import build_client
+from tests.cli_helpers import redisops
+
+PLAYBOOKS = Path(__file__).resolve().parent.parent / "playbooks"
+
+
+def password(state) -> str:
+    return (Path(state.dir) / "secret").read_text().strip()
+
+
+def client(state, name: str):
+    port = next(p.port for p in state.processes if p.name == name)
+    return build_client("127.0.0.1", port, password=password(state), timeout=5, decode=True)
+
+
+def play(state, name_or_path, *args: str, input: str | None = None, env: dict | None = None):
+    path = name_or_path if isinstance(name_or_path, Path) else PLAYBOOKS / f"{name_or_path}.yaml"
+    return redisops(
+        "-i", state.inventory_path, *args[:2] if args[:1] == ("-o",) else (), "playbook", "run",
+        str(path), *(args[2:] if args[:1] == ("-o",) else args), input=input, env=env,
+    )  # fmt: skip
+
+
+def steps(run) -> dict[str, dict]:
+    return {step["step"]: step for step in run.json()["results"]}
+
+
+def fleet_fingerprint(state) -> dict:
+    """What a dry run must leave alone: keys, roles, slowlog lengths, the master."""
+    seen = {}
+    for process in state.processes:
+        c = client(state, process.name)
+        if process.role == "sentinel":
+            seen[process.name] = tuple(c.sentinel_get_master_addr_by_name("lab"))
+        else:
+            info = c.info("replication")
+            seen[process.name] = (c.dbsize(), info["role"], c.slowlog_len())
+        c.close()
+    return seen
+
+
+def test_nightly_backup_backs_up_verifies_prunes_and_writes_metrics(make_lab, tmp_path):
+    state = make_lab(replicas=1, seed_keys=60)
+    dest, metrics = tmp_path / "backups", tmp_path / "redisops.prom"
+    run = play(
+        state, "nightly-backup", "-o", "json", "--yes", "--var", f"backup_dir={dest}",
+        "--var", f"metrics_file={metrics}", "--var", "keep_last=1", "--var", "keep_daily=0",
+    )  # fmt: skip
+    assert run.exit_code == 0, run.stderr
+    document = run.json()
+    assert (document["command"], document["ok"]) == ("playbook run", True)
+    by_step = steps(run)
+    assert [s["status"] for s in by_step.values()] == ["ok", "ok", "ok"]
+    assert by_step["prune"]["command"] == (
+        f"backup prune --dest {dest} --keep-last 1 --keep-daily 0 --yes"
+    )
+    backups = by_step["backup"]["result"]["results"]
+    assert [(b["host"], b["data"]["keys"], b["data"]["verified"]) for b in backups] == [
+        ("node-1", 60, True),
+        ("node-2", 60, True),
+    ]
+    for backup in backups:
+        manifest = dest / backup["host"] / backup["data"]["backup_id"] / "manifest.json"
+        assert json.loads(manifest.read_text())["sha256"] == backup["data"]["sha256"]
+    assert by_step["verify"]["result"]["summary"]["failed"] == 0
+    assert "redisops_backup" in metrics.read_text()
+    assert password(state) not in run.stdout + run.stderr
+
+
+def test_nightly_backup_table_and_export(make_lab, tmp_path):
+    state = make_lab(replicas=0, seed_keys=10)
+    record = tmp_path / "night.txt"
+    run = play(
+        state, "nightly-backup", "--yes", "--var", f"backup_dir={tmp_path / 'b'}",
+        "--export", str(record),
+    )  # fmt: skip
+    assert run.exit_code == 0, run.stderr
+    text = record.read_text()
+    for shown in (run.stdout, text):
+        assert f"step 1/3: backup — redisops backup run --dest {tmp_path / 'b'}" in shown
+        assert "node-1-" in shown  # the backup table of step 1
+        assert "verified" in shown
+        assert [line.split()[:2] for line in shown.splitlines() if line.startswith("prune ")]
+    summary = [line.split() for line in text.splitlines()[-4:]]
+    assert summary[0] == ["step", "status", "took", "figures"]
+    assert [row[:2] for row in summary[1:]] == [["backup", "ok"], ["verify", "ok"], ["prune", "ok"]]
+    assert all(row[3:] == ["1/1", "hosts", "ok"] for row in summary[1:])
+    html = tmp_path / "night.html"
+    play(state, "nightly-backup", "--dry-run", "--export", str(html))
+    assert html.read_text().startswith("<!DOCTYPE html>")
+    assert password(state) not in text + html.read_text() + run.stdout + run.stderr
+
+
+def test_memory_pressure_reports_the_most_loaded_host_on_its_replica(make_lab):
+    state = make_lab(replicas=1, seed_keys=100)
+    master = client(state, "node-1")
+    master.set("big:blob", "x" * 2_000_000)  # node-1 and its replica now hold 2 MB more
+    assert master.wait(1, 5000) == 1
+    master.close()
+    run = play(state, "memory-pressure", "-o", "json", "--var", "top=3")
+    assert run.exit_code == 0, run.stderr
+    by_step = steps(run)
+    used = {r["host"]: r["data"]["used_memory"] for r in by_step["summary"]["result"]["results"]}
+    loaded = max(used, key=used.get)
+    assert by_step["report"]["command"] == "memory report --top 3 --max-keys 1000000"
+    report = by_step["report"]["result"]["results"]
+    assert [r["host"] for r in report] == [loaded]
+    if loaded == "node-1":
+        assert (report[0]["data"]["scanned_host"], report[0]["data"]["scanned_role"]) == (
+            "node-2",
+            "replica",
+        )
+    assert report[0]["data"]["top_keys"][0]["key"] == "big:blob"
+    assert len(report[0]["data"]["top_keys"]) == 3
+    assert by_step["slowlog"]["status"] == "ok"
+
+
+def test_latency_spike_sees_slow_calls_and_the_doctor_explains(make_lab):
+    state = make_lab(replicas=0, seed_keys=10)
+    node = client(state, "node-1")
+    node.config_set("latency-monitor-threshold", 10)
+    for _ in range(3):
+        node.execute_command("DEBUG", "SLEEP", "0.05")
+    node.close()
+    run = play(state, "latency-spike", "-o", "json")
+    assert run.exit_code == 0, run.stderr
+    by_step = steps(run)
+    assert [s["status"] for s in by_step.values()] == ["ok"] * 4
+    fingerprints = by_step["slowlog"]["result"]["summary"]["fingerprints"]
+    debug = next(f for f in fingerprints if f["command"] == "DEBUG SLEEP")
+    assert debug["count"] == 3 and debug["max_us"] >= 50_000
+    doctor = by_step["doctor"]["result"]["results"][0]["data"]
+    assert doctor["state"] == "spikes"
+    assert "command" in doctor["report"]  # Redis names the event class it saw
+    assert by_step["audit"]["result"]["command"] == "config audit"
+
+
+def test_failover_drill_game_day(make_lab, tmp_path):
+    state = make_lab(replicas=2, sentinels=3, seed_keys=20)
+    history = tmp_path / "drills.jsonl"
+    path = tmp_path / "drill.yaml"
+    # The shipped playbook, with the drill history kept in the test's folder.
+    path.write_text(
+        (PLAYBOOKS / "failover-drill.yaml")
+        .read_text()
+        .replace('mode: "{{ mode }}"}', f'mode: "{{{{ mode }}}}", history_file: {history}}}')
+    )
+    run = play(
+        state, path, "-o", "json", "--yes", "--var", "master=lab",
+        "--var", f"backup_dir={tmp_path / 'b'}",
+    )  # fmt: skip
+    assert run.exit_code == 0, run.stderr
+    by_step = steps(run)
+    assert list(by_step) == ["before", "backup", "step3", "drill", "after", "audit"]
+    assert all(s["status"] == "ok" for s in by_step.values())
+    drill = by_step["drill"]["result"]["results"][0]["data"]
+    assert drill["old_master"] == "node-1" and drill["new_master"] in ("node-2", "node-3")
+    assert drill["healthy_after"] is True and drill["writes_acked"] > 0
+    assert by_step["after"]["result"]["summary"]["healthy"] is True
+    assert json.loads(history.read_text().splitlines()[-1])["new_master"] == drill["new_master"]
+    sentinel = client(state, "sentinel-1")
+    port = int(sentinel.sentinel_get_master_addr_by_name("lab")[1])
+    sentinel.close()
+    assert port == next(p.port for p in state.processes if p.name == drill["new_master"])
+
+
+def test_failover_drill_is_refused_off_a_terminal_without_yes(make_lab, tmp_path):
+    state = make_lab(replicas=1, sentinels=3)
+    run = play(
+        state, "failover-drill", "-o", "json", "--var", "master=lab",
+        "--var", f"backup_dir={tmp_path / 'b'}",
+    )  # fmt: skip
+    assert run.exit_code == 3
+    assert run.stderr.splitlines() == [
+        "error: step step3 refused: Next: a failover drill on lab, which moves its master. Go "
+        "ahead? Refused: not on a terminal and --yes not given"
+    ]
+    assert [(s["step"], s["status"]) for s in run.json()["results"]] == [
+        ("before", "ok"), ("backup", "ok"), ("step3", "refused"), ("drill", "not run"),
+        ("after", "not run"), ("audit", "not run"),
+    ]  # fmt: skip
+    sentinel = client(state, "sentinel-1")
+    assert sentinel.sentinel_get_master_addr_by_name("lab")[1] == state.processes[0].port
+    sentinel.close()
+
+
+@pytest.mark.parametrize("name", ["nightly-backup", "memory-pressure", "latency-spike",
+                                  "failover-drill"])  # fmt: skip
+def test_dry_run_of_each_shipped_playbook_changes_nothing(lab, tmp_path, name):
+    before = fleet_fingerprint(lab)
+    dest = tmp_path / "backups"
+    run = play(
+        lab, name, "-o", "json", "--dry-run", "--yes", "--var",
+        "master=lab" if name == "failover-drill" else f"backup_dir={dest}"
+        if name == "nightly-backup" else "top=5",
+    )  # fmt: skip
+    assert run.exit_code == 0, run.stderr
+    document = run.json()
+    assert document["summary"]["dry_run"] is True
+    assert {s["status"] for s in document["results"]} == {"planned"}
+    assert all(s["result"] is None for s in document["results"])
+    assert not dest.exists()
+    assert fleet_fingerprint(lab) == before
+    commands = [s["command"] for s in document["results"]]
+    if name == "nightly-backup":
+        assert commands[0] == f"backup run --dest {dest}"
+    if name == "memory-pressure":
+        assert (
+            commands[1]
+            == (
+                "-l <max_by(summary.results, 'data.used_memory').host> memory report --top 5 "
+                "--max-keys 1000000"
+            )
+            or commands[1] == "memory report --top 5 --max-keys 1000000"
+        )
+    if name == "failover-drill":
+        assert commands[3] == "sentinel drill --master lab --mode failover --yes"
+
+
+RULES = """\
+name: rules
+vars: {want: 3}
+steps:
+  - id: summary
+    run: memory summary
+    assert: summary.summary.hosts == want
+    on_failure: continue
+  - id: skipped
+    run: memory summary
+    when: summary.summary.failed > 0
+  - id: pause
+    wait: 0.1s
+  - note: "hosts: {{ summary.summary.hosts }}"
+  - id: reset
+    run: slowlog reset
+  - id: last
+    note: never reached when reset is refused
+"""
+
+
+def test_when_assert_on_failure_and_refusal(make_lab, tmp_path):
+    state = make_lab(replicas=0)
+    node = client(state, "node-1")
+    node.execute_command("DEBUG", "SLEEP", "0.02")
+    path = tmp_path / "rules.yaml"
+    path.write_text(RULES)
+    run = play(state, path, "-o", "json")
+    assert run.exit_code == 3
+    by_step = steps(run)
+    assert [(s["step"], s["status"], s["error"]) for s in by_step.values()] == [
+        ("summary", "failed", "assert failed: summary.summary.hosts == want"),
+        ("skipped", "skipped", "when: summary.summary.failed > 0 is false"),
+        ("pause", "ok", None),
+        ("step4", "ok", None),
+        ("reset", "refused", "refused"),
+        ("last", "not run", None),
+    ]
+    assert node.slowlog_len() == 1  # the refused reset changed nothing
+    run = play(state, path, "--var", "want=1", "--yes")
+    assert run.exit_code == 0, run.stdout
+    assert "hosts: 1" in run.stdout
+    assert node.slowlog_len() == 0  # --yes carried through to slowlog reset
+    node.close()
+
+
+def test_step_by_step_asks_before_each_step(make_lab, tmp_path):
+    state = make_lab(replicas=0)
+    path = tmp_path / "two.yaml"
+    path.write_text("name: two\nsteps:\n  - run: memory summary\n  - run: inventory list\n")
+    run = play(
+        state, path, "-o", "json", "--step", input="n\ny\n", env={"REDISOPS_INTERACTIVE": "1"}
+    )
+    assert run.exit_code == 0, run.stderr
+    document = json.loads(run.stdout[run.stdout.index("{") :])  # the runner echoes the answers
+    assert [(s["status"], s["error"]) for s in document["results"]] == [
+        ("skipped", "skipped at --step"),
+        ("ok", None),
+    ]
+    assert "Run step step1 (memory summary)?" in run.stderr
