@@ -3,7 +3,10 @@ bytes, a zero trailer, AOF commands and manifests."""
 
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
+import time
 
 import pytest
 import redis
@@ -18,6 +21,7 @@ from redisops.backup.formats import (
     parse_aof_manifest,
 )
 from redisops.backup.replication import stream_rdb
+from redisops.errors import HostError
 from redisops.fleet.host import Host
 from tests.servers import start_redis_server
 
@@ -169,5 +173,36 @@ def test_stream_rdb_matches_redis_cli(tmp_path):
             out = subprocess.run(["redis-check-rdb", str(path)], capture_output=True, text=True)
             assert "[info] 1 keys read" in out.stdout
     finally:
+        process.kill()
+        process.wait()
+
+
+def test_a_server_frozen_mid_snapshot_fails_after_the_timeout(tmp_path):
+    """Reads wait for 256 KiB at a time (replication.BATCH_BYTES), yet a stream that stops
+    still ends in one timeout with a clear message, not a hang."""
+    process, port = start_redis_server(tmp_path, *NO_SYNC_DELAY)
+    try:
+        client = redis.Redis(port=port)
+        pipe = client.pipeline(transaction=False)
+        for i in range(4000):
+            pipe.set(f"key:{i}", os.urandom(4096))  # ~16 MB that LZF cannot shrink
+        pipe.execute()
+
+        class FreezeServer(Collect):
+            def write(self, data) -> None:
+                if not self.data:
+                    os.kill(process.pid, signal.SIGSTOP)
+                super().write(data)
+
+        sink = FreezeServer()
+        started = time.monotonic()
+        with pytest.raises(HostError) as failure:
+            stream_rdb(Host(name="s", host="127.0.0.1", port=port), sink, timeout=1)
+        assert time.monotonic() - started < 30
+        assert failure.value.message.startswith(f"127.0.0.1:{port} stalled for 1s after ")
+        assert failure.value.message.endswith(" bytes of the snapshot")
+        assert 0 < len(sink.data) < 16_000_000
+    finally:
+        os.kill(process.pid, signal.SIGCONT)
         process.kill()
         process.wait()

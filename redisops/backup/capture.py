@@ -50,6 +50,9 @@ from redisops.fleet.hostaccess import HostAccess, open_host_access
 if TYPE_CHECKING:
     import redis
 
+    from redisops.backup.replication import RdbSync
+    from redisops.fleet.resp import RespConnection
+
 # (host name, bytes done, bytes expected or 0 when unknown)
 Progress = Callable[[str, int, int], None]
 KINDS = ("rdb", "aof")
@@ -118,17 +121,29 @@ def back_up_host(
             f"--via file needs host access to {host.name}",
             hint="set connection: local or ssh_* keys in the inventory, or use --via replication",
         )
-    with redis_client(host, timeout=settings.timeout, decode=True) as client:
-        server = _server_facts(client)
-    started, clock = now_utc(), time.monotonic()
-    backup_id = new_backup_id(host_dir, host.name, started)
-    partial = private_dir(partial_dir(host_dir, backup_id))
+    from redisops.backup.replication import RdbSync
+    from redisops.fleet.resp import RespConnection
+
+    connection = RespConnection(host, timeout=settings.timeout)
+    try:
+        server = _server_facts(connection)
+        started, clock = now_utc(), time.monotonic()
+        # The snapshot is asked for first: the server forks while the folder, the file and
+        # redis-check-rdb are made ready.
+        sync = RdbSync(connection) if via == "replication" else None
+        if sync is None:
+            connection.close()
+        backup_id = new_backup_id(host_dir, host.name, started)
+        partial = private_dir(partial_dir(host_dir, backup_id))
+    except BaseException:
+        connection.close()
+        raise
     try:
         report = (
             None if progress is None else (lambda done, total: progress(host.name, done, total))
         )
         if settings.kind == "rdb":
-            captured = _capture_rdb(host, partial, via, settings, report)
+            captured = _capture_rdb(host, partial, sync, settings, report)
         else:
             captured = _capture_aof(host, partial, settings, report)
         verification = captured.findings.verification()
@@ -175,6 +190,8 @@ def back_up_host(
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
+    finally:
+        connection.close()
 
 
 def listing_sha256(files: Sequence[StoredFile]) -> str:
@@ -185,33 +202,40 @@ def listing_sha256(files: Sequence[StoredFile]) -> str:
     return hashlib.sha256(listing.encode()).hexdigest()
 
 
-def _server_facts(client: redis.Redis) -> dict:
-    server = client.info("server")
-    replication = client.info("replication")
-    keyspace = client.info("keyspace")
-    dbs = [v for k, v in keyspace.items() if k.startswith("db") and isinstance(v, dict)]
+def _server_facts(connection: RespConnection) -> dict:
+    """Role, version, run id and key counts from one INFO (its default sections)."""
+    fields = {}
+    for line in connection.call(b"INFO").decode(errors="replace").splitlines():
+        name, colon, value = line.partition(":")
+        if colon:
+            fields[name] = value
+    keys = expires = 0
+    for name, value in fields.items():
+        if name.startswith("db") and name[2:].isdigit():
+            counts = dict(item.partition("=")[::2] for item in value.split(","))
+            keys += int(counts.get("keys", 0))
+            expires += int(counts.get("expires", 0))
     return {
-        "role": "replica" if replication.get("role") == "slave" else "master",
-        "version": str(server.get("redis_version")),
-        "run_id": server.get("run_id"),
-        "keys": sum(int(db.get("keys", 0)) for db in dbs),
-        "expires": sum(int(db.get("expires", 0)) for db in dbs),
+        "role": "replica" if fields.get("role") == "slave" else "master",
+        "version": fields.get("redis_version", "None"),
+        "run_id": fields.get("run_id"),
+        "keys": keys,
+        "expires": expires,
     }
 
 
 def _capture_rdb(
     host: Host,
     partial: Path,
-    via: str,
+    sync: RdbSync | None,
     settings: BackupSettings,
     progress: Callable[[int, int], None] | None,
 ) -> _Captured:
-    from redisops.backup.replication import stream_rdb
-
+    """Receive the snapshot `sync` asked for or, without one, BGSAVE and copy the file."""
     captured = _Captured()
     source = "dump.rdb"
     remote = None
-    if via == "file":
+    if sync is None:
         remote = _bgsave(host, settings)
         source = Path(remote).name
     probe = StoredFile(source, source, "rdb", 0, "", 0, settings.compression)
@@ -221,8 +245,8 @@ def _capture_rdb(
         writer = DataFileWriter(
             partial, source, "rdb", compression=settings.compression, feeds=feeds
         )
-        if remote is None:
-            snapshot = stream_rdb(host, writer, timeout=settings.timeout, progress=progress)
+        if sync is not None:
+            snapshot = sync.receive(writer, progress)
             captured.replid, captured.repl_offset = snapshot.replid, snapshot.offset
         else:
             with open_host_access(host, timeout=settings.timeout) as access:

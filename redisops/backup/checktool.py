@@ -17,6 +17,9 @@ from dataclasses import dataclass
 CHECK_RDB = "redis-check-rdb"
 CHECK_AOF = "redis-check-aof"
 FINISH_SECONDS = 600.0
+# A pipe of 1 MiB (Linux's default ceiling for unprivileged processes) rather than 64 KiB:
+# when the checker is briefly off the CPU, feeding it must not stall the snapshot's reader.
+PIPE_BYTES = 1 << 20
 
 _COUNTS = {
     "keys": re.compile(rb"\[info\] (\d+) keys read"),
@@ -55,6 +58,7 @@ class RdbToolFeed:
             stdin=subprocess.PIPE,
             stdout=self._output,
             stderr=subprocess.STDOUT,
+            pipesize=PIPE_BYTES,
         )
         self._open = True
 

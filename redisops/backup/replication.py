@@ -11,12 +11,20 @@ from __future__ import annotations
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from redisops.errors import HostError
 from redisops.fleet.host import Host
 
+if TYPE_CHECKING:
+    from redisops.fleet.resp import RespConnection
+
 RECV_CHUNK = 1 << 20
+# While a diskless rdb-only snapshot streams, the socket wakes us only once this much has
+# arrived (or the server closed it, which it does at the end), not for every ~20 KiB: a
+# third of the wake-ups, and half the CPU of the copy (0.32 -> 0.17 s for 1M keys), which
+# the server's fork and redis-check-rdb need on a small machine.
+BATCH_BYTES = 256 << 10
 EOF_MARK_BYTES = 40  # diskless sync ends the payload with a random 40-byte mark
 _LINE_LIMIT = 4096
 
@@ -50,23 +58,49 @@ def stream_rdb(
     `progress(done, total)` gets total 0 when the size is not known in advance (diskless).
     Raises HostError when the server refuses, or the stream ends or stalls before the end.
     """
-    import hiredis
-
     from redisops.fleet.resp import RespConnection
 
     connection = RespConnection(host, timeout=timeout)
     try:
-        connection.send(hiredis.pack_command((b"REPLCONF", b"rdb-only", b"1")))
-        rdb_only = not isinstance(connection.replies(1)[0], hiredis.ReplyError)
-        connection.call(b"REPLCONF", b"capa", b"eof")
+        return RdbSync(connection).receive(sink, progress)
+    finally:
+        connection.close()
+
+
+class RdbSync:
+    """A snapshot asked for on an open connection: PSYNC goes out at once, so the server's
+    fork starts while the caller gets ready to `receive` it."""
+
+    def __init__(self, connection: RespConnection) -> None:
+        import hiredis
+
+        host = connection.host
+        self._stream = _Stream(connection.sock, host, connection.timeout)
+        connection.send(
+            hiredis.pack_command((b"REPLCONF", b"rdb-only", b"1"))
+            + hiredis.pack_command((b"REPLCONF", b"capa", b"eof"))
+        )
+        self._rdb_only = not self._stream.reply().startswith(b"-")  # Redis < 7 lacks rdb-only
+        capa = self._stream.reply()
+        if capa.startswith(b"-"):
+            raise HostError(f"{host.address} replied with an error: {_show(capa[1:])}")
+        # PSYNC only after those replies: the server refuses it while output is pending.
         connection.send(hiredis.pack_command((b"PSYNC", b"?", b"-1")))
-        stream = _Stream(connection.sock, host, timeout)
+        self._host = host
+
+    def receive(
+        self, sink: Sink, progress: Callable[[int, int], None] | None = None
+    ) -> ReplicationSnapshot:
+        """Write the snapshot to `sink` as it arrives; HostError as for `stream_rdb`."""
+        stream, host, rdb_only = self._stream, self._host, self._rdb_only
         replid, offset = _full_resync(stream.reply(), host)
         header = stream.reply()
         if header.startswith(b"$EOF:"):
             mark = header[5:]
             if len(mark) != EOF_MARK_BYTES:
                 raise HostError(f"{host.address} sent a malformed snapshot header")
+            if rdb_only:
+                stream.batch(BATCH_BYTES)
             size = stream.until_mark(mark, sink, progress)
             diskless = True
         elif header.startswith(b"$"):
@@ -74,9 +108,7 @@ def stream_rdb(
             diskless = False
         else:
             raise HostError(f"{host.address} answered PSYNC with {_show(header)}")
-    finally:
-        connection.close()
-    return ReplicationSnapshot(replid, offset, rdb_only, diskless, size)
+        return ReplicationSnapshot(replid, offset, rdb_only, diskless, size)
 
 
 def _full_resync(line: bytes, host: Host) -> tuple[str | None, int | None]:
@@ -115,6 +147,11 @@ class _Stream:
         while line == b"":
             line = self.line()
         return line
+
+    def batch(self, size: int) -> None:
+        """Wake only when `size` bytes are ready; only for a stream the server closes at its
+        end. A stall still times out: less than `size` in `timeout` is taken for one."""
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, size)
 
     def exactly(self, total: int, sink: Sink, progress: Callable | None) -> int:
         done = self._flush_pending(sink, limit=total)
@@ -168,7 +205,7 @@ class _Stream:
             received = self._sock.recv_into(self._view, size)
         except TimeoutError:
             raise HostError(
-                f"{self._host.address} sent nothing for {self._timeout:g}s after "
+                f"{self._host.address} stalled for {self._timeout:g}s after "
                 f"{done:,} bytes of the snapshot"
             ) from None
         except OSError as exc:

@@ -9,16 +9,18 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from redisops.backup.catalogue import FAILED, VERIFIED, Backup, now_utc, parse_time
-from redisops.backup.prune import PruneDecision
-from redisops.backup.restore import RestorePlan, RestoreResult
-from redisops.backup.verify import VerifyResult
-from redisops.fleet.fanout import HostResult
 from redisops.render.output import Output
 from redisops.render.units import human_bytes, human_duration
 
 if TYPE_CHECKING:
+    # Types only: `backup run` should not load the restore, prune and verify modules.
     from rich.console import RenderableType
     from rich.table import Table
+
+    from redisops.backup.prune import PruneDecision
+    from redisops.backup.restore import RestorePlan, RestoreResult
+    from redisops.backup.verify import VerifyResult
+    from redisops.fleet.fanout import HostResult
 
 
 def _status(output: Output, status: str) -> str:
