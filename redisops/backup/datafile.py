@@ -11,7 +11,7 @@ import contextlib
 import errno
 import hashlib
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -147,24 +147,41 @@ def read_stored(path: Path, compression: str, on_raw: Callable[[bytes], None]) -
     short.
     """
     digest = hashlib.sha256()
-    decompressor = _decompressor(compression)
     size = 0
+
+    def on_stored(chunk: bytes) -> None:
+        nonlocal size
+        size += len(chunk)
+        digest.update(chunk)
+
+    for raw in raw_chunks(path, compression, on_stored):
+        on_raw(raw)
+    return size, digest.hexdigest()
+
+
+def raw_chunks(
+    path: Path, compression: str, on_stored: Callable[[bytes], None] | None = None
+) -> Iterator[bytes]:
+    """The raw (decompressed) bytes of a stored file, chunk by chunk, for readers that pull.
+
+    `on_stored` sees each stored chunk first. Raises as read_stored does.
+    """
+    decompressor = _decompressor(compression)
     with open(path, "rb") as handle:
         while chunk := handle.read(READ_CHUNK):
-            size += len(chunk)
-            digest.update(chunk)
+            if on_stored is not None:
+                on_stored(chunk)
             if decompressor is None:
-                on_raw(chunk)
+                yield chunk
                 continue
             try:
                 raw = decompressor.decompress(chunk)
             except Exception as exc:  # zstd.ZstdError, zlib.error: both mean damaged data
                 raise CorruptData(f"{compression} data is damaged: {exc}") from None
             if raw:
-                on_raw(raw)
+                yield raw
     if decompressor is not None and not decompressor.eof:
         raise CorruptData(f"{compression} stream is truncated")
-    return size, digest.hexdigest()
 
 
 def _compressor(compression: str):  # -> zstd/zlib compressobj, or None

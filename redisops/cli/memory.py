@@ -1,7 +1,8 @@
-"""`redisops memory summary | report`."""
+"""`redisops memory summary | report | rdb`."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -22,6 +23,13 @@ FailOnOption = Annotated[
         show_default=False,
     ),
 ]
+
+SeparatorOption = Annotated[str, typer.Option(help="Key segment separator for patterns.")]
+DepthOption = Annotated[
+    int | None,
+    typer.Option(help="Keep the first N segments (user:1234:x -> user:* at 1) instead of auto."),
+]
+TopOption = Annotated[int, typer.Option(min=0, help="How many of the biggest keys to list.")]
 
 
 @app.command("summary")
@@ -63,14 +71,9 @@ def summary(ctx: typer.Context, fail_on: FailOnOption = None) -> int:
 @app.command("report")
 def report(
     ctx: typer.Context,
-    separator: Annotated[str, typer.Option(help="Key segment separator for patterns.")] = ":",
-    depth: Annotated[
-        int | None,
-        typer.Option(
-            help="Keep the first N segments (user:1234:x -> user:* at 1) instead of auto."
-        ),
-    ] = None,
-    top: Annotated[int, typer.Option(min=0, help="How many of the biggest keys to list.")] = 20,
+    separator: SeparatorOption = ":",
+    depth: DepthOption = None,
+    top: TopOption = 20,
     rate: Annotated[
         float | None, typer.Option(help="Throttle: at most this many keys per second per host.")
     ] = None,
@@ -132,3 +135,69 @@ def report(
         lambda rows: memory_report_view(output, rows),
         summary={"skipped": fleet.skipped},
     )
+
+
+@app.command("rdb")
+def rdb(
+    ctx: typer.Context,
+    target: Annotated[
+        str, typer.Argument(metavar="FILE|BACKUP_ID", help="An RDB file, or a backup id.")
+    ],
+    dest: Annotated[
+        Path | None,
+        typer.Option(
+            "--dest",
+            help="Catalogue folder to find BACKUP_ID in [default: each host's backup_dir].",
+            show_default=False,
+        ),
+    ] = None,
+    separator: SeparatorOption = ":",
+    depth: DepthOption = None,
+    top: TopOption = 20,
+    encodings: Annotated[
+        bool, typer.Option("--encodings", help="Also break totals down by encoding.")
+    ] = False,
+    keys_csv: Annotated[
+        Path | None,
+        typer.Option("--keys-csv", help="Also write one CSV line per key to this file."),
+    ] = None,
+) -> int:
+    """The `memory report` of an RDB file or a catalogued backup, without touching Redis.
+
+    Reads the file once, in chunks (zstd/gzip backups decompressed as they stream), checks
+    its CRC64, and estimates each key's MEMORY USAGE from its encoding. A truncated or
+    corrupted file fails (exit 1) naming the byte offset.
+    """
+    from redisops.memory.rdb.analysis import analyse_rdb, locate_rdb
+    from redisops.memory.report import ReportOptions
+    from redisops.render.memory_report import bytes_progress, memory_report_view
+
+    options = global_options(ctx)
+    output = make_output(options)
+    settings = ReportOptions(
+        separator=separator, depth=depth, top=top, samples=0, encodings=encodings
+    )
+    source = locate_rdb(target, _catalogues(options, output, target, dest))
+    with bytes_progress(output) as progress:
+        result, details = analyse_rdb(source, settings, keys_csv=keys_csv, progress=progress)
+    summary = {"backup_id": source.backup_id, "source": source.address}
+    if details is not None:
+        summary |= vars(details)
+    return output.host_results(
+        "memory rdb",
+        [result],
+        lambda rows: memory_report_view(output, rows),
+        summary=summary,
+        noun="files",
+    )
+
+
+def _catalogues(options, output, target: str, dest: Path | None) -> list[Path]:
+    """Where to look BACKUP_ID up: --dest, else the inventory's backup_dirs (no inventory is
+    read when TARGET is a file)."""
+    if dest is not None:
+        return [dest]
+    if Path(target).expanduser().is_file():
+        return []
+    _, hosts = load_selection(options, output)
+    return sorted({Path(h.backup_dir).expanduser() for h in hosts if h.backup_dir})

@@ -151,8 +151,8 @@ class _Pattern:
     types: dict[str, int] = field(default_factory=dict)
 
 
-class _Aggregate:
-    """Running totals of one scan."""
+class Aggregate:
+    """Running totals of one scan, fed KeyFacts by the live scanner or the RDB reader."""
 
     def __init__(self, options: ReportOptions) -> None:
         self.options = options
@@ -227,23 +227,24 @@ def report_host(
         role = _parse_info(connection.call(b"INFO", b"replication")).get("role", "unknown")
         dbs = sorted(int(name[2:]) for name in info if name.startswith("db"))
         dbsize = sum(_keyspace_keys(info[f"db{db}"]) for db in dbs)
-        aggregate = _Aggregate(options)
+        aggregate = Aggregate(options)
         seen = _scan(connection, dbs, dbsize, aggregate, options, progress, plan.target.name)
-        top = sorted(aggregate.top, key=lambda item: (-item[0], item[1]))
-        elements = _element_counts(connection, [fact for _, _, fact in top])
+        elements = _element_counts(connection, top_keys(aggregate))
     finally:
         connection.close()
 
     duration = time.monotonic() - started
     scale = _scale(options, dbsize, seen)
-    return _finish(aggregate, source, role, dbsize, scale, duration, seen, top, elements)
+    return finish_report(
+        aggregate, source.name, source.address, role, dbsize, scale, duration, seen, elements
+    )
 
 
 def _scan(
     connection: RespConnection,
     dbs: list[int],
     dbsize: int,
-    aggregate: _Aggregate,
+    aggregate: Aggregate,
     options: ReportOptions,
     progress: Progress | None,
     name: str,
@@ -295,17 +296,23 @@ def _scale(options: ReportOptions, dbsize: int, seen: int) -> float:
     return scale
 
 
-def _finish(
-    aggregate: _Aggregate,
-    source: Host,
+def top_keys(aggregate: Aggregate) -> list[KeyFacts]:
+    """The biggest keys seen, biggest first (ties in the order they were seen)."""
+    return [fact for _, _, fact in sorted(aggregate.top, key=lambda item: (-item[0], item[1]))]
+
+
+def finish_report(
+    aggregate: Aggregate,
+    name: str,
+    address: str,
     role: str,
     dbsize: int,
     scale: float,
     duration: float,
     seen: int,
-    top: list[tuple[int, int, KeyFacts]],
     elements: list[int | None],
 ) -> MemoryReport:
+    """The report of `aggregate`; `elements` are the counts of `top_keys(aggregate)`, in order."""
     options = aggregate.options
 
     def scaled(value: int) -> int:
@@ -326,8 +333,8 @@ def _finish(
     ]
     patterns.sort(key=lambda p: (-p.bytes, p.pattern))
     return MemoryReport(
-        scanned_host=source.name,
-        scanned_address=source.address,
+        scanned_host=name,
+        scanned_address=address,
         scanned_role=role if role != "slave" else "replica",
         dbsize=dbsize,
         keys_scanned=aggregate.keys,
@@ -353,7 +360,7 @@ def _finish(
                 elements=count_,
                 encoding=fact.encoding,
             )
-            for (_, _, fact), count_ in zip(top, elements, strict=True)
+            for fact, count_ in zip(top_keys(aggregate), elements, strict=True)
         ],
         samples=options.samples,
         patterns_folded=len(aggregate.folded),

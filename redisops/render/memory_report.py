@@ -166,3 +166,37 @@ def scan_progress(output: Output) -> Iterator[Callable[[str, int, int], None] | 
             bars.update(task, completed=seen, rate=seen / elapsed if elapsed > 0 else 0.0)
 
         yield advance
+
+
+@contextmanager
+def bytes_progress(output: Output) -> Iterator[Callable[[str, int, int], None] | None]:
+    """A progress bar by bytes read (size, speed, ETA) on stderr when a person watches."""
+    if not output.interactive or not output.err.is_terminal:
+        yield None
+        return
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    tasks: dict[str, int] = {}
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        TimeRemainingColumn(),
+        console=output.err,
+        transient=True,
+    ) as bars:
+
+        def advance(label: str, done: int, total: int) -> None:
+            if label not in tasks:
+                tasks[label] = bars.add_task(label, total=total or None)
+            bars.update(tasks[label], completed=done)
+
+        yield advance

@@ -1,0 +1,213 @@
+"""`memory rdb`: the `memory report` of an RDB file or a catalogued backup, read offline.
+
+The reader's records become the same KeyFacts a live scan makes and feed the same Aggregate,
+so the report (and its JSON `data`) has the shape of `memory report`. Nothing connects to
+Redis; a backup is decompressed as it streams.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import csv
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from redisops.errors import HostError, UsageError
+from redisops.fleet.fanout import HostResult
+from redisops.memory.patterns import key_text
+from redisops.memory.rdb.reader import RdbError, RdbReader
+from redisops.memory.report import (
+    Aggregate,
+    MemoryReport,
+    ReportOptions,
+    finish_report,
+    top_keys,
+)
+from redisops.memory.scanner import KeyFacts
+
+BATCH = 2000
+CSV_COLUMNS = ("db", "key", "key_base64", "type", "encoding", "elements", "bytes", "ttl_ms")
+
+Progress = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class RdbInput:
+    """An RDB to read: `label` names it in the report (the backup's host, else the file name),
+    `address` says where it is; `raw_bytes` is its uncompressed size, for progress."""
+
+    label: str
+    address: str
+    path: Path
+    compression: str
+    raw_bytes: int
+    role: str
+    backup_id: str | None = None
+
+
+@dataclass(frozen=True)
+class RdbDetails:
+    """What the file says of itself, beside the report (the JSON summary carries it)."""
+
+    rdb_version: int | None
+    redis_version: str | None
+    snapshot_time: str | None
+    functions: int
+    modules_skipped: int
+
+
+def locate_rdb(target: str, dests: Sequence[Path]) -> RdbInput:
+    """`target` as a file path, else as a backup id in the catalogues under `dests`.
+
+    Raises UsageError when it is neither, or when the backup holds no RDB file.
+    """
+    from redisops.backup.catalogue import find_backup, load_catalogue
+
+    path = Path(target).expanduser()
+    if path.is_file():
+        return RdbInput(path.name, str(path), path, "none", path.stat().st_size, "file")
+    if not dests:
+        raise UsageError(
+            f"{target}: no such file, and no backup catalogue to look the id up in",
+            hint="pass a file, or --dest DIR, or set backup_dir in the inventory",
+        )
+    backup = find_backup(load_catalogue(dests), target)
+    for stored in backup.files:
+        if stored.role == "rdb" or (stored.role == "aof-base" and stored.source.endswith(".rdb")):
+            return RdbInput(
+                backup.host,
+                str(Path(backup.path) / stored.name),
+                Path(backup.path) / stored.name,
+                stored.compression,
+                stored.raw_bytes,
+                backup.role,
+                backup.backup_id,
+            )
+    raise UsageError(
+        f"backup {target} holds no RDB file (an AOF backup without an RDB preamble)",
+        hint="`memory rdb` reads RDB snapshots; take one with `backup run --kind rdb`",
+    )
+
+
+def analyse_rdb(
+    source: RdbInput,
+    options: ReportOptions,
+    *,
+    keys_csv: Path | None = None,
+    progress: Progress | None = None,
+) -> tuple[HostResult, RdbDetails | None]:
+    """Read `source` once and report on it; a bad file is a failed result naming the offset.
+
+    With `keys_csv`, one row per key is written there (to a temporary name, renamed once the
+    whole file has been read and checked: a failed read leaves no CSV).
+    """
+    try:
+        report, details = _report(source, options, keys_csv, progress)
+    except HostError as exc:
+        return HostResult(source.label, source.address, False, str(exc), None), None
+    return HostResult(source.label, source.address, True, None, report), details
+
+
+def _report(
+    source: RdbInput, options: ReportOptions, keys_csv: Path | None, progress: Progress | None
+) -> tuple[MemoryReport, RdbDetails]:
+    from redisops.backup.datafile import CorruptData, raw_chunks
+
+    started = time.monotonic()
+    reader = RdbReader(raw_chunks(source.path, source.compression))
+    partial = keys_csv.with_name(f".{keys_csv.name}.part") if keys_csv is not None else None
+    try:
+        with contextlib.ExitStack() as stack:
+            writer = None
+            if partial is not None:
+                handle = stack.enter_context(open(partial, "w", newline="", encoding="utf-8"))
+                writer = csv.writer(handle)
+                writer.writerow(CSV_COLUMNS)
+            aggregate, elements = _aggregate(reader, source, options, writer, progress)
+        if partial is not None and keys_csv is not None:
+            os.replace(partial, keys_csv)
+    except CorruptData as exc:
+        raise RdbError(f"{source.address}: {exc}") from None
+    except OSError as exc:
+        raise HostError(f"cannot read {source.address}: {exc.strerror or exc}") from None
+    finally:
+        if partial is not None:
+            with contextlib.suppress(FileNotFoundError):
+                partial.unlink()
+    top = top_keys(aggregate)
+    report = finish_report(
+        aggregate,
+        source.label,
+        source.address,
+        source.role,
+        aggregate.keys,
+        1.0,
+        time.monotonic() - started,
+        aggregate.keys,
+        [elements.get((fact.db, fact.key)) for fact in top],
+    )
+    ctime = reader.aux.get("ctime")
+    details = RdbDetails(
+        rdb_version=reader.version,
+        redis_version=reader.aux.get("redis-ver"),
+        snapshot_time=_iso(int(ctime)) if ctime and ctime.isdigit() else None,
+        functions=reader.functions,
+        modules_skipped=reader.modules_skipped,
+    )
+    return report, details
+
+
+def _aggregate(
+    reader: RdbReader,
+    source: RdbInput,
+    options: ReportOptions,
+    writer,  # csv writer or None
+    progress: Progress | None,
+) -> tuple[Aggregate, dict[tuple[int, bytes], int]]:
+    """Feed every key to an Aggregate; keep element counts only of keys that may be top keys."""
+    aggregate = Aggregate(options)
+    elements: dict[tuple[int, bytes], int] = {}
+    threshold, batch, snapshot_ms = 0, [], None
+    for key in reader.records():
+        if snapshot_ms is None:  # TTLs as they were when the snapshot was taken
+            ctime = reader.aux.get("ctime", "")
+            snapshot_ms = int(ctime) * 1000 if ctime.isdigit() else int(time.time() * 1000)
+        ttl = -1 if key.expire_ms < 0 else max(0, key.expire_ms - snapshot_ms)
+        batch.append(KeyFacts(key.db, key.key, key.type, key.bytes, ttl, key.encoding))
+        if options.top and key.bytes >= threshold:
+            elements[(key.db, key.key)] = key.elements
+        if writer is not None:
+            row = (key.db, key_text(key.key), base64.b64encode(key.key).decode(), key.type)
+            writer.writerow((*row, key.encoding or "", key.elements, key.bytes, ttl))
+        if len(batch) >= BATCH:
+            aggregate.add(batch)
+            batch = []
+            threshold = _threshold(aggregate, options, elements)
+            if progress is not None:
+                progress(source.label, reader.offset, source.raw_bytes)
+    aggregate.add(batch)
+    if progress is not None:
+        progress(source.label, reader.offset, source.raw_bytes)
+    return aggregate, elements
+
+
+def _threshold(
+    aggregate: Aggregate, options: ReportOptions, elements: dict[tuple[int, bytes], int]
+) -> int:
+    """The size a key needs to enter the top; prunes the counts of keys that fell out."""
+    if len(aggregate.top) < options.top:
+        return 0
+    if len(elements) > 4 * options.top + BATCH:
+        kept = {(fact.db, fact.key) for _, _, fact in aggregate.top}
+        for name in [name for name in elements if name not in kept]:
+            del elements[name]
+    return aggregate.top[0][0]
+
+
+def _iso(seconds: int) -> str:
+    return datetime.fromtimestamp(seconds, timezone.utc).isoformat()
