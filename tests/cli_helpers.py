@@ -7,7 +7,9 @@ import os
 import subprocess
 import sys
 from dataclasses import dataclass
+from pathlib import Path
 
+import yaml
 from typer.testing import CliRunner
 
 from redisops.cli.app import app
@@ -40,3 +42,12 @@ def redisops_process(*args: str, timeout: float = 60, env: dict | None = None) -
         check=False,
     )
     return Run(completed.returncode, completed.stdout, completed.stderr)
+
+
+def lab_inventory_with(lab, folder: Path, extra_hosts: dict) -> str:
+    """The lab's inventory plus some hosts of the test's own in group `extra`."""
+    data = yaml.safe_load(Path(lab.inventory_path).read_text())
+    data["all"]["children"]["extra"] = {"hosts": extra_hosts}
+    path = folder / "inventory.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return str(path)

@@ -6,22 +6,12 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
-from tests.cli_helpers import redisops, redisops_process
+from tests.cli_helpers import lab_inventory_with, redisops, redisops_process
 from tests.servers import free_port, frozen_redis_server
 
 ENVELOPE_KEYS = {"command", "ok", "results", "summary"}
 RESULT_KEYS = {"host", "address", "ok", "error", "data"}
-
-
-def lab_inventory_with(lab, tmp_path, extra_hosts: dict) -> str:
-    """The lab's inventory plus some hosts of the test's own in group `extra`."""
-    data = yaml.safe_load(Path(lab.inventory_path).read_text())
-    data["all"]["children"]["extra"] = {"hosts": extra_hosts}
-    path = tmp_path / "inventory.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return str(path)
 
 
 def test_check_on_the_lab_reports_six_healthy_hosts_with_roles(lab):

@@ -14,10 +14,9 @@ from pathlib import Path
 
 import pytest
 import redis
-import yaml
 
 from redisops.lab import LabState, lab_down, lab_up
-from tests.cli_helpers import Run, redisops
+from tests.cli_helpers import Run, lab_inventory_with, redisops
 from tests.plugins.lab import start_lab
 from tests.servers import free_port, frozen_redis_server
 
@@ -325,15 +324,6 @@ def test_reset_command(slowlab):
     assert "Reset the slowlog of 2 hosts" in prompted.stderr
 
 
-def inventory_with(lab: LabState, tmp_path: Path, extra_hosts: dict) -> str:
-    """The lab's inventory plus the test's own hosts in group `extra`."""
-    data = yaml.safe_load(Path(lab.inventory_path).read_text())
-    data["all"]["children"]["extra"] = {"hosts": extra_hosts}
-    path = tmp_path / "inventory.yaml"
-    path.write_text(yaml.safe_dump(data, sort_keys=False))
-    return str(path)
-
-
 @pytest.fixture
 def frozen_port(tmp_path: Path) -> Iterator[int]:
     """A redis-server that accepts connections and never answers (SIGSTOP)."""
@@ -343,7 +333,7 @@ def frozen_port(tmp_path: Path) -> Iterator[int]:
 
 def test_a_dead_host_is_an_error_row_while_the_others_report(lab, tmp_path):
     port = free_port()
-    inventory = inventory_with(lab, tmp_path, {"dead": {"host": "127.0.0.1", "port": port}})
+    inventory = lab_inventory_with(lab, tmp_path, {"dead": {"host": "127.0.0.1", "port": port}})
     run = redisops("-i", inventory, "-o", "json", "slowlog", "triage")
     assert run.exit_code == 1
     document = run.json()
@@ -364,7 +354,7 @@ def test_a_dead_host_is_an_error_row_while_the_others_report(lab, tmp_path):
 
 
 def test_a_frozen_host_costs_one_timeout(lab, tmp_path, frozen_port):
-    inventory = inventory_with(
+    inventory = lab_inventory_with(
         lab, tmp_path, {"frozen": {"host": "127.0.0.1", "port": frozen_port}}
     )
     started = time.monotonic()
@@ -419,7 +409,7 @@ def test_sentinels_alone_or_misdeclared(lab, tmp_path):
     assert only.stderr.startswith("error: no Redis host selected: Sentinels have no slowlog")
     sentinel_port = next(p.port for p in lab.processes if p.role == "sentinel")
     secret = str(Path(lab.dir) / "secret")
-    inventory = inventory_with(
+    inventory = lab_inventory_with(
         lab,
         tmp_path,
         {"odd": {"host": "127.0.0.1", "port": sentinel_port, "password_file": secret}},
