@@ -10,6 +10,7 @@ import pytest
 import redis
 
 from redisops.backup.datafile import READ_CHUNK
+from redisops.memory.rdb import reader as reader_module
 from redisops.memory.rdb.reader import RdbError, RdbReader
 from redisops.memory.report import MemoryReport
 from tests.cli_helpers import redisops
@@ -110,6 +111,15 @@ def test_reader_agrees_with_the_live_server(dump):
         assert (record.type, record.encoding, record.elements) == (kind, encoding, length), name
     assert seen[0, b"list:big"].elements == 20_000
     assert seen[0, b"stream:events"].elements == 150
+
+
+def test_the_fast_path_reads_what_the_general_path_reads(dump, monkeypatch):
+    path, _ = dump
+    _, fast = _read(path)
+    monkeypatch.setattr(reader_module, "_FAST_KINDS", frozenset())
+    _, general = _read(path)
+    assert len(fast) == len(general) == 322
+    assert fast == general
 
 
 def test_memory_estimate_tracks_memory_usage(dump):

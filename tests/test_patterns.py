@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from redisops.memory.patterns import key_pattern, key_text
+from redisops.memory.patterns import PatternCache, key_pattern, key_text
 
 
 @pytest.mark.parametrize(
@@ -57,3 +57,36 @@ def test_key_text_escapes_bytes_that_are_not_utf8():
     text = key_text(raw)
     assert text == "k:\\x00\\xff\u00e9"
     assert key_text("already text") == "already text"
+
+
+# Keys that share a digit skeleton with each other but not always a pattern.
+SKELETON_KEYS = [
+    *(f"user:{n}:profile" for n in (1, 22, 333, 9999)),
+    "v1:items",
+    "v2:items",
+    "stats:2024-06-07",
+    "stats:2024-16-07",
+    "price:1.5",
+    "price:1e5",
+    "cache:page:5f2b9c1e",
+    "cache:page:1f2b9c1e",
+    "ratelimit:10.0.0.1",
+    "ratelimit:10.0.0.9",
+    "k:\x01:5",
+    "k:\x02:5",
+    "0",
+    "10",
+    "100",
+    "1:0:0",
+]
+
+
+@pytest.mark.parametrize("separator", [":", ".", "0", "10", ""])
+@pytest.mark.parametrize("depth", [None, 1, 2])
+def test_pattern_cache_gives_what_key_pattern_gives(separator, depth):
+    cache = PatternCache(separator, depth, size=4)  # small: the clearing is exercised too
+    for _ in range(2):  # the second pass answers from the cache where it can
+        for text in SKELETON_KEYS:
+            for key in (text, text.encode()):
+                expected = key_pattern(key, separator=separator, depth=depth)
+                assert cache(key) == expected, (key, separator, depth)

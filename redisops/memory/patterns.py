@@ -53,10 +53,50 @@ def key_pattern(
     return separator.join([_segment_kind(segment) for segment in segments])
 
 
+class PatternCache:
+    """`key_pattern` for a stream of keys, remembering patterns by the key's digit skeleton.
+
+    Every rule above treats ASCII digits alike, so keys that differ only in them (`user:1:x`,
+    `user:97:x`) get the same pattern whenever that pattern kept none of their digits; such
+    patterns are remembered under the key with its digits zeroed. A separator with a digit in
+    it would make the skeleton cut differently, so there the cache stays off. Bounded: cleared
+    when full (unique keys such as `session:{uuid}` must not grow it without end).
+    """
+
+    def __init__(
+        self, separator: str = DEFAULT_SEPARATOR, depth: int | None = None, size: int = 65536
+    ) -> None:
+        self.separator = separator
+        self.depth = depth
+        self._size = size
+        self._known: dict[bytes | str, str] = {}
+        self._enabled = not any(c in "0123456789" for c in separator)
+
+    def __call__(self, key: bytes | str) -> str:
+        if not self._enabled:
+            return key_pattern(key, separator=self.separator, depth=self.depth)
+        skeleton = key.translate(_ZERO_BYTES if isinstance(key, bytes) else _ZERO_TEXT)
+        pattern = self._known.get(skeleton)
+        if pattern is None:
+            pattern = key_pattern(key, separator=self.separator, depth=self.depth)
+            if not _HAS_DIGIT(pattern):
+                if len(self._known) >= self._size:
+                    self._known.clear()
+                self._known[skeleton] = pattern
+        return pattern
+
+
+_ZERO_BYTES = bytes.maketrans(b"123456789", b"000000000")
+_ZERO_TEXT = str.maketrans("123456789", "000000000")
+_HAS_DIGIT = re.compile(r"[0-9]").search
+
+
 def _segment_kind(segment: str) -> str:
     if segment.isdigit():  # the common case first, and unique ids never fill the cache
         return "{id}"
-    if len(segment) >= 20 and _TOKEN.match(segment) and not _UUID.match(segment):
+    if len(segment) >= 20 and _TOKEN.match(segment):
+        if len(segment) == 36 and _UUID.match(segment):
+            return "{uuid}"
         return _long_segment_kind(segment)
     return _cached_segment_kind(segment)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import heapq
+import math
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -19,13 +20,12 @@ from redisops.fleet.fanout import HostResult, run_on_hosts
 from redisops.fleet.host import Host
 from redisops.fleet.resp import RespConnection
 from redisops.fleet.selection import split_sentinels
-from redisops.memory.patterns import DEFAULT_SEPARATOR, key_pattern, key_text
+from redisops.memory.patterns import DEFAULT_SEPARATOR, PatternCache, key_text
 from redisops.memory.scanner import KeyFacts, scan_keys
 
 MAX_PATTERNS = 10_000
 OTHER_PATTERN = "(other patterns)"
 TTL_BUCKETS = ("none", "<1h", "<1d", "<7d", ">=7d")
-_TTL_LIMITS_MS = ((3_600_000, "<1h"), (86_400_000, "<1d"), (604_800_000, "<7d"))
 ELEMENT_COMMANDS = {
     "hash": b"HLEN",
     "list": b"LLEN",
@@ -151,64 +151,98 @@ class _Pattern:
     types: dict[str, int] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Tally:
+    """An Aggregate's totals: per pattern, type, `type/encoding` and TTL bucket, [keys, bytes]."""
+
+    bytes: int
+    patterns: dict[str, _Pattern]
+    types: dict[str, list[int]]
+    encodings: dict[str, list[int]]
+    ttl: dict[str, list[int]]
+
+
 class Aggregate:
-    """Running totals of one scan, fed KeyFacts by the live scanner or the RDB reader."""
+    """Running totals of one scan, fed KeyFacts by the live scanner or the RDB reader.
+
+    A key costs one counter update: counters are kept per (pattern, type, encoding, TTL bucket)
+    and summed into the report's tables once, by `tally()`. The RDB reader feeds a million keys
+    in a few seconds, so this loop is where the time goes.
+    """
 
     def __init__(self, options: ReportOptions) -> None:
         self.options = options
-        self.patterns: dict[str, _Pattern] = {}
+        self.cells: dict[tuple[str, str, str | None, str], list[int]] = {}
+        self.pattern_names: set[str] = set()
         self.folded: set[str] = set()
-        self.types: dict[str, list[int]] = {}
-        self.encodings: dict[str, list[int]] = {}
-        self.ttl: dict[str, list[int]] = {bucket: [0, 0] for bucket in TTL_BUCKETS}
         self.top: list[tuple[int, int, KeyFacts]] = []
         self.order = count()
         self.keys = 0
-        self.bytes = 0
+        self._pattern = PatternCache(options.separator, options.depth)
 
-    def add(self, facts: list[KeyFacts]) -> None:
-        options, patterns, top, limit = self.options, self.patterns, self.top, self.options.top
+    def add(self, facts: Sequence[tuple]) -> None:
+        """Count `facts`: KeyFacts, or tuples that begin with KeyFacts' fields (RdbKey rows)."""
+        cells, top, limit, pattern = self.cells, self.top, self.options.top, self._pattern
+        floor = top[0][0] if limit and len(top) >= limit else (-1 if limit else math.inf)
+        self.keys += len(facts)
         for fact in facts:
-            size = fact.bytes
-            self.keys += 1
-            self.bytes += size
-            name = key_pattern(fact.key, separator=options.separator, depth=options.depth)
-            stats = patterns.get(name)
-            if stats is None:
-                if len(patterns) >= MAX_PATTERNS:
-                    if len(self.folded) < MAX_PATTERNS:  # a count, itself bounded
-                        self.folded.add(name)
-                    name = OTHER_PATTERN
-                stats = patterns.setdefault(name, _Pattern())
-            stats.keys += 1
-            stats.bytes += size
-            stats.types[fact.type] = stats.types.get(fact.type, 0) + 1
-            totals = self.types.setdefault(fact.type, [0, 0])
-            totals[0] += 1
-            totals[1] += size
-            if fact.encoding is not None:
-                totals = self.encodings.setdefault(f"{fact.type}/{fact.encoding}", [0, 0])
-                totals[0] += 1
-                totals[1] += size
-            bucket = _ttl_bucket(fact.ttl_ms)
-            if fact.ttl_ms >= 0:
-                stats.ttl_keys += 1
-            self.ttl[bucket][0] += 1
-            self.ttl[bucket][1] += size
-            if limit:
+            key, type_name, size, ttl_ms, encoding = fact[1], fact[2], fact[3], fact[4], fact[5]
+            if ttl_ms < 0:
+                bucket = "none"
+            elif ttl_ms < 3_600_000:
+                bucket = "<1h"
+            elif ttl_ms < 86_400_000:
+                bucket = "<1d"
+            elif ttl_ms < 604_800_000:
+                bucket = "<7d"
+            else:
+                bucket = ">=7d"
+            name = pattern(key)
+            cell = cells.get((name, type_name, encoding, bucket))
+            if cell is None:
+                cell = self._new_cell(name, type_name, encoding, bucket)
+            cell[0] += 1
+            cell[1] += size
+            if size > floor:
+                entry = (size, next(self.order), KeyFacts._make(fact[:6]))
                 if len(top) < limit:
-                    heapq.heappush(top, (size, next(self.order), fact))
-                elif size > top[0][0]:
-                    heapq.heappushpop(top, (size, next(self.order), fact))
+                    heapq.heappush(top, entry)
+                else:
+                    heapq.heappushpop(top, entry)
+                if len(top) >= limit:
+                    floor = top[0][0]
 
+    def _new_cell(self, name: str, type_name: str, encoding: str | None, bucket: str) -> list[int]:
+        if name not in self.pattern_names:
+            if len(self.pattern_names) >= MAX_PATTERNS:
+                if len(self.folded) < MAX_PATTERNS:  # a count, itself bounded
+                    self.folded.add(name)
+                name = OTHER_PATTERN
+            else:
+                self.pattern_names.add(name)
+        return self.cells.setdefault((name, type_name, encoding, bucket), [0, 0])
 
-def _ttl_bucket(ttl_ms: int) -> str:
-    if ttl_ms < 0:
-        return "none"
-    for limit, bucket in _TTL_LIMITS_MS:
-        if ttl_ms < limit:
-            return bucket
-    return ">=7d"
+    def tally(self) -> Tally:
+        patterns: dict[str, _Pattern] = {}
+        types: dict[str, list[int]] = {}
+        encodings: dict[str, list[int]] = {}
+        ttl: dict[str, list[int]] = {bucket: [0, 0] for bucket in TTL_BUCKETS}
+        total = 0
+        for (name, type_name, encoding, bucket), (keys, size) in self.cells.items():
+            total += size
+            stats = patterns.setdefault(name, _Pattern())
+            stats.keys += keys
+            stats.bytes += size
+            stats.types[type_name] = stats.types.get(type_name, 0) + keys
+            if bucket != "none":
+                stats.ttl_keys += keys
+            tables = [types.setdefault(type_name, [0, 0]), ttl[bucket]]
+            if encoding is not None:
+                tables.append(encodings.setdefault(f"{type_name}/{encoding}", [0, 0]))
+            for table in tables:
+                table[0] += keys
+                table[1] += size
+        return Tally(total, patterns, types, encodings, ttl)
 
 
 def report_host(
@@ -318,18 +352,19 @@ def finish_report(
     def scaled(value: int) -> int:
         return round(value * scale)
 
-    total_bytes = scaled(aggregate.bytes)
+    tally = aggregate.tally()
+    total_bytes = scaled(tally.bytes)
     patterns = [
         PatternStats(
             pattern=name,
             keys=scaled(stats.keys),
             bytes=scaled(stats.bytes),
-            share=round(stats.bytes / aggregate.bytes, 4) if aggregate.bytes else 0.0,
+            share=round(stats.bytes / tally.bytes, 4) if tally.bytes else 0.0,
             avg_bytes=stats.bytes // stats.keys if stats.keys else 0,
             ttl_share=round(stats.ttl_keys / stats.keys, 4) if stats.keys else 0.0,
             types=dict(sorted(stats.types.items(), key=lambda item: -item[1])),
         )
-        for name, stats in aggregate.patterns.items()
+        for name, stats in tally.patterns.items()
     ]
     patterns.sort(key=lambda p: (-p.bytes, p.pattern))
     return MemoryReport(
@@ -346,9 +381,9 @@ def finish_report(
         duration_seconds=round(duration, 3),
         keys_per_second=round(seen / duration, 1) if duration > 0 else 0.0,
         patterns=patterns,
-        types=_totals(aggregate.types, scaled),
-        encodings=_totals(aggregate.encodings, scaled) if options.encodings else None,
-        ttl={bucket: Totals(scaled(k), scaled(b)) for bucket, (k, b) in aggregate.ttl.items()},
+        types=_totals(tally.types, scaled),
+        encodings=_totals(tally.encodings, scaled) if options.encodings else None,
+        ttl={bucket: Totals(scaled(k), scaled(b)) for bucket, (k, b) in tally.ttl.items()},
         top_keys=[
             TopKey(
                 key=key_text(fact.key),

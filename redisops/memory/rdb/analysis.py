@@ -1,8 +1,8 @@
 """`memory rdb`: the `memory report` of an RDB file or a catalogued backup, read offline.
 
-The reader's records become the same KeyFacts a live scan makes and feed the same Aggregate,
-so the report (and its JSON `data`) has the shape of `memory report`. Nothing connects to
-Redis; a backup is decompressed as it streams.
+The reader's rows begin with the fields of the KeyFacts a live scan makes and feed the same
+Aggregate, so the report (and its JSON `data`) has the shape of `memory report`. Nothing
+connects to Redis; a backup is decompressed as it streams.
 """
 
 from __future__ import annotations
@@ -28,9 +28,7 @@ from redisops.memory.report import (
     finish_report,
     top_keys,
 )
-from redisops.memory.scanner import KeyFacts
 
-BATCH = 2000
 CSV_COLUMNS = ("db", "key", "key_base64", "type", "encoding", "elements", "bytes", "ttl_ms")
 
 Progress = Callable[[str, int, int], None]
@@ -169,44 +167,37 @@ def _aggregate(
     writer,  # csv writer or None
     progress: Progress | None,
 ) -> tuple[Aggregate, dict[tuple[int, bytes], int]]:
-    """Feed every key to an Aggregate; keep element counts only of keys that may be top keys."""
+    """Feed every key to an Aggregate; keep element counts only of the current top keys."""
     aggregate = Aggregate(options)
     elements: dict[tuple[int, bytes], int] = {}
-    threshold, batch, snapshot_ms = 0, [], None
-    for key in reader.records():
-        if snapshot_ms is None:  # TTLs as they were when the snapshot was taken
-            ctime = reader.aux.get("ctime", "")
-            snapshot_ms = int(ctime) * 1000 if ctime.isdigit() else int(time.time() * 1000)
-        ttl = -1 if key.expire_ms < 0 else max(0, key.expire_ms - snapshot_ms)
-        batch.append(KeyFacts(key.db, key.key, key.type, key.bytes, ttl, key.encoding))
-        if options.top and key.bytes >= threshold:
-            elements[(key.db, key.key)] = key.elements
+    for batch in reader.batches():
+        aggregate.add(batch)
+        if aggregate.top:
+            _keep_top_elements(aggregate, batch, elements)
         if writer is not None:
-            row = (key.db, key_text(key.key), base64.b64encode(key.key).decode(), key.type)
-            writer.writerow((*row, key.encoding or "", key.elements, key.bytes, ttl))
-        if len(batch) >= BATCH:
-            aggregate.add(batch)
-            batch = []
-            threshold = _threshold(aggregate, options, elements)
-            if progress is not None:
-                progress(source.label, reader.offset, source.raw_bytes)
-    aggregate.add(batch)
-    if progress is not None:
-        progress(source.label, reader.offset, source.raw_bytes)
+            for db, key, type_name, size, ttl, encoding, count_, _ in batch:
+                row = (db, key_text(key), base64.b64encode(key).decode(), type_name)
+                writer.writerow((*row, encoding or "", count_, size, ttl))
+        if progress is not None:
+            progress(source.label, reader.offset, source.raw_bytes)
     return aggregate, elements
 
 
-def _threshold(
-    aggregate: Aggregate, options: ReportOptions, elements: dict[tuple[int, bytes], int]
-) -> int:
-    """The size a key needs to enter the top; prunes the counts of keys that fell out."""
-    if len(aggregate.top) < options.top:
-        return 0
-    if len(elements) > 4 * options.top + BATCH:
-        kept = {(fact.db, fact.key) for _, _, fact in aggregate.top}
-        for name in [name for name in elements if name not in kept]:
-            del elements[name]
-    return aggregate.top[0][0]
+def _keep_top_elements(
+    aggregate: Aggregate, batch: list[tuple], elements: dict[tuple[int, bytes], int]
+) -> None:
+    """Element counts of the keys now in the top, from `batch` and from before.
+
+    A key not in the top once its batch is counted never enters it later (the top's floor
+    only rises), so only these counts are kept.
+    """
+    floor = aggregate.top[0][0]
+    kept = {(fact.db, fact.key): elements.get((fact.db, fact.key)) for _, _, fact in aggregate.top}
+    for row in batch:
+        if row[3] >= floor and (row[0], row[1]) in kept:
+            kept[(row[0], row[1])] = row[6]
+    elements.clear()
+    elements.update({name: count_ for name, count_ in kept.items() if count_ is not None})
 
 
 def _iso(seconds: int) -> str:

@@ -8,7 +8,9 @@ checked in the same pass. Anything malformed raises RdbError naming the byte off
 
 from __future__ import annotations
 
+import contextlib
 import struct
+import time
 from collections.abc import Iterable, Iterator
 from typing import NamedTuple
 
@@ -56,6 +58,9 @@ TYPES = {
     24: ("hash", "hashtable"),
     25: ("hash", "listpack"),
 }
+# Bytes kept ahead of the record being read, so most records are parsed from one buffer.
+WINDOW = 1 << 20
+BATCH = 4096
 _MODULE_CHARSET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 _DOUBLE = struct.Struct("<d")
 
@@ -69,15 +74,20 @@ class _Truncated(Exception):
 
 
 class RdbKey(NamedTuple):
-    """One key of the file. `expire_ms` is absolute (Unix ms), -1 without one; `elements` is
-    what HLEN/LLEN/SCARD/ZCARD/XLEN/STRLEN would answer; `bytes` the MEMORY USAGE estimate."""
+    """One key of the file. `bytes` is the MEMORY USAGE estimate; `ttl_ms` the time it had left
+    when the snapshot was taken (-1 without an expiry, 0 if already expired); `elements` what
+    HLEN/LLEN/SCARD/ZCARD/XLEN/STRLEN would answer; `expire_ms` absolute (Unix ms) or -1.
+
+    The first six fields are KeyFacts' (memory/scanner.py), so rows feed the report as they are.
+    """
 
     db: int
     key: bytes
     type: str
+    bytes: int
+    ttl_ms: int
     encoding: str | None
     elements: int
-    bytes: int
     expire_ms: int
 
 
@@ -114,6 +124,11 @@ class _Input:
                 have += len(chunk)
         finally:
             self.buf = b"".join(parts)
+
+    def prefetch(self, size: int) -> None:
+        """Have `size` bytes in `buf` from `pos` on, or as many as the data has left."""
+        with contextlib.suppress(_Truncated):
+            self._fill(size)
 
     def byte(self) -> int:
         pos = self.pos
@@ -190,9 +205,7 @@ class _Input:
         if encoding != 3:
             raise ValueError(f"a packed value saved as an integer (encoding {encoding})")
         compressed, size = self.length(), self.length()
-        data = self.read(compressed)
-        head = lzf_decompress(data, size, 16)
-        return size, lzf_decompress(data, size) if _saturated(kind, head) else head
+        return size, _expand_blob(kind, self.read(compressed), size)
 
     def string_size(self) -> int:
         """The length of a string, its bytes skipped."""
@@ -238,6 +251,9 @@ class RdbReader:
         self.aux: dict[str, str] = {}
         self.functions = 0
         self.modules_skipped = 0
+        # TTLs are counted from the snapshot's time (its `ctime` aux field, which Redis writes
+        # before the keys; files older than Redis 4 have none: then from now).
+        self.snapshot_ms = int(time.time() * 1000)
         self._record_start = 0
 
     @property
@@ -248,8 +264,14 @@ class RdbReader:
     def records(self) -> Iterator[RdbKey]:
         """Every key in file order; raises RdbError with the offset when the file is bad,
         including a CRC64 mismatch found once the last byte is read."""
+        for batch in self.batches():
+            yield from map(RdbKey._make, batch)
+
+    def batches(self) -> Iterator[list[tuple]]:
+        """The keys in file order as lists of plain tuples in RdbKey's field order (cheaper
+        than RdbKey when there are millions); raises as `records()` does."""
         try:
-            yield from self._records()
+            yield from self._batches()
         except _Truncated:
             raise RdbError(
                 f"RDB truncated at byte {self._in.base + len(self._in.buf):,}: the file ends "
@@ -261,7 +283,7 @@ class RdbReader:
                 f"{self._record_start:,}): {exc}"
             ) from None
 
-    def _records(self) -> Iterator[RdbKey]:
+    def _batches(self) -> Iterator[list[tuple]]:
         read = self._in
         header = read.read(9)
         if not header.startswith(RDB_MAGIC):
@@ -277,15 +299,22 @@ class RdbReader:
             )
         self.version = version
         db, expire, byte = 0, -1, read.byte
-        value = self._value
+        value, rows = self._value, []
         while True:
+            if len(read.buf) - read.pos < WINDOW // 2:
+                read.prefetch(WINDOW)
+            origin = self.snapshot_ms
+            read.pos, expire = _fast_records(read.buf, read.pos, db, expire, origin, rows)
+            if len(rows) >= BATCH:
+                yield rows
+                rows = []
             self._record_start = read.offset
             kind = byte()
             if kind < SLOT_INFO:
                 if kind not in TYPES:
                     raise ValueError(f"unknown value type {kind}")
                 key = read.string()
-                yield value(db, key, kind, expire)
+                rows.append(value(db, key, kind, expire, origin))
                 expire = -1
             elif kind == EXPIRETIME_MS:
                 expire = int.from_bytes(read.read(8), "little", signed=True)
@@ -297,6 +326,8 @@ class RdbReader:
             elif kind == AUX:
                 name, text = read.string(), read.string()
                 self.aux[name.decode("utf-8", "replace")] = text.decode("utf-8", "replace")
+                if name == b"ctime" and text.isdigit():
+                    self.snapshot_ms = int(text) * 1000
             elif kind == EXPIRETIME:
                 expire = int.from_bytes(read.read(4), "little", signed=True) * 1000
             elif kind == IDLE:
@@ -317,6 +348,8 @@ class RdbReader:
                 raise ValueError("functions in the Redis 7.0 release-candidate format")
             else:  # EOF
                 break
+        if rows:
+            yield rows
         self._record_start = read.offset
         if version >= CHECKSUM_SINCE_VERSION:
             read.read(8)
@@ -326,7 +359,7 @@ class RdbReader:
         if facts.problems:
             raise ValueError(f"{'; '.join(facts.problems)} (trailer at byte {read.offset - 8:,})")
 
-    def _value(self, db: int, key: bytes, kind: int, expire: int) -> RdbKey:
+    def _value(self, db: int, key: bytes, kind: int, expire: int, origin: int) -> RdbKey:
         type_name, encoding = TYPES[kind]
         read = self._in
         key_bytes = estimate.key_overhead(len(key))
@@ -377,7 +410,8 @@ class RdbReader:
                 f"a module value in the pre-4.0 format ({self._module_id(read.length())}) "
                 "cannot be skipped without its module"
             )
-        return RdbKey(db, key, type_name, encoding, elements, key_bytes + size, expire)
+        ttl = -1 if expire < 0 else max(0, expire - origin)
+        return RdbKey(db, key, type_name, key_bytes + size, ttl, encoding, elements, expire)
 
     def _string_value(self) -> tuple[int, str]:
         read = self._in
@@ -487,6 +521,13 @@ class RdbReader:
                 raise ValueError(f"unknown module opcode {opcode}")
 
 
+def _expand_blob(kind: int, data: bytes, size: int) -> bytes:
+    """An LZF-compressed packed blob: its header only (in LZF's first literal run), or the
+    whole blob when the header lacks the element count."""
+    head = lzf_decompress(data, size, 16)
+    return lzf_decompress(data, size) if _saturated(kind, head) else head
+
+
 def _saturated(kind: int, head: bytes) -> bool:
     """Whether a blob's header lacks its element count (so the entries must be walked)."""
     if kind == 11:
@@ -522,3 +563,206 @@ _BLOB_COUNTS = {
     17: lambda blob: _pairs(listpack_count(blob)),
     20: listpack_count,
 }
+
+
+# The fast path: records of the common kinds parsed straight from the buffer, without the
+# per-field method calls of _Input (they cost more than the parsing). A record it cannot finish
+# inside the buffer (or of a rarer kind, or malformed) is left to the general path in
+# RdbReader._batches, which reads across chunks and skips big strings without buffering them.
+# Both must give the same record (tests read every file both ways).
+
+_PACKED_KINDS = frozenset((9, 10, 11, 12, 13, 16, 17, 20))
+_FAST_KINDS = frozenset((0, 2, 4, 18, *_PACKED_KINDS))
+_SHORT = 256  # lengths below this take their estimate from a table
+_KEY_BYTES = [estimate.key_overhead(n) for n in range(_SHORT)]
+_SDS_BYTES = [estimate.sds_bytes(n) for n in range(_SHORT)]
+_TEXT_ENCODING = ["embstr" if n <= estimate.EMBSTR_LIMIT else "raw" for n in range(_SHORT)]
+_TEXT_BYTES = [estimate.string_bytes(n, _TEXT_ENCODING[n]) for n in range(_SHORT)]
+_PACKED_BYTES = [estimate.packed_bytes(n) for n in range(4096)]
+_INT_START = frozenset(b"-0123456789")
+
+
+class _GeneralPath(Exception):
+    """The fast path met something it leaves to the general path."""
+
+
+def _length_at(buf: bytes, pos: int) -> tuple[int, int]:
+    first = buf[pos]
+    if first < 0x40:
+        return first, pos + 1
+    if first < 0x80:
+        return ((first & 0x3F) << 8) | buf[pos + 1], pos + 2
+    if first == 0x80:
+        return int.from_bytes(buf[pos + 1 : pos + 5], "big"), pos + 5
+    if first == 0x81:
+        return int.from_bytes(buf[pos + 1 : pos + 9], "big"), pos + 9
+    raise _GeneralPath
+
+
+def _string_at(buf: bytes, pos: int) -> tuple[int, int]:
+    """(length, position after) of a string whose bytes are not needed."""
+    first = buf[pos]
+    if first < 0xC0:
+        size, pos = _length_at(buf, pos)
+        return size, pos + size
+    if first == 0xC3:
+        compressed, pos = _length_at(buf, pos + 1)
+        size, pos = _length_at(buf, pos)
+        return size, pos + compressed
+    if first < 0xC3:
+        width = 1 << (first & 0x3F)
+        number = int.from_bytes(buf[pos + 1 : pos + 1 + width], "little", signed=True)
+        return len(str(number)), pos + 1 + width
+    raise _GeneralPath
+
+
+def _text_at(buf: bytes, pos: int) -> tuple[bytes, int]:
+    """(bytes, position after) of a string that is not a plain short one (a key, mostly)."""
+    first = buf[pos]
+    if first == 0xC3:
+        compressed, pos = _length_at(buf, pos + 1)
+        size, pos = _length_at(buf, pos)
+        return lzf_decompress(buf[pos : pos + compressed], size), pos + compressed
+    if first < 0xC0:
+        size, pos = _length_at(buf, pos)
+        return buf[pos : pos + size], pos + size
+    if first > 0xC2:
+        raise _GeneralPath
+    end = pos + 1 + (1 << (first & 0x3F))
+    return str(int.from_bytes(buf[pos + 1 : end], "little", signed=True)).encode(), end
+
+
+def _blob_at(buf: bytes, pos: int, kind: int) -> tuple[int, bytes, int]:
+    """(length, bytes or their header, position after) of a packed blob."""
+    first = buf[pos]
+    if first < 0xC0:
+        size, pos = _length_at(buf, pos)
+        return size, buf[pos : pos + size], pos + size
+    if first != 0xC3:
+        raise _GeneralPath
+    compressed, pos = _length_at(buf, pos + 1)
+    size, pos = _length_at(buf, pos)
+    end = pos + compressed
+    if end > len(buf):
+        raise _GeneralPath
+    return size, _expand_blob(kind, buf[pos:end], size), end
+
+
+def _fast_records(
+    buf: bytes, pos: int, db: int, expire: int, origin: int, rows: list
+) -> tuple[int, int]:
+    """Append the records from `pos` on that lie wholly in `buf` and are of a common kind.
+
+    Returns where it stopped (a record for the general path) and the expiry still pending.
+    """
+    end = len(buf)
+    append, kinds, types = rows.append, _FAST_KINDS, TYPES
+    key_bytes, sds_bytes, short, int_start = _KEY_BYTES, _SDS_BYTES, _SHORT, _INT_START
+    packed_bytes, packed_short = _PACKED_BYTES, len(_PACKED_BYTES)
+    try:
+        while pos < end:
+            kind = buf[pos]
+            if kind not in kinds:
+                if kind != EXPIRETIME_MS or pos + 9 > end:
+                    break
+                expire = int.from_bytes(buf[pos + 1 : pos + 9], "little", signed=True)
+                pos += 9
+                continue
+            first = buf[pos + 1]
+            if first < 0x40:
+                at = pos + 2 + first
+                key = buf[pos + 2 : at]
+            else:
+                key, at = _text_at(buf, pos + 1)
+            type_name, encoding = types[kind]
+            if kind == 0:
+                first = buf[at]
+                if first < 0x80:
+                    if first < 0x40:
+                        elements, at = first, at + 1
+                    else:
+                        elements, at = ((first & 0x3F) << 8) | buf[at + 1], at + 2
+                    if (
+                        elements <= 20
+                        and buf[at] in int_start
+                        and _is_long(buf[at : at + elements])
+                    ):
+                        encoding, size = "int", estimate.ROBJ
+                    elif elements < short:
+                        encoding, size = _TEXT_ENCODING[elements], _TEXT_BYTES[elements]
+                    else:
+                        encoding = "raw" if elements > estimate.EMBSTR_LIMIT else "embstr"
+                        size = estimate.string_bytes(elements, encoding)
+                    at += elements
+                else:
+                    elements, at = _string_at(buf, at)
+                    if 0xC0 <= first < 0xC3:
+                        encoding, size = "int", estimate.ROBJ
+                    elif elements < short:
+                        encoding, size = _TEXT_ENCODING[elements], _TEXT_BYTES[elements]
+                    else:
+                        encoding = "raw" if elements > estimate.EMBSTR_LIMIT else "embstr"
+                        size = estimate.string_bytes(elements, encoding)
+            elif kind in _PACKED_KINDS:
+                first = buf[at]
+                if first < 0x80:
+                    if first < 0x40:
+                        blob_bytes, at = first, at + 1
+                    else:
+                        blob_bytes, at = ((first & 0x3F) << 8) | buf[at + 1], at + 2
+                    blob = buf[at : at + blob_bytes]
+                    at += blob_bytes
+                else:
+                    blob_bytes, blob, at = _blob_at(buf, at, kind)
+                if kind >= 16:  # listpacks: the count is in the header unless it saturated
+                    elements = blob[4] | (blob[5] << 8)
+                    if elements == 0xFFFF:
+                        elements = listpack_count(blob)
+                    if kind != 20:
+                        elements >>= 1
+                else:
+                    elements = _BLOB_COUNTS[kind](blob)
+                if blob_bytes < packed_short:
+                    size = packed_bytes[blob_bytes]
+                else:
+                    size = estimate.packed_bytes(blob_bytes)
+            elif kind == 18:
+                nodes, at = _length_at(buf, at)
+                elements = blobs = 0
+                for _ in range(nodes):
+                    if buf[at] > 2:  # not a one-byte container kind
+                        raise _GeneralPath
+                    if buf[at] == 1:  # a plain node: one big element
+                        blob_bytes, at = _string_at(buf, at + 1)
+                        elements += 1
+                    else:
+                        blob_bytes, blob, at = _blob_at(buf, at + 1, kind)
+                        elements += listpack_count(blob)
+                    blobs += estimate.size_class(blob_bytes)
+                size = estimate.quicklist_bytes(blobs, nodes)
+            else:  # 2, 4: a set or hash as a hash table
+                elements, at = _length_at(buf, at)
+                strings = 0
+                for _ in range(elements * 2 if kind == 4 else elements):
+                    first = buf[at]
+                    if first < 0x40:
+                        at += 1 + first
+                        strings += sds_bytes[first]
+                    else:
+                        length, at = _string_at(buf, at)
+                        strings += estimate.sds_bytes(length)
+                size = estimate.hashtable_bytes(elements, strings)
+            if at > end:
+                break
+            klen = len(key)
+            overhead = key_bytes[klen] if klen < short else estimate.key_overhead(klen)
+            if expire < 0:
+                append((db, key, type_name, overhead + size, -1, encoding, elements, -1))
+            else:
+                ttl = expire - origin if expire > origin else 0
+                append((db, key, type_name, overhead + size, ttl, encoding, elements, expire))
+            expire = -1
+            pos = at
+    except (_GeneralPath, IndexError, ValueError):
+        pass
+    return pos, expire
