@@ -69,24 +69,25 @@ class PatternCache:
         self.separator = separator
         self.depth = depth
         self._size = size
-        self._known: dict[bytes | str, str] = {}
+        # Skeleton -> pattern; callers in a hot loop may look up here first themselves.
+        self.known: dict[bytes | str, str] = {}
         self._enabled = not any(c in "0123456789" for c in separator)
 
     def __call__(self, key: bytes | str) -> str:
         if not self._enabled:
             return key_pattern(key, separator=self.separator, depth=self.depth)
-        skeleton = key.translate(_ZERO_BYTES if isinstance(key, bytes) else _ZERO_TEXT)
-        pattern = self._known.get(skeleton)
+        skeleton = key.translate(DIGIT_SKELETON if isinstance(key, bytes) else _ZERO_TEXT)
+        pattern = self.known.get(skeleton)
         if pattern is None:
             pattern = key_pattern(key, separator=self.separator, depth=self.depth)
             if not _HAS_DIGIT(pattern):
-                if len(self._known) >= self._size:
-                    self._known.clear()
-                self._known[skeleton] = pattern
+                if len(self.known) >= self._size:
+                    self.known.clear()
+                self.known[skeleton] = pattern
         return pattern
 
 
-_ZERO_BYTES = bytes.maketrans(b"123456789", b"000000000")
+DIGIT_SKELETON = bytes.maketrans(b"123456789", b"000000000")
 _ZERO_TEXT = str.maketrans("123456789", "000000000")
 _HAS_DIGIT = re.compile(r"[0-9]").search
 

@@ -20,7 +20,12 @@ from redisops.fleet.fanout import HostResult, run_on_hosts
 from redisops.fleet.host import Host
 from redisops.fleet.resp import RespConnection
 from redisops.fleet.selection import split_sentinels
-from redisops.memory.patterns import DEFAULT_SEPARATOR, PatternCache, key_text
+from redisops.memory.patterns import (
+    DEFAULT_SEPARATOR,
+    DIGIT_SKELETON,
+    PatternCache,
+    key_text,
+)
 from redisops.memory.scanner import KeyFacts, scan_keys
 
 MAX_PATTERNS = 10_000
@@ -183,6 +188,7 @@ class Aggregate:
     def add(self, facts: Sequence[tuple]) -> None:
         """Count `facts`: KeyFacts, or tuples that begin with KeyFacts' fields (RdbKey rows)."""
         cells, top, limit, pattern = self.cells, self.top, self.options.top, self._pattern
+        known = pattern.known
         floor = top[0][0] if limit and len(top) >= limit else (-1 if limit else math.inf)
         self.keys += len(facts)
         for fact in facts:
@@ -197,7 +203,7 @@ class Aggregate:
                 bucket = "<7d"
             else:
                 bucket = ">=7d"
-            name = pattern(key)
+            name = known.get(key.translate(DIGIT_SKELETON)) or pattern(key)
             cell = cells.get((name, type_name, encoding, bucket))
             if cell is None:
                 cell = self._new_cell(name, type_name, encoding, bucket)

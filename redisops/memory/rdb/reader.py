@@ -58,8 +58,11 @@ TYPES = {
     24: ("hash", "hashtable"),
     25: ("hash", "listpack"),
 }
-# Bytes kept ahead of the record being read, so most records are parsed from one buffer.
+# Bytes kept ahead of the record being read, so most records are parsed from one buffer; a
+# record of a common kind that is bigger is given a window up to MAX_WINDOW before it is left
+# to the streaming path.
 WINDOW = 1 << 20
+MAX_WINDOW = 16 << 20
 BATCH = 4096
 _MODULE_CHARSET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 _DOUBLE = struct.Struct("<d")
@@ -304,7 +307,14 @@ class RdbReader:
             if len(read.buf) - read.pos < WINDOW // 2:
                 read.prefetch(WINDOW)
             origin = self.snapshot_ms
-            read.pos, expire = _fast_records(read.buf, read.pos, db, expire, origin, rows)
+            while True:
+                read.pos, expire, cut = _fast_records(read.buf, read.pos, db, expire, origin, rows)
+                ahead = len(read.buf) - read.pos
+                if not cut or ahead >= MAX_WINDOW:
+                    break
+                read.prefetch(2 * ahead)
+                if len(read.buf) - read.pos == ahead:  # the data ends there
+                    break
             if len(rows) >= BATCH:
                 yield rows
                 rows = []
@@ -344,8 +354,13 @@ class RdbReader:
                 read.length()
                 read.length()
                 read.length()
-            elif kind == FUNCTION_PRE_GA:
-                raise ValueError("functions in the Redis 7.0 release-candidate format")
+            elif kind == FUNCTION_PRE_GA:  # Redis 7.0 release candidates: name, engine,
+                read.string_size()  # a description flag and description, then the code
+                read.string_size()
+                if read.length():
+                    read.string_size()
+                read.string_size()
+                self.functions += 1
             else:  # EOF
                 break
         if rows:
@@ -493,10 +508,7 @@ class RdbReader:
         elements = read.length()
         strings = 0
         for _ in range(elements):
-            if kind == 24:
-                read.length()
-            else:
-                read.skip(8)
+            read.length()  # the field's TTL (relative to the minimum in 24, absolute in 22)
             strings += estimate.sds_bytes(read.string_size())
             strings += estimate.sds_bytes(read.string_size())
         return elements, estimate.hashtable_bytes(elements, strings)
@@ -650,15 +662,17 @@ def _blob_at(buf: bytes, pos: int, kind: int) -> tuple[int, bytes, int]:
 
 def _fast_records(
     buf: bytes, pos: int, db: int, expire: int, origin: int, rows: list
-) -> tuple[int, int]:
+) -> tuple[int, int, bool]:
     """Append the records from `pos` on that lie wholly in `buf` and are of a common kind.
 
-    Returns where it stopped (a record for the general path) and the expiry still pending.
+    Returns where it stopped (a record for the general path), the expiry still pending, and
+    whether it stopped because that record runs past the end of `buf`.
     """
     end = len(buf)
     append, kinds, types = rows.append, _FAST_KINDS, TYPES
     key_bytes, sds_bytes, short, int_start = _KEY_BYTES, _SDS_BYTES, _SHORT, _INT_START
     packed_bytes, packed_short = _PACKED_BYTES, len(_PACKED_BYTES)
+    text_encoding, text_bytes = _TEXT_ENCODING, _TEXT_BYTES
     try:
         while pos < end:
             kind = buf[pos]
@@ -689,7 +703,7 @@ def _fast_records(
                     ):
                         encoding, size = "int", estimate.ROBJ
                     elif elements < short:
-                        encoding, size = _TEXT_ENCODING[elements], _TEXT_BYTES[elements]
+                        encoding, size = text_encoding[elements], text_bytes[elements]
                     else:
                         encoding = "raw" if elements > estimate.EMBSTR_LIMIT else "embstr"
                         size = estimate.string_bytes(elements, encoding)
@@ -699,7 +713,7 @@ def _fast_records(
                     if 0xC0 <= first < 0xC3:
                         encoding, size = "int", estimate.ROBJ
                     elif elements < short:
-                        encoding, size = _TEXT_ENCODING[elements], _TEXT_BYTES[elements]
+                        encoding, size = text_encoding[elements], text_bytes[elements]
                     else:
                         encoding = "raw" if elements > estimate.EMBSTR_LIMIT else "embstr"
                         size = estimate.string_bytes(elements, encoding)
@@ -753,7 +767,7 @@ def _fast_records(
                         strings += estimate.sds_bytes(length)
                 size = estimate.hashtable_bytes(elements, strings)
             if at > end:
-                break
+                return pos, expire, True
             klen = len(key)
             overhead = key_bytes[klen] if klen < short else estimate.key_overhead(klen)
             if expire < 0:
@@ -763,6 +777,8 @@ def _fast_records(
                 append((db, key, type_name, overhead + size, ttl, encoding, elements, expire))
             expire = -1
             pos = at
-    except (_GeneralPath, IndexError, ValueError):
+    except IndexError:
+        return pos, expire, True
+    except (_GeneralPath, ValueError):
         pass
-    return pos, expire
+    return pos, expire, False
