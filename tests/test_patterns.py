@@ -78,10 +78,17 @@ SKELETON_KEYS = [
     "10",
     "100",
     "1:0:0",
+    "session:4b6f9a2e-1c3d-4e5f-8a9b-0c1d2e3f4a5b",
+    "session:0b6f9a2e-1c3d-4e5f-8a9b-0c1d2e3f4a5b:cart",
+    "session:4B6F9A2E-1C3D-4E5F-8A9B-0C1D2E3F4A5B",
+    "session:x4b6f9a2e-1c3d-4e5f-8a9b-0c1d2e3f4a5b",
+    "session.4b6f9a2e-1c3d-4e5f-8a9b-0c1d2e3f4a5b.4b6f9a2e-1c3d-4e5f-8a9b-0c1d2e3f4a5c",
+    "4b6f9a2e-1c3d-4e5f-8a9b-0c1d2e3f4a5b/1",
+    "x-4b6f9a2e-1c3d-4e5f-8a9b-0c1d2e3f4a5b",
 ]
 
 
-@pytest.mark.parametrize("separator", [":", ".", "0", "10", ""])
+@pytest.mark.parametrize("separator", [":", ".", "/", "-", "0", "10", ""])
 @pytest.mark.parametrize("depth", [None, 1, 2])
 def test_pattern_cache_gives_what_key_pattern_gives(separator, depth):
     cache = PatternCache(separator, depth, size=4)  # small: the clearing is exercised too

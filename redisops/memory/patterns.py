@@ -59,8 +59,9 @@ class PatternCache:
     Every rule above treats ASCII digits alike, so keys that differ only in them (`user:1:x`,
     `user:97:x`) get the same pattern whenever that pattern kept none of their digits; such
     patterns are remembered under the key with its digits zeroed. A separator with a digit in
-    it would make the skeleton cut differently, so there the cache stays off. Bounded: cleared
-    when full (unique keys such as `session:{uuid}` must not grow it without end).
+    it would make the skeleton cut differently, so there the cache stays off. Keys with UUID
+    segments (`session:<uuid>`, unique by nature) are looked up again with those segments
+    folded to `{uuid}`, which the rules map to itself. Bounded: cleared when full.
     """
 
     def __init__(
@@ -72,19 +73,60 @@ class PatternCache:
         # Skeleton -> pattern; callers in a hot loop may look up here first themselves.
         self.known: dict[bytes | str, str] = {}
         self._enabled = not any(c in "0123456789" for c in separator)
+        self._uuid_segments = _uuid_segments(separator) if depth is None else None
+        self._separator_byte = ord(separator) if self._uuid_segments is not None else -1
 
     def __call__(self, key: bytes | str) -> str:
+        if self._enabled:
+            table = DIGIT_SKELETON if isinstance(key, bytes) else _ZERO_TEXT
+            pattern = self.known.get(key.translate(table))
+            if pattern is not None:
+                return pattern
+        return self.unknown(key)
+
+    def unknown(self, key: bytes | str) -> str:
+        """The pattern of a key not found under its digit skeleton in `known` (a hot loop
+        that looks there first itself calls this on a miss)."""
         if not self._enabled:
             return key_pattern(key, separator=self.separator, depth=self.depth)
-        skeleton = key.translate(DIGIT_SKELETON if isinstance(key, bytes) else _ZERO_TEXT)
-        pattern = self.known.get(skeleton)
-        if pattern is None:
-            pattern = key_pattern(key, separator=self.separator, depth=self.depth)
-            if not _HAS_DIGIT(pattern):
-                if len(self.known) >= self._size:
-                    self.known.clear()
-                self.known[skeleton] = pattern
+        table = DIGIT_SKELETON if isinstance(key, bytes) else _ZERO_TEXT
+        if self._uuid_segments is not None and isinstance(key, bytes):
+            key, folded = _fold_uuids(key, self._uuid_segments, self._separator_byte)
+            if folded and (pattern := self.known.get(key.translate(table))) is not None:
+                return pattern
+        pattern = key_pattern(key, separator=self.separator, depth=self.depth)
+        if not _HAS_DIGIT(pattern):
+            if len(self.known) >= self._size:
+                self.known.clear()
+            self.known[key.translate(table)] = pattern
         return pattern
+
+
+def _fold_uuids(key: bytes, segments: re.Pattern[bytes], separator: int) -> tuple[bytes, int]:
+    """`key` with its UUID segments as `{uuid}`, and how many there were; a UUID as the last
+    segment (`session:<uuid>`, the usual place) is recognised without the regex."""
+    tail = key[-36:]
+    if (
+        len(tail) == 36
+        and tail[8] == tail[13] == tail[18] == tail[23] == 0x2D
+        and tail.translate(None, _HEX_DIGITS) == b"----"
+        and (len(key) == 36 or key[-37] == separator)
+    ):
+        return key[:-36] + b"{uuid}", 1
+    return segments.subn(b"{uuid}", key)
+
+
+_HEX_DIGITS = b"0123456789abcdefABCDEF"
+
+
+def _uuid_segments(separator: str) -> re.Pattern[bytes] | None:
+    """Whole UUID segments of a raw key. Only for a one-byte separator that cannot occur in a
+    UUID or in key_text's escapes, so segments of the bytes are segments of the text."""
+    if len(separator) != 1 or not separator.isascii() or separator.isalnum() or separator in "-\\":
+        return None
+    outside = re.escape(separator).encode()
+    hexes = b"-".join(b"[0-9a-fA-F]{%d}" % size for size in (8, 4, 4, 4, 12))
+    return re.compile(b"(?<![^" + outside + b"])" + hexes + b"(?![^" + outside + b"])")
 
 
 DIGIT_SKELETON = bytes.maketrans(b"123456789", b"000000000")
@@ -95,9 +137,9 @@ _HAS_DIGIT = re.compile(r"[0-9]").search
 def _segment_kind(segment: str) -> str:
     if segment.isdigit():  # the common case first, and unique ids never fill the cache
         return "{id}"
+    if len(segment) == 36 and segment[8] == "-" and _UUID.match(segment):
+        return "{uuid}"
     if len(segment) >= 20 and _TOKEN.match(segment):
-        if len(segment) == 36 and _UUID.match(segment):
-            return "{uuid}"
         return _long_segment_kind(segment)
     return _cached_segment_kind(segment)
 

@@ -203,7 +203,7 @@ class Aggregate:
                 bucket = "<7d"
             else:
                 bucket = ">=7d"
-            name = known.get(key.translate(DIGIT_SKELETON)) or pattern(key)
+            name = known.get(key.translate(DIGIT_SKELETON)) or pattern.unknown(key)
             cell = cells.get((name, type_name, encoding, bucket))
             if cell is None:
                 cell = self._new_cell(name, type_name, encoding, bucket)

@@ -59,10 +59,10 @@ TYPES = {
     25: ("hash", "listpack"),
 }
 # Bytes kept ahead of the record being read, so most records are parsed from one buffer; a
-# record of a common kind that is bigger is given a window up to MAX_WINDOW before it is left
-# to the streaming path.
+# bigger collection is given a window up to MAX_WINDOW before it is left to the streaming
+# path (a big string never is: that path skips its bytes without buffering them).
 WINDOW = 1 << 20
-MAX_WINDOW = 16 << 20
+MAX_WINDOW = 4 << 20
 BATCH = 4096
 _MODULE_CHARSET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 _DOUBLE = struct.Struct("<d")
@@ -425,7 +425,10 @@ class RdbReader:
                 f"a module value in the pre-4.0 format ({self._module_id(read.length())}) "
                 "cannot be skipped without its module"
             )
-        ttl = -1 if expire < 0 else max(0, expire - origin)
+        if expire < 0:
+            ttl = expire = -1
+        else:
+            ttl = max(0, expire - origin)
         return RdbKey(db, key, type_name, key_bytes + size, ttl, encoding, elements, expire)
 
     def _string_value(self) -> tuple[int, str]:
@@ -533,10 +536,17 @@ class RdbReader:
                 raise ValueError(f"unknown module opcode {opcode}")
 
 
+HEADER = 10  # a ziplist's count ends at byte 10; listpack, intset and zipmap counts before
+
+
 def _expand_blob(kind: int, data: bytes, size: int) -> bytes:
-    """An LZF-compressed packed blob: its header only (in LZF's first literal run), or the
-    whole blob when the header lacks the element count."""
-    head = lzf_decompress(data, size, 16)
+    """An LZF-compressed packed blob: its header only (HEADER bytes hold every encoding's
+    count), or the whole blob when the header lacks the element count."""
+    run = data[0] + 1
+    if HEADER <= run <= 32 and run < len(data):  # the header is LZF's first literal run, as is
+        head = data[1 : 1 + run]
+    else:
+        head = lzf_decompress(data, size, HEADER)
     return lzf_decompress(data, size) if _saturated(kind, head) else head
 
 
@@ -666,16 +676,36 @@ def _fast_records(
     """Append the records from `pos` on that lie wholly in `buf` and are of a common kind.
 
     Returns where it stopped (a record for the general path), the expiry still pending, and
-    whether it stopped because that record runs past the end of `buf`.
+    whether a longer buffer would let it go on (a collection running past the end of `buf`).
     """
     end = len(buf)
     append, kinds, types = rows.append, _FAST_KINDS, TYPES
     key_bytes, sds_bytes, short, int_start = _KEY_BYTES, _SDS_BYTES, _SHORT, _INT_START
     packed_bytes, packed_short = _PACKED_BYTES, len(_PACKED_BYTES)
     text_encoding, text_bytes = _TEXT_ENCODING, _TEXT_BYTES
+    robj = estimate.ROBJ
     try:
         while pos < end:
             kind = buf[pos]
+            if kind == 0 and buf[pos + 1] < 0x40:  # the commonest record: a short string
+                at = pos + 2 + buf[pos + 1]
+                length = buf[at]
+                after = at + 1 + length
+                if length < 0x40 and after <= end:
+                    if length <= 20 and buf[at + 1] in int_start and _is_long(buf[at + 1 : after]):
+                        encoding, size = "int", robj
+                    else:
+                        encoding, size = text_encoding[length], text_bytes[length]
+                    size += key_bytes[at - pos - 2]
+                    key = buf[pos + 2 : at]
+                    if expire < 0:
+                        append((db, key, "string", size, -1, encoding, length, -1))
+                    else:
+                        ttl = expire - origin if expire > origin else 0
+                        append((db, key, "string", size, ttl, encoding, length, expire))
+                        expire = -1
+                    pos = after
+                    continue
             if kind not in kinds:
                 if kind != EXPIRETIME_MS or pos + 9 > end:
                     break
@@ -691,32 +721,15 @@ def _fast_records(
             type_name, encoding = types[kind]
             if kind == 0:
                 first = buf[at]
-                if first < 0x80:
-                    if first < 0x40:
-                        elements, at = first, at + 1
-                    else:
-                        elements, at = ((first & 0x3F) << 8) | buf[at + 1], at + 2
-                    if (
-                        elements <= 20
-                        and buf[at] in int_start
-                        and _is_long(buf[at : at + elements])
-                    ):
-                        encoding, size = "int", estimate.ROBJ
-                    elif elements < short:
-                        encoding, size = text_encoding[elements], text_bytes[elements]
-                    else:
-                        encoding = "raw" if elements > estimate.EMBSTR_LIMIT else "embstr"
-                        size = estimate.string_bytes(elements, encoding)
-                    at += elements
+                elements, after = _string_at(buf, at)
+                if 0xC0 <= first < 0xC3 or (first < 0x40 and _is_long(buf[at + 1 : after])):
+                    encoding, size = "int", estimate.ROBJ
+                elif elements < short:
+                    encoding, size = text_encoding[elements], text_bytes[elements]
                 else:
-                    elements, at = _string_at(buf, at)
-                    if 0xC0 <= first < 0xC3:
-                        encoding, size = "int", estimate.ROBJ
-                    elif elements < short:
-                        encoding, size = text_encoding[elements], text_bytes[elements]
-                    else:
-                        encoding = "raw" if elements > estimate.EMBSTR_LIMIT else "embstr"
-                        size = estimate.string_bytes(elements, encoding)
+                    encoding = "raw" if elements > estimate.EMBSTR_LIMIT else "embstr"
+                    size = estimate.string_bytes(elements, encoding)
+                at = after
             elif kind in _PACKED_KINDS:
                 first = buf[at]
                 if first < 0x80:
@@ -767,7 +780,7 @@ def _fast_records(
                         strings += estimate.sds_bytes(length)
                 size = estimate.hashtable_bytes(elements, strings)
             if at > end:
-                return pos, expire, True
+                return pos, expire, kind != 0
             klen = len(key)
             overhead = key_bytes[klen] if klen < short else estimate.key_overhead(klen)
             if expire < 0:
