@@ -25,6 +25,7 @@ bench: venv
 	$(BIN)/python bench/help_startup.py
 	$(BIN)/python bench/check_fanout.py
 	$(BIN)/python bench/memory_report.py
+	$(BIN)/python bench/memory_rdb.py
 	$(BIN)/python bench/slowlog_digest.py
 	$(BIN)/python bench/backup_rdb.py
 
