@@ -242,7 +242,8 @@ class _Input:
 
 
 class RdbReader:
-    """Iterate over `records()` once; `version`, `aux`, `functions` and `offset` fill in as it goes.
+    """Iterate over `records()` (or `batches()`) once; `version`, `aux`, `functions` and
+    `offset` fill in as it goes.
 
     `chunks` are the raw file bytes in order (a file read in chunks, or a decompressed backup).
     """
