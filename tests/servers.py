@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+import ipaddress
 import os
 import signal
 import socket
@@ -55,3 +57,72 @@ def frozen_redis_server(folder: Path) -> Iterator[int]:
         os.kill(process.pid, signal.SIGCONT)
         process.kill()
         process.wait(timeout=10)
+
+
+def tls_certificates(folder: Path) -> dict[str, Path]:
+    """A CA, a server certificate for 127.0.0.1, and one for another name (wrong host)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+
+    def name(common: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common)])
+
+    def write_key(key, path: Path) -> None:
+        path.write_bytes(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
+        path.chmod(0o600)
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(name("redisops test CA"))
+        .issuer_name(name("redisops test CA"))
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(False, False, False, False, False, True, True, False, False),
+            critical=True,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    paths = {"ca": folder / "ca.pem"}
+    paths["ca"].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    for label, alt in (("good", x509.IPAddress(ipaddress.ip_address("127.0.0.1"))),
+                       ("wrong", x509.DNSName("redis.example.invalid"))):  # fmt: skip
+        key = ec.generate_private_key(ec.SECP256R1())
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(name(f"redis {label}"))
+            .issuer_name(ca.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([alt]), critical=False)
+            .sign(ca_key, hashes.SHA256())
+        )
+        paths[f"{label}_cert"] = folder / f"{label}.pem"
+        paths[f"{label}_cert"].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        paths[f"{label}_key"] = folder / f"{label}.key"
+        write_key(key, paths[f"{label}_key"])
+    return paths
+
+
+def start_tls_redis_server(folder: Path, cert: Path, key: Path, ca: Path) -> tuple:
+    """A redis-server serving TLS only with `cert`/`key`; clients need not present one."""
+    return start_redis_server(
+        folder, "--tls-cert-file", str(cert), "--tls-key-file", str(key),
+        "--tls-ca-cert-file", str(ca), "--tls-auth-clients", "no",
+    )  # fmt: skip

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -36,10 +37,14 @@ from redisops.backup.catalogue import (
     read_backup,
     write_manifest,
 )
+from redisops.backup.formats import CRC_OK, RdbChecker
 from redisops.backup.prune import RetentionPolicy, plan_prune
+from redisops.backup.replication import stream_rdb
+from redisops.errors import HostError
+from redisops.fleet.host import Host, TlsSettings
 from redisops.fleet.inventory import load_inventory
 from tests.cli_helpers import redisops
-from tests.servers import start_redis_server
+from tests.servers import start_redis_server, start_tls_redis_server, tls_certificates
 
 SAVE_DELAY_US = 20_000  # rdb-key-save-delay: 20 ms per key, so a BGSAVE of 300 keys takes 6 s
 WAIT = 20.0
@@ -396,6 +401,92 @@ def test_crc_trailer_zero_is_unverifiable_never_verified(tmp_path):
     check = redisops("-i", str(inventory), "backup", "verify", "--dest", str(dest), "--all")
     assert check.exit_code == 0
     assert "unverifiable" in check.stdout and "verified " not in check.stdout
+
+
+def test_a_snapshot_ends_at_its_eof_mark_while_the_server_keeps_the_connection(tmp_path):
+    """Reads wait for 256 KiB or 10 ms, whichever comes first, so the end of a snapshot is
+    taken as it comes: here the server keeps the connection open after the snapshot, as for
+    any replica without rdb-only (refused by an ACL, as Redis < 7 does), waiting for an ACK.
+    10 MB of it, so that the file's early writeback (every 8 MiB) runs as well."""
+    process, port = start_redis_server(tmp_path, "--repl-diskless-sync-delay", "0")
+    try:
+        client = redis.Redis(port=port)
+        client.execute_command("ACL", "SETUSER", "backup", "on", ">backup-secret", "+@all",
+                               "-replconf", "+replconf|capa", "+replconf|ack")  # fmt: skip
+        pipe = client.pipeline(transaction=False)
+        for i in range(2500):
+            pipe.set(f"key:{i}", os.urandom(4096))  # ~10 MB that LZF cannot shrink
+        pipe.execute()
+        secret = tmp_path / "secret"
+        secret.write_text("backup-secret\n")
+        secret.chmod(0o600)
+        inventory = tmp_path / "inventory.yaml"
+        inventory.write_text(
+            f"all:\n  hosts:\n    solo: {{host: 127.0.0.1, port: {port}, username: backup, "
+            f"password_file: {secret}}}\n"
+        )
+        dest = tmp_path / "b"
+        started = time.monotonic()
+        run = redisops("-i", str(inventory), "--timeout", "30", "-o", "json", "backup", "run",
+                       "--dest", str(dest))  # fmt: skip
+        elapsed = time.monotonic() - started
+        (denied,) = client.acl_log()
+    finally:
+        process.kill()
+        process.wait()
+    assert run.exit_code == 0, run.stderr
+    assert (denied["username"], denied["object"]) == ("backup", "replconf")
+    assert elapsed < 20  # waiting for the server to close would end in the 30 s timeout
+    data = run.json()["results"][0]["data"]
+    assert data["verified"] is True
+    assert (data["keys"], data["keys_source"]) == (2500, "redis-check-rdb")
+    stored = Path(data["path"]) / "dump.rdb"
+    assert data["bytes"] == stored.stat().st_size > 10_000_000
+    assert hashlib.sha256(stored.read_bytes()).hexdigest() == data["sha256"]
+
+
+def test_over_tls_a_snapshot_streams_and_a_frozen_server_times_out(tmp_path):
+    """TLS reads are not batched (OpenSSL reads record by record, and would retry a batched
+    wait by itself, past the stall timeout): the snapshot arrives whole, and a server
+    frozen mid-snapshot still fails after one timeout."""
+    paths = tls_certificates(tmp_path)
+    process, port = start_tls_redis_server(
+        tmp_path, paths["good_cert"], paths["good_key"], paths["ca"]
+    )
+    try:
+        client = redis.Redis(host="127.0.0.1", port=port, ssl=True, ssl_ca_certs=str(paths["ca"]))
+        client.config_set("repl-diskless-sync-delay", 0)
+        pipe = client.pipeline(transaction=False)
+        for i in range(3000):
+            pipe.set(f"key:{i}", os.urandom(4096))  # ~12 MB that LZF cannot shrink
+        pipe.execute()
+        host = Host(
+            name="t", host="127.0.0.1", port=port, tls=TlsSettings(ca_file=str(paths["ca"]))
+        )
+        whole = io.BytesIO()
+        snapshot = stream_rdb(host, whole, timeout=10)
+        assert snapshot.bytes == len(whole.getvalue()) > 12_000_000
+        checker = RdbChecker()
+        checker.feed(whole.getvalue())
+        assert (checker.finish().crc, snapshot.diskless) == (CRC_OK, True)
+        frozen = bytearray()
+
+        class FreezeServer:
+            def write(self, data) -> None:
+                if not frozen:
+                    os.kill(process.pid, signal.SIGSTOP)
+                frozen.extend(data)
+
+        started = time.monotonic()
+        with pytest.raises(HostError) as failure:
+            stream_rdb(host, FreezeServer(), timeout=1)
+        assert time.monotonic() - started < 30
+    finally:
+        os.kill(process.pid, signal.SIGCONT)
+        process.kill()
+        process.wait()
+    assert failure.value.message.startswith(f"127.0.0.1:{port} stalled for 1s after ")
+    assert 0 < len(frozen) < 12_000_000
 
 
 def test_verify_names_truncation_and_flipped_bytes(seeded, tmp_path):

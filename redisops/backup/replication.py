@@ -9,6 +9,8 @@ offset the snapshot stands at, for the manifest.
 from __future__ import annotations
 
 import socket
+import struct
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
@@ -20,11 +22,15 @@ if TYPE_CHECKING:
     from redisops.fleet.resp import RespConnection
 
 RECV_CHUNK = 1 << 20
-# While a diskless rdb-only snapshot streams, the socket wakes us only once this much has
-# arrived (or the server closed it, which it does at the end), not for every ~20 KiB: a
-# third of the wake-ups, and half the CPU of the copy (0.32 -> 0.17 s for 1M keys), which
-# the server's fork and redis-check-rdb need on a small machine.
+# While a diskless snapshot streams, the socket wakes us only once this much has arrived,
+# not for every ~20 KiB: a third of the wake-ups, and half the CPU of the copy (0.32 ->
+# 0.17 s for 1M keys), which the server's fork and redis-check-rdb need on a small machine.
 BATCH_BYTES = 256 << 10
+# ... or once this long has passed with less: the last bytes then come at once, where
+# waiting for the server to close the connection cost 0-100 ms (it notices that its fork
+# has ended in serverCron, 10 times a second) and a server that keeps the connection open
+# (no rdb-only) would have stalled.
+BATCH_WAIT_SECONDS = 0.01
 EOF_MARK_BYTES = 40  # diskless sync ends the payload with a random 40-byte mark
 _LINE_LIMIT = 4096
 
@@ -99,7 +105,9 @@ class RdbSync:
             mark = header[5:]
             if len(mark) != EOF_MARK_BYTES:
                 raise HostError(f"{host.address} sent a malformed snapshot header")
-            if rdb_only:
+            # Not over TLS: OpenSSL reads record by record, and would retry a timed-out
+            # batched wait by itself, out of reach of the stall timeout.
+            if host.tls is None:
                 stream.batch(BATCH_BYTES)
             size = stream.until_mark(mark, sink, progress)
             diskless = True
@@ -149,9 +157,15 @@ class _Stream:
         return line
 
     def batch(self, size: int) -> None:
-        """Wake only when `size` bytes are ready; only for a stream the server closes at its
-        end. A stall still times out: less than `size` in `timeout` is taken for one."""
+        """Wake when `size` bytes are ready, or BATCH_WAIT_SECONDS after a read began with
+        what has come by then. The kernel bounds each wait (SO_RCVTIMEO on a blocking
+        socket): Python's own timeout polls first, and poll waits for all `size` bytes."""
+        wait = int(BATCH_WAIT_SECONDS * 1_000_000)
+        self._sock.settimeout(None)
         self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVLOWAT, size)
+        self._sock.setsockopt(
+            socket.SOL_SOCKET, socket.SO_RCVTIMEO, struct.pack("ll", *divmod(wait, 1_000_000))
+        )
 
     def exactly(self, total: int, sink: Sink, progress: Callable | None) -> int:
         done = self._flush_pending(sink, limit=total)
@@ -201,18 +215,24 @@ class _Stream:
         return len(data)
 
     def _recv(self, size: int, done: int, total: int) -> int:
-        try:
-            received = self._sock.recv_into(self._view, size)
-        except TimeoutError:
-            raise HostError(
-                f"{self._host.address} stalled for {self._timeout:g}s after "
-                f"{done:,} bytes of the snapshot"
-            ) from None
-        except OSError as exc:
-            raise HostError(
-                f"connection to {self._host.address} lost after {done:,} bytes of the "
-                f"snapshot: {exc.strerror or exc}"
-            ) from None
+        idle_since = None
+        while True:
+            try:
+                received = self._sock.recv_into(self._view, size)
+                break
+            except BlockingIOError:  # batched: a whole wait passed with nothing at all
+                now = time.monotonic()
+                idle_since = idle_since or now
+                if now - idle_since < self._timeout:
+                    continue
+                raise self._stalled(done) from None
+            except TimeoutError:
+                raise self._stalled(done) from None
+            except OSError as exc:
+                raise HostError(
+                    f"connection to {self._host.address} lost after {done:,} bytes of the "
+                    f"snapshot: {exc.strerror or exc}"
+                ) from None
         if not received:
             expected = f" of {total:,}" if total else ""
             raise HostError(
@@ -220,6 +240,12 @@ class _Stream:
                 "of the snapshot (server or its fork died?)"
             )
         return received
+
+    def _stalled(self, done: int) -> HostError:
+        return HostError(
+            f"{self._host.address} stalled for {self._timeout:g}s after {done:,} bytes of "
+            "the snapshot"
+        )
 
     def _recv_copy(self) -> bytes:
         return bytes(self._view[: self._recv(RECV_CHUNK, 0, 0)])

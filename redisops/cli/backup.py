@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import atexit
+import gc
 from enum import Enum
 from pathlib import Path
 from typing import Annotated
@@ -93,6 +95,9 @@ def run(
     from redisops.backup.metrics import metrics_text, write_metrics
     from redisops.render.backup import run_table, transfer_progress
 
+    # The process ends after a run: with the heap frozen, the interpreter's teardown skips
+    # its garbage collections over every object loaded (~40 ms of a backup here).
+    atexit.register(gc.freeze)
     options = global_options(ctx)
     output = make_output(options)
     hosts, sentinels = _redis_hosts(selected_hosts(options, output))
