@@ -59,7 +59,7 @@ def _write_every_encoding(client: redis.Redis) -> None:
 @pytest.fixture(scope="module")
 def dump(tmp_path_factory) -> tuple[Path, dict]:
     """dump.rdb of a server holding every type and encoding in dbs 0, 2 and 5, and what the
-    live server said of each key: (type, encoding, length, has ttl, MEMORY USAGE)."""
+    live server said of each key: (type, encoding, length, PEXPIRETIME, MEMORY USAGE)."""
     folder = tmp_path_factory.mktemp("rdb")
     process, port = start_redis_server(folder)
     live = {}
@@ -77,7 +77,7 @@ def dump(tmp_path_factory) -> tuple[Path, dict]:
                     kind.decode(),
                     client.object("encoding", key).decode(),
                     getattr(client, LENGTHS[kind])(key),
-                    client.pttl(key) >= 0,
+                    client.pexpiretime(key),
                     client.memory_usage(key, samples=0),
                 )
         redis.Redis(port=port).save()
@@ -105,10 +105,11 @@ def test_reader_agrees_with_the_live_server(dump):
     assert len(records) == len(live) == 322
     seen = {(r.db, r.key): r for r in records}
     assert set(seen) == set(live)
-    assert sum(r.expire_ms >= 0 for r in records) == sum(v[3] for v in live.values()) == 3
-    for name, (kind, encoding, length, _, _) in live.items():
+    assert sum(r.expire_ms >= 0 for r in records) == sum(v[3] >= 0 for v in live.values()) == 3
+    for name, (kind, encoding, length, expire_ms, _) in live.items():
         record = seen[name]
         assert (record.type, record.encoding, record.elements) == (kind, encoding, length), name
+        assert record.expire_ms == expire_ms, name  # PEXPIRETIME: -1 without one
     assert seen[0, b"list:big"].elements == 20_000
     assert seen[0, b"stream:events"].elements == 150
 
