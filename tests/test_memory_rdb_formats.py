@@ -24,6 +24,7 @@ import pytest
 import redis
 
 from redisops.backup.checktool import ToolVerdict, rdb_verdict
+from redisops.memory.rdb import reader as reader_module
 from redisops.memory.rdb.reader import RdbError, RdbKey, RdbReader
 from tests import rdb_builder as rb
 from tests.cli_helpers import redisops
@@ -590,3 +591,22 @@ def test_cli_reports_an_old_format_file(tmp_path):
     types = {name: totals["keys"] for name, totals in data["types"].items()}
     assert types == {"string": 14, "list": 2, "set": 2, "hash": 3, "zset": 2}
     assert document["summary"]["rdb_version"] == 3
+
+
+def test_integers_behind_wider_length_encodings_are_integers_on_both_paths(monkeypatch):
+    """Redis writes the shortest length encoding, but a string "123" saved with a 14-bit or a
+    32-bit length is still one Redis would load as an integer: the fast path and the
+    streaming path must both say so (and agree on everything else)."""
+    rdb = Planned(10)
+    rdb.put(b"short", rb.Value(0, b"\x03123"), ("string", "int", 3))
+    rdb.put(b"wide", rb.Value(0, b"\x40\x03123"), ("string", "int", 3))
+    rdb.put(b"wider", rb.Value(0, b"\x80\x00\x00\x00\x03-45"), ("string", "int", 3))
+    rdb.put(b"text", rb.Value(0, b"\x40\x0312a"), ("string", "embstr", 3))
+    data = rdb.build()
+    _, fast = read(data)
+    monkeypatch.setattr(
+        reader_module, "_fast_records", lambda buf, pos, db, expire, *_: (pos, expire, False)
+    )
+    _, general = read(data)
+    assert described(fast) == described(general) == rdb.wants
+    assert fast == general

@@ -723,7 +723,9 @@ def _fast_records(
             if kind == 0:
                 first = buf[at]
                 elements, after = _string_at(buf, at)
-                if 0xC0 <= first < 0xC3 or (first < 0x40 and _is_long(buf[at + 1 : after])):
+                if 0xC0 <= first < 0xC3 or (
+                    first < 0xC0 and elements <= 20 and _is_long(buf[after - elements : after])
+                ):
                     encoding, size = "int", estimate.ROBJ
                 elif elements < short:
                     encoding, size = text_encoding[elements], text_bytes[elements]
