@@ -602,7 +602,6 @@ _SDS_BYTES = [estimate.sds_bytes(n) for n in range(_SHORT)]
 _TEXT_ENCODING = ["embstr" if n <= estimate.EMBSTR_LIMIT else "raw" for n in range(_SHORT)]
 _TEXT_BYTES = [estimate.string_bytes(n, _TEXT_ENCODING[n]) for n in range(_SHORT)]
 _PACKED_BYTES = [estimate.packed_bytes(n) for n in range(4096)]
-_INT_START = frozenset(b"-0123456789")
 
 
 class _GeneralPath(Exception):
@@ -681,32 +680,12 @@ def _fast_records(
     """
     end = len(buf)
     append, kinds, types = rows.append, _FAST_KINDS, TYPES
-    key_bytes, sds_bytes, short, int_start = _KEY_BYTES, _SDS_BYTES, _SHORT, _INT_START
+    key_bytes, sds_bytes, short = _KEY_BYTES, _SDS_BYTES, _SHORT
     packed_bytes, packed_short = _PACKED_BYTES, len(_PACKED_BYTES)
     text_encoding, text_bytes = _TEXT_ENCODING, _TEXT_BYTES
-    robj = estimate.ROBJ
     try:
         while pos < end:
             kind = buf[pos]
-            if kind == 0 and buf[pos + 1] < 0x40:  # the commonest record: a short string
-                at = pos + 2 + buf[pos + 1]
-                length = buf[at]
-                after = at + 1 + length
-                if length < 0x40 and after <= end:
-                    if length <= 20 and buf[at + 1] in int_start and _is_long(buf[at + 1 : after]):
-                        encoding, size = "int", robj
-                    else:
-                        encoding, size = text_encoding[length], text_bytes[length]
-                    size += key_bytes[at - pos - 2]
-                    key = buf[pos + 2 : at]
-                    if expire < 0:
-                        append((db, key, "string", size, -1, encoding, length, -1))
-                    else:
-                        ttl = expire - origin if expire > origin else 0
-                        append((db, key, "string", size, ttl, encoding, length, expire))
-                        expire = -1
-                    pos = after
-                    continue
             if kind not in kinds:
                 if kind != EXPIRETIME_MS or pos + 9 > end:
                     break
@@ -722,7 +701,10 @@ def _fast_records(
             type_name, encoding = types[kind]
             if kind == 0:
                 first = buf[at]
-                elements, after = _string_at(buf, at)
+                if first < 0x40:
+                    elements, after = first, at + 1 + first
+                else:
+                    elements, after = _string_at(buf, at)
                 if 0xC0 <= first < 0xC3 or (
                     first < 0xC0 and elements <= 20 and _is_long(buf[after - elements : after])
                 ):
