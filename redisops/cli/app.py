@@ -11,9 +11,12 @@ import typer
 from typer.core import TyperGroup
 
 from redisops import __version__
+from redisops.cli.coercion import install_plain_coercion
 from redisops.cli.common import GlobalOptions, OutputFormat
 from redisops.cli.groups import COMMAND_GROUPS
 from redisops.errors import ExitCode, RedisopsError, UsageError
+
+install_plain_coercion()
 
 
 class RedisopsGroup(TyperGroup):
