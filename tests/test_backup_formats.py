@@ -16,6 +16,8 @@ from redisops.backup.formats import (
     CRC_DISABLED,
     CRC_MISMATCH,
     CRC_OK,
+    PREAMBLE_UNENDED,
+    AofChecker,
     RdbChecker,
     RespChecker,
     parse_aof_manifest,
@@ -137,6 +139,74 @@ def test_aof_commands_are_counted_and_truncation_is_caught():
     garbage = RespChecker()
     garbage.feed(b"*1\r\n$4\r\nPING\r\nhello\r\n")
     assert garbage.finish() == "not a RESP command at byte 14"
+
+
+COMMANDS = b"*3\r\n$3\r\nSET\r\n$1\r\na\r\n$1\r\n1\r\n#TS:1700000000\r\n*1\r\n$4\r\nPING\r\n"
+
+
+def aof_check(data: bytes, chunk: int) -> tuple[AofChecker, str | None]:
+    checker = AofChecker()
+    for at in range(0, len(data), chunk):
+        checker.feed(memoryview(data)[at : at + chunk])
+    return checker, checker.finish()
+
+
+@pytest.fixture(scope="module")
+def decoy_rdb(tmp_path_factory) -> bytes:
+    """An RDB whose values hold an EOF opcode followed by 8 bytes and a `*` (a wrong end a
+    preamble scan must try and reject), and whose last value ends the same way."""
+    process, port = start_redis_server(tmp_path_factory.mktemp("decoy"), *NO_SYNC_DELAY)
+    try:
+        client = redis.Redis(port=port)
+        for i in range(50):
+            client.set(f"decoy:{i}", b"\xff" + os.urandom(8) + b"*3\r\n" + b"x" * i)
+        sink = Collect()
+        stream_rdb(Host(name="s", host="127.0.0.1", port=port), sink, timeout=10)
+        return bytes(sink.data)
+    finally:
+        process.kill()
+        process.wait()
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 65536])
+def test_aof_with_an_rdb_preamble_is_split_at_the_crc_that_matches(rdb, decoy_rdb, chunk):
+    for preamble in (rdb, decoy_rdb):
+        assert preamble.count(b"\xff") > 50
+        checker, problem = aof_check(preamble + COMMANDS, chunk)
+        assert problem is None
+        assert (checker.preamble.version, checker.preamble.crc) == (10, CRC_OK)
+        assert checker.preamble.size == len(preamble)
+        assert checker.preamble.aux["redis-ver"].startswith("7.")
+        assert checker.commands == 2
+
+    alone, problem = aof_check(rdb, chunk)  # a rewrite with nothing written since
+    assert (problem, alone.preamble.size, alone.commands) == (None, len(rdb), 0)
+
+    plain, problem = aof_check(COMMANDS, chunk)
+    assert (problem, plain.preamble, plain.commands) == (None, None, 2)
+
+
+def test_aof_preamble_damage_truncation_and_a_zero_trailer(rdb):
+    flipped = bytearray(rdb + COMMANDS)
+    flipped[len(rdb) // 2] ^= 0x01
+    checker, problem = aof_check(bytes(flipped), 4096)
+    assert checker.preamble is None
+    assert problem == PREAMBLE_UNENDED
+
+    _, problem = aof_check(rdb[:-3], 4096)
+    assert problem == PREAMBLE_UNENDED
+
+    _, problem = aof_check(rdb + COMMANDS[:-3], 4096)
+    assert (
+        problem == f"truncated: an incomplete command at byte {len(rdb) + 43} (11 bytes left over)"
+    )
+
+    _, problem = aof_check(rdb + b"+OK\r\n", 4096)  # no command after the preamble
+    assert problem.startswith("RDB preamble truncated or corrupted")
+
+    unchecksummed = rdb[:-8] + b"\0" * 8 + COMMANDS
+    checker, problem = aof_check(unchecksummed, 4096)
+    assert (problem, checker.preamble.crc) == (None, CRC_DISABLED)
 
 
 def test_aof_manifest_parts():

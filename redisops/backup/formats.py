@@ -25,6 +25,9 @@ CRC_OK = "ok"
 CRC_DISABLED = "disabled"
 CRC_MISMATCH = "mismatch"
 CRC_ABSENT = "absent"
+PREAMBLE_UNENDED = (
+    "RDB preamble truncated or corrupted: no end-of-file marker with its CRC64 before the commands"
+)
 
 
 @dataclass(frozen=True)
@@ -235,6 +238,105 @@ class RespChecker:
         except ValueError:
             return -1
         return pos
+
+
+class AofChecker:
+    """Feed it one AOF file in order: RESP commands or, as Redis writes after a rewrite with
+    aof-use-rdb-preamble (the default since 5.0), an RDB snapshot and then commands.
+
+    The RDB carries no length: it ends at the EOF opcode whose next 8 bytes are the CRC64 of
+    everything up to it, followed by a command, an annotation or the end of the file. Only
+    such candidates are tried, against a running CRC, so the file is read once, and a wrong
+    end would need a 64-bit checksum to match by chance. A preamble saved with rdbchecksum no
+    (trailer 0) cannot be told apart that way: it is reported unverifiable, its commands
+    unchecked. `finish()` gives the first problem or None; `preamble` the RDB's facts.
+    """
+
+    def __init__(self) -> None:
+        self.resp = RespChecker()
+        self.preamble: RdbFacts | None = None
+        self._mode = "start"  # then "rdb" (inside a preamble) or "resp"
+        self._pending = bytearray()  # preamble bytes not yet in the CRC
+        self._head = bytearray()
+        self._crc = 0
+        self._offset = 0  # file offset of _pending[0]
+        self._unchecksummed_end = False
+
+    @property
+    def commands(self) -> int:
+        return self.resp.commands
+
+    def feed(self, data: bytes | memoryview) -> None:
+        if self._mode == "resp":
+            self.resp.feed(data)
+            return
+        self._pending += data
+        if len(self._head) < HEAD_KEPT:
+            self._head += data[: HEAD_KEPT - len(self._head)]
+        if self._mode == "start":
+            if len(self._pending) < len(RDB_MAGIC):
+                return
+            if not self._pending.startswith(RDB_MAGIC):
+                self._mode = "resp"
+                self.resp.feed(bytes(self._pending))
+                self._pending.clear()
+                return
+            self._mode = "rdb"
+        self._find_rdb_end(at_file_end=False)
+
+    def finish(self) -> str | None:
+        if self._mode == "start":
+            self.resp.feed(bytes(self._pending))
+        elif self._mode == "rdb":
+            self._find_rdb_end(at_file_end=True)
+        if self._mode != "rdb":
+            return self.resp.finish()
+        if self._unchecksummed_end:
+            self.preamble = self._facts(CRC_DISABLED, self._offset)
+            return None
+        return PREAMBLE_UNENDED
+
+    def _find_rdb_end(self, *, at_file_end: bool) -> None:
+        """Move on to the commands at the preamble's end, if it lies in what is pending."""
+        buf = self._pending
+        # An EOF opcode up to here has its whole trailer and, unless the file ends, the
+        # byte after it.
+        last = len(buf) - TRAILER_BYTES - (0 if at_file_end else 1)
+        in_crc = 0  # bytes of buf already in self._crc
+        at = buf.find(RDB_OPCODE_EOF)
+        while 0 <= at <= last:
+            end = at + 1 + TRAILER_BYTES
+            after = buf[end : end + 1]
+            if after in (b"*", b"#") or (at_file_end and end == len(buf)):
+                self._crc = crc64(memoryview(buf)[in_crc : at + 1], self._crc)
+                in_crc = at + 1
+                trailer = int.from_bytes(buf[at + 1 : end], "little")
+                if trailer == self._crc:
+                    self._preamble_ends(end)
+                    return
+                self._unchecksummed_end |= trailer == 0
+            at = buf.find(RDB_OPCODE_EOF, at + 1)
+        kept = 0 if at_file_end else min(len(buf) - in_crc, TRAILER_BYTES + 1)
+        self._crc = crc64(memoryview(buf)[in_crc : len(buf) - kept], self._crc)
+        self._offset += len(buf) - kept
+        del buf[: len(buf) - kept]
+
+    def _preamble_ends(self, end: int) -> None:
+        self.preamble = self._facts(CRC_OK, self._offset + end)
+        rest = bytes(self._pending[end:])
+        self.resp = RespChecker(_offset=self._offset + end)
+        self._pending.clear()
+        self._mode = "resp"
+        if rest:
+            self.resp.feed(rest)
+
+    def _facts(self, crc: str, size: int) -> RdbFacts:
+        head = bytes(self._head)
+        try:
+            version = int(head[5:HEADER_BYTES])
+        except ValueError:
+            return RdbFacts(None, {}, crc, size, ("RDB preamble has no version",))
+        return RdbFacts(version, read_aux_fields(head), crc, size, ())
 
 
 @dataclass(frozen=True)

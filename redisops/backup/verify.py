@@ -31,9 +31,9 @@ from redisops.backup.formats import (
     CRC_ABSENT,
     CRC_DISABLED,
     CRC_OK,
+    AofChecker,
     RdbChecker,
     RdbFacts,
-    RespChecker,
     parse_aof_manifest,
 )
 
@@ -172,16 +172,20 @@ def feeds_for(stored: StoredFile) -> tuple[list, Callable[[Findings], None]]:
 
         return [checker, *([tool] if tool else [])], judge_rdb_file
     if stored.role in ("aof-base", "aof-incr") and stored.source.endswith(".aof"):
-        resp = RespChecker()
+        aof = AofChecker()
 
         def judge_commands(findings: Findings) -> None:
-            problem = resp.finish()
+            problem = aof.finish()
             if problem:
                 findings.problems.append(f"{label}: {problem}")
-            else:
-                findings.checks.append(f"{label}: {resp.commands} commands well formed")
+                return
+            if aof.preamble is not None:  # an RDB first: judged as one, facts kept
+                judge_rdb(findings, f"{label} (RDB preamble)", aof.preamble)
+                if aof.preamble.crc != CRC_OK:
+                    return  # where the commands start is not known: redis-check-aof's part
+            findings.checks.append(f"{label}: {aof.commands} commands well formed")
 
-        return [resp], judge_commands
+        return [aof], judge_commands
     return [], lambda findings: None
 
 

@@ -331,10 +331,12 @@ def restore(
     output = make_output(options)
     inventory, selection = load_selection(options, output)
     targets, _ = _redis_hosts(selection)
-    if len(targets) != 1 or not options.limit:
+    if not options.limit:
         raise UsageError(
-            f"restore needs exactly one Redis host, chosen with -l (got {len(targets)})"
+            "restore needs its target named with -l HOST, even in a one-host inventory"
         )
+    if len(targets) != 1:
+        raise UsageError(f"restore needs exactly one Redis host, -l selected {len(targets)}")
     target = targets[0]
     folder = catalogue_dirs(dest, [target])[target.name]
     catalogue = load_catalogue([folder])
