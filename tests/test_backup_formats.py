@@ -12,6 +12,7 @@ import pytest
 import redis
 
 from redisops.backup.crc64 import crc64
+from redisops.backup.datafile import StoredFile
 from redisops.backup.formats import (
     CRC_DISABLED,
     CRC_MISMATCH,
@@ -20,11 +21,14 @@ from redisops.backup.formats import (
     AofChecker,
     RdbChecker,
     RespChecker,
+    loadable_rdb_version,
     parse_aof_manifest,
 )
 from redisops.backup.replication import stream_rdb
+from redisops.backup.verify import check_aof_folder, feeds_for, new_findings
 from redisops.errors import HostError
 from redisops.fleet.host import Host
+from tests.rdb_builder import RdbBuilder, string_value
 from tests.servers import start_redis_server
 
 # Redis waits 5 s for more replicas before a diskless sync; tests want it now.
@@ -207,6 +211,57 @@ def test_aof_preamble_damage_truncation_and_a_zero_trailer(rdb):
     unchecksummed = rdb[:-8] + b"\0" * 8 + COMMANDS
     checker, problem = aof_check(unchecksummed, 4096)
     assert (problem, checker.preamble.crc) == (None, CRC_DISABLED)
+
+
+@pytest.mark.parametrize(
+    ("redis_version", "rdb_version"),
+    [("2.8.24", 6), ("3.2.13", 7), ("4.0.14", 8), ("5.0.14", 9), ("6.2.14", 9), ("7.0.15", 10),
+     ("7.2.5", 11), ("7.4.2", 12), ("8.2.1", 12), ("9.0.0", None), ("2.4.0", None), ("?", None)],
+)  # fmt: skip
+def test_newest_rdb_version_each_redis_loads(redis_version, rdb_version):
+    assert loadable_rdb_version(redis_version) == rdb_version
+
+
+def test_a_checker_too_old_for_the_rdb_version_is_skipped_not_a_failure(tmp_path):
+    """Debian 12's tools are Redis 7.0's: an RDB of Redis 7.2 (version 11) is beyond them.
+    Their refusal says nothing about the data; redisops' own checks decide."""
+    builder = RdbBuilder(11)
+    builder.aux("redis-ver", "7.2.5")
+    builder.select_db(0)
+    builder.key("k", string_value("v"))
+    rdb11 = builder.build()
+    findings = new_findings()
+    feeds, judge = feeds_for(StoredFile("dump.rdb", "dump.rdb", "rdb", 0, "", 0, "none"))
+    for feed in feeds:
+        feed.feed(rdb11)
+    judge(findings)
+    assert (findings.problems, findings.tool) == ([], None)
+    assert findings.checks == [
+        "dump.rdb: RDB version 11, CRC64 ok",
+        "redis-check-rdb: skipped: this redis-check-rdb is older than the server and cannot "
+        "read RDB version 11",
+    ]
+
+    folder = tmp_path / "aof"
+    folder.mkdir()
+    files = {
+        "appendonly.aof.manifest": b"file appendonly.aof.1.base.rdb seq 1 type b\n"
+        b"file appendonly.aof.1.incr.aof seq 1 type i\n",
+        "appendonly.aof.1.base.rdb": rdb11,
+        "appendonly.aof.1.incr.aof": COMMANDS,
+    }
+    roles = ("aof-manifest", "aof-base", "aof-incr")
+    stored = []
+    for (name, data), role in zip(files.items(), roles, strict=True):
+        (folder / name).write_bytes(data)
+        stored.append(StoredFile(name, name, role, len(data), "", len(data), "none"))
+    findings = new_findings()
+    check_aof_folder(findings, folder, stored)
+    assert findings.problems == []
+    assert findings.checks == [
+        "redis-check-aof: skipped: this redis-check-aof is older than the server and cannot "
+        "read RDB version 11"
+    ]
 
 
 def test_aof_manifest_parts():

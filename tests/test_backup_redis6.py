@@ -20,7 +20,7 @@ import redis
 
 from redisops.backup.formats import PREAMBLE_UNENDED, AofChecker
 from tests.cli_helpers import redisops
-from tests.servers import free_port
+from tests.servers import free_port, start_redis_server
 from tests.test_backup import wait_until
 from tests.test_backup_restore import contents
 
@@ -201,3 +201,34 @@ def test_rdb_by_replication_and_by_file_then_restored_under_appendonly(make_redi
     assert contents(c) == before
     server.restart()  # the new AOF holds the restored data
     assert contents(server.client()) == before
+
+
+def test_a_backup_of_a_newer_redis_is_never_restored_onto_an_older_one(make_redis6, tmp_path):
+    """Redis 6.2 cannot load Redis 7's RDB version 10: it would not start again."""
+    old = make_redis6(appendonly=False)
+    old.client().set("still-here", 1)
+    process, port = start_redis_server(tmp_path, "--repl-diskless-sync-delay", "0")
+    try:
+        redis.Redis(port=port).set("from-seven", 1)
+        inventory = tmp_path / "both.yaml"
+        inventory.write_text(
+            old.inventory.read_text() + f"    new: {{host: 127.0.0.1, port: {port}}}\n"
+        )
+        dest = tmp_path / "backups"
+        base = ("-i", str(inventory))
+        run = redisops(*base, "-l", "new", "-o", "json", "backup", "run", "--dest", str(dest))
+        assert run.exit_code == 0, run.stderr
+        taken = run.json()["results"][0]["data"]
+        assert taken["rdb_version"] == 10
+        run = redisops(*base, "-l", "old", "backup", "restore", taken["backup_id"],
+                       "--from-host", "new", "--dest", str(dest), "--yes", "--force")  # fmt: skip
+    finally:
+        process.kill()
+        process.wait()
+    assert run.exit_code == 3
+    assert run.stderr.splitlines()[-1] == (
+        "error: cannot restore onto old: the backup is RDB version 10; Redis 6.2.14 on old "
+        "loads up to version 9 and would not start: restore it onto a Redis at least as new "
+        "as the one it came from"
+    )
+    assert old.client().get("still-here") == b"1"

@@ -28,9 +28,14 @@ _COUNTS = {
 }
 
 
+# What a checker from an older Redis says of a newer RDB (Redis 7.0's of 7.2's version 11).
+_TOO_NEW = re.compile(rb"Can't handle RDB format version (\d+)")
+
+
 @dataclass(frozen=True)
 class ToolVerdict:
-    """What one run of a Redis checker said; counts only from redis-check-rdb."""
+    """What one run of a Redis checker said; counts only from redis-check-rdb. `too_old`:
+    the tool could not read this RDB version at all, so it said nothing about the data."""
 
     tool: str
     ok: bool
@@ -38,6 +43,16 @@ class ToolVerdict:
     keys: int | None = None
     expires: int | None = None
     already_expired: int | None = None
+    too_old: bool = False
+
+
+def _too_old(tool: str, output: bytes) -> ToolVerdict | None:
+    found = _TOO_NEW.search(output)
+    if found is None:
+        return None
+    version = int(found.group(1))
+    message = f"skipped: this {tool} is older than the server and cannot read RDB version {version}"
+    return ToolVerdict(tool, False, message, too_old=True)
 
 
 def find_tool(name: str) -> str | None:
@@ -97,7 +112,9 @@ def rdb_verdict(status: int, output: bytes) -> ToolVerdict:
         counts[name] = int(found.group(1)) if found else None
     if status == 0:
         return ToolVerdict(CHECK_RDB, True, f"ok, {counts['keys']} keys", **counts)
-    return ToolVerdict(CHECK_RDB, False, _first_error(output, status), **counts)
+    return _too_old(CHECK_RDB, output) or ToolVerdict(
+        CHECK_RDB, False, _first_error(output, status), **counts
+    )
 
 
 def check_aof(path: str, manifest: str, *, timeout: float = FINISH_SECONDS) -> ToolVerdict:
@@ -115,7 +132,9 @@ def check_aof(path: str, manifest: str, *, timeout: float = FINISH_SECONDS) -> T
     output = done.stdout + done.stderr
     if done.returncode == 0:
         return ToolVerdict(CHECK_AOF, True, "ok")
-    return ToolVerdict(CHECK_AOF, False, _first_error(output, done.returncode))
+    return _too_old(CHECK_AOF, output) or ToolVerdict(
+        CHECK_AOF, False, _first_error(output, done.returncode)
+    )
 
 
 def _first_error(output: bytes, status: int) -> str:

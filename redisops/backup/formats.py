@@ -11,8 +11,12 @@ from dataclasses import dataclass, field
 from redisops.backup.crc64 import crc64
 
 RDB_MAGIC = b"REDIS"
-# RDB version written by each Redis: 9 by 5.0-6.2, 10 by 7.0, 11 by 7.2, 12 by 7.4.
+# The RDB version each Redis writes, and the newest it loads (rdb.h's RDB_VERSION), from the
+# release that first wrote it: 6 by 2.6, 7 by 3.2, 8 by 4.0, 9 by 5.0-6.2, 10 by 7.0, 11 by
+# 7.2, 12 by 7.4 and 8.x.
+RDB_VERSION_SINCE = ((7, 4, 12), (7, 2, 11), (7, 0, 10), (5, 0, 9), (4, 0, 8), (3, 2, 7), (2, 6, 6))
 NEWEST_KNOWN_RDB_VERSION = 12
+NEWEST_KNOWN_REDIS_MAJOR = 8
 CHECKSUM_SINCE_VERSION = 5
 RDB_OPCODE_AUX = 0xFA
 RDB_OPCODE_EOF = 0xFF
@@ -44,6 +48,20 @@ class RdbFacts:
     crc: str
     size: int
     problems: tuple[str, ...]
+
+
+def loadable_rdb_version(redis_version: str) -> int | None:
+    """The newest RDB version a Redis of `redis_version` ("7.0.15") loads; None if unknown."""
+    try:
+        major, minor = (int(part) for part in redis_version.split(".")[:2])
+    except ValueError:
+        return None
+    if major > NEWEST_KNOWN_REDIS_MAJOR:
+        return None  # it may load versions this table has not heard of
+    for since_major, since_minor, rdb_version in RDB_VERSION_SINCE:
+        if (major, minor) >= (since_major, since_minor):
+            return rdb_version
+    return None
 
 
 class RdbChecker:

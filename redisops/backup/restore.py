@@ -27,7 +27,7 @@ from pathlib import Path
 from redisops.backup.capture import BackupSettings, Progress, back_up_host
 from redisops.backup.catalogue import Backup, host_folder
 from redisops.backup.datafile import read_stored
-from redisops.backup.formats import parse_aof_manifest
+from redisops.backup.formats import loadable_rdb_version, parse_aof_manifest
 from redisops.backup.verify import VerifyResult, verify_backup
 from redisops.errors import HostError
 from redisops.fleet.connection import redis_client
@@ -143,6 +143,13 @@ def plan_restore(
                 f"the backup's AOF is {backup.aof_layout}, {target.name} (Redis "
                 f"{state.version}) uses another layout: restore an RDB backup instead"
             )
+    loadable = loadable_rdb_version(state.version)
+    if backup.rdb_version and loadable and backup.rdb_version > loadable:
+        blockers.append(
+            f"the backup is RDB version {backup.rdb_version}; Redis {state.version} on "
+            f"{target.name} loads up to version {loadable} and would not start: restore it "
+            "onto a Redis at least as new as the one it came from"
+        )
     if verification.status == "failed":
         refusals.append(
             f"the backup does not verify: {verification.problems[0]} (checksum mismatch or "

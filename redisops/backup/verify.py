@@ -107,6 +107,9 @@ def judge_tool(findings: Findings, verdict: checktool.ToolVerdict | None, tool: 
     if verdict is None:
         findings.checks.append(f"{tool} not installed: skipped")
         return
+    if verdict.too_old:  # as if not installed: redisops' own checks stand, INFO counts keys
+        findings.checks.append(f"{tool}: {verdict.message}")
+        return
     if tool == checktool.CHECK_RDB:
         findings.tool = verdict
     if verdict.ok:
