@@ -102,14 +102,19 @@ def make_redis6(tmp_path):
         server.stop()
 
 
-def seed(c: redis.Redis, count: int = 200) -> None:
+def seeded(make_redis6, *, appendonly: bool) -> tuple[Redis6, redis.Redis, dict]:
+    """A new Redis 6.2 with keys of several types, half the strings with a TTL; (server,
+    client, its contents)."""
+    server = make_redis6(appendonly=appendonly)
+    c = server.client()
     pipe = c.pipeline(transaction=False)
-    for i in range(count):
+    for i in range(200):
         pipe.set(f"user:{i}", f"name-{i}" * 5, ex=3600 if i % 2 else None)
         pipe.hset(f"profile:{i}", mapping={"a": i, "b": "x" * (i % 40)})
         if i % 10 == 0:
             pipe.rpush(f"queue:{i}", *range(30))
     pipe.execute()
+    return server, c, contents(c)
 
 
 def sha256(path: Path) -> str:
@@ -117,10 +122,7 @@ def sha256(path: Path) -> str:
 
 
 def test_single_file_aof_with_a_preamble_is_backed_up_verified_and_restored(make_redis6, tmp_path):
-    server = make_redis6(appendonly=True)
-    c = server.client()
-    seed(c)
-    before = contents(c)
+    server, c, before = seeded(make_redis6, appendonly=True)
     dest = tmp_path / "backups"
     run = server.cli("-o", "json", "backup", "run", "--kind", "aof", "--dest", str(dest))
     assert run.exit_code == 0, run.stderr
@@ -162,10 +164,7 @@ def test_single_file_aof_with_a_preamble_is_backed_up_verified_and_restored(make
 
 
 def test_rdb_by_replication_and_by_file_then_restored_under_appendonly(make_redis6, tmp_path):
-    server = make_redis6(appendonly=False)
-    c = server.client()
-    seed(c)
-    before = contents(c)
+    server, c, before = seeded(make_redis6, appendonly=False)
     dest = tmp_path / "backups"
     taken = {}
     for via in ("replication", "file"):
