@@ -1,13 +1,14 @@
 """Option values converted without pydantic.
 
 Typer 0.29 converts every option that is not a bare flag (and `--help` itself) through a
-pydantic TypeAdapter, and importing pydantic costs 80-90 ms of every run: a third of a backup's
-start-up, half of a quick `memory summary`. The annotations redisops declares (str, int, float,
-bool, Path, enums, list[str], with min/max bounds) convert by hand to the same values, with the
-same messages. Typer builds a parameter's converter on first use (`get_runtime_param`); the hook
-installed here hands it a plain one first where the annotation allows. Any other annotation, or
-a typer without the internals this was written against, keeps typer's own converter: slower,
-never wrong. tests/test_cli_coercion.py compares the two on every parameter of the command tree.
+pydantic TypeAdapter, and importing pydantic cost 80-90 ms of every run before any redisops
+code ran. The annotations redisops declares (str, int, float, bool, Path, enums, list[str],
+with min/max bounds) convert by hand to the same values, with the same messages (one
+difference: an integer option refuses "12.0", which pydantic reads as 12). Typer builds a
+parameter's converter on first use (`get_runtime_param`); the hook installed here hands it a
+plain one first where the annotation allows. Any other annotation, or a typer without the
+internals this was written against, keeps typer's own converter: slower, never wrong.
+tests/test_cli_coercion.py compares the two on every parameter of the command tree.
 """
 
 from __future__ import annotations
