@@ -13,6 +13,7 @@ class ExitCode(IntEnum):
     FAILED = 1
     USAGE = 2
     REFUSED = 3
+    INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C; SIGTERM gives 143
 
 
 class RedisopsError(Exception):

@@ -48,6 +48,7 @@ from redisops.fleet.connection import redis_client
 from redisops.fleet.fanout import HostResult, run_on_hosts
 from redisops.fleet.host import Host
 from redisops.fleet.hostaccess import HostAccess, open_host_access
+from redisops.interrupt import pause
 
 if TYPE_CHECKING:
     import redis
@@ -467,7 +468,7 @@ def _poll(
             return info
         if time.monotonic() >= deadline:
             raise HostError(f"{host.address}: {what} did not finish in time (--save-timeout)")
-        time.sleep(POLL_SECONDS)
+        pause(POLL_SECONDS)
 
 
 def _config(client: redis.Redis, host: Host, *names: str) -> tuple[str, ...]:

@@ -15,6 +15,7 @@ from redisops.cli.coercion import install_plain_coercion
 from redisops.cli.common import GlobalOptions, OutputFormat
 from redisops.cli.groups import COMMAND_GROUPS
 from redisops.errors import ExitCode, RedisopsError, UsageError
+from redisops.interrupt import Interrupted, stop_on_signals
 
 install_plain_coercion()
 
@@ -48,14 +49,21 @@ class RedisopsGroup(TyperGroup):
         **extra: Any,
     ) -> Any:
         try:
-            returned = super().main(
-                args=args,
-                prog_name=prog_name or "redisops",
-                complete_var=complete_var,
-                standalone_mode=False,
-                **extra,
-            )
+            with stop_on_signals():
+                returned = super().main(
+                    args=args,
+                    prog_name=prog_name or "redisops",
+                    complete_var=complete_var,
+                    standalone_mode=False,
+                    **extra,
+                )
             code = int(returned) if isinstance(returned, int) else ExitCode.OK
+        except Interrupted as exc:
+            code = _report_interrupted(
+                exc.args[0] if exc.args else "SIGINT", exc.done, exc.exit_code
+            )
+        except KeyboardInterrupt:  # raised before the handlers were in place
+            code = _report_interrupted("SIGINT", None, ExitCode.INTERRUPTED)
         except RedisopsError as exc:
             code = _report(exc.message, exc.hint, exc.exit_code)
         except typer.Abort:
@@ -67,6 +75,13 @@ class RedisopsGroup(TyperGroup):
         if standalone_mode:
             sys.exit(code)
         return code
+
+
+def _report_interrupted(signal_name: str, done: str | None, code: int) -> int:
+    from redisops.render.output import Output
+
+    Output().interrupted(signal_name, done)
+    return code
 
 
 def _report(message: str, hint: str | None, code: int) -> int:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor, as_completed
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from redisops.errors import HostError
 from redisops.fleet.host import Host
+from redisops.interrupt import Interrupted
 
 T = TypeVar("T")
 
@@ -49,20 +50,31 @@ def run_on_hosts(
     if not hosts:
         return []
     workers = max(1, min(parallel, len(hosts)))
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="redisops-host") as pool:
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="redisops-host")
+    try:
         futures = {pool.submit(task, host): index for index, host in enumerate(hosts)}
         for future in as_completed(futures):
             index = futures[future]
-            host = hosts[index]
-            try:
-                data = future.result()
-            except PartialFailure as exc:
-                results[index] = HostResult(host.name, host.address, False, _line(exc), exc.data)
-            except HostError as exc:
-                results[index] = HostResult(host.name, host.address, False, _line(exc), None)
-            else:
-                results[index] = HostResult(host.name, host.address, True, None, data)
+            results[index] = _host_result(hosts[index], future)
+    except Interrupted as exc:
+        # Hosts not started are never started; running tasks see the stop flag at their next
+        # unit of work and run their own clean-up before the pool lets go.
+        pool.shutdown(wait=True, cancel_futures=True)
+        finished = sum(1 for result in results if result is not None)
+        raise Interrupted(exc.signum, f"{finished} of {len(hosts)} hosts finished") from None
+    finally:
+        pool.shutdown(wait=True)
     return [result for result in results if result is not None]
+
+
+def _host_result(host: Host, future: Future[T]) -> HostResult[T]:
+    try:
+        data = future.result()
+    except PartialFailure as exc:
+        return HostResult(host.name, host.address, False, _line(exc), exc.data)
+    except HostError as exc:
+        return HostResult(host.name, host.address, False, _line(exc), None)
+    return HostResult(host.name, host.address, True, None, data)
 
 
 def _line(exc: HostError) -> str:

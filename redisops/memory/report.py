@@ -20,6 +20,7 @@ from redisops.fleet.fanout import HostResult, run_on_hosts
 from redisops.fleet.host import Host
 from redisops.fleet.resp import RespConnection
 from redisops.fleet.selection import split_sentinels
+from redisops.interrupt import pause
 from redisops.memory.patterns import (
     DEFAULT_SEPARATOR,
     DIGIT_SKELETON,
@@ -323,7 +324,7 @@ def _scan(
             if options.rate is not None:
                 ahead = seen / options.rate - (time.monotonic() - started)
                 if ahead > 0:
-                    time.sleep(ahead)
+                    pause(ahead)
     return seen
 
 

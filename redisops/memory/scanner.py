@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
 from redisops.fleet.resp import RespConnection
+from redisops.interrupt import raise_if_stopped
 
 
 class KeyFacts(NamedTuple):
@@ -63,6 +64,7 @@ def scan_keys(
     cursor, batch = connection.replies(1)[0]
     in_flight: tuple[int, list[bytes]] | None = None
     while True:
+        raise_if_stopped()
         keys = batch if keep is None else [k for k in batch if keep(k)]
         more = cursor != b"0"
         commands = [pack((b"SCAN", cursor, b"COUNT", count))] if more else []

@@ -77,6 +77,10 @@ class Output:
         if hint:
             self._line("hint", hint, "dim")
 
+    def interrupted(self, signal_name: str, done: str | None) -> None:
+        """The one line a stopped command leaves: which signal, and what had been done."""
+        self._line("interrupted", f"{signal_name}; {done or 'stopped before any result'}", "red")
+
     def note(self, message: str) -> None:
         """A detail shown only with --verbose."""
         if self.verbose:

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from redisops.errors import HostError
 from redisops.fleet.host import Host
+from redisops.interrupt import pause
 from redisops.tuning.settings import masked
 from redisops.tuning.units import parse_size
 
@@ -246,7 +247,7 @@ def _write_rate(
         missing[WRITE_RATE] = "not measured (--rate-window 0)"
         return None
     started = time.monotonic()
-    time.sleep(window)
+    pause(window)
     later = client.info("replication")
     elapsed = time.monotonic() - started
     grown = _int(later.get("master_repl_offset")) - _int(info.get("master_repl_offset"))
