@@ -13,6 +13,10 @@ DEBIAN_PACKAGES := redis-server redis-sentinel redis-tools openssh-server
 demo: venv
 	$(BIN)/redisops lab up --dir $(LAB_DIR) --seed 1000
 	$(BIN)/redisops -i $(LAB_DIR)/inventory.yaml inventory check
+	@echo
+	@echo "redisops is installed in $(VENV). Call it as $(BIN)/redisops, or first run"
+	@echo "  . $(BIN)/activate"
+	@echo "and then: redisops -i $(LAB_DIR)/inventory.yaml memory summary"
 
 test: venv
 	$(BIN)/pytest -q

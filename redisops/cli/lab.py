@@ -28,6 +28,15 @@ def up(
         int, typer.Option(min=1024, max=65000, help="Master port; replicas follow, sentinels +100.")
     ] = 7000,
     seed: Annotated[int, typer.Option(min=0, help="Load this many keys of mixed types.")] = 0,
+    server: Annotated[
+        str | None,
+        typer.Option(
+            metavar="PATH|NAME",
+            help="Server binary: a path, or a name looked up on PATH outside virtualenvs "
+            "[default: redis-server].",
+            show_default=False,
+        ),
+    ] = None,
 ) -> int:
     """Start the lab.
 
@@ -43,6 +52,7 @@ def up(
         sentinels=sentinels,
         base_port=base_port,
         seed_keys=seed,
+        server=server,
     )
     if state.already_running:
         output.warn(f"a lab is already running in {state.dir}; nothing changed")
@@ -51,6 +61,7 @@ def up(
     )
     output.note(f"inventory: {state.inventory_path}")
     if output.format == "table":
+        output.err.print(f"server: {state.server}", highlight=False, markup=False)
         output.err.print(
             f"next: redisops -i {state.inventory_path} inventory check", highlight=False
         )

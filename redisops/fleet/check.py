@@ -8,6 +8,7 @@ from redisops.errors import HostError
 from redisops.fleet.connection import redis_client
 from redisops.fleet.fanout import PartialFailure
 from redisops.fleet.host import Host
+from redisops.fleet.server import server_identity
 
 
 @dataclass(frozen=True)
@@ -19,7 +20,8 @@ class HostCheck:
     """
 
     role: str
-    version: str
+    version: str  # the server's own version (Valkey's, not its compatibility redis_version)
+    flavour: str  # redis | valkey
     uptime_seconds: int
     used_memory: int | None
     maxmemory: int | None
@@ -37,12 +39,14 @@ def check_host(host: Host, *, timeout: float) -> HostCheck:
     with redis_client(host, timeout=timeout, decode=True) as client:
         info = client.info("everything" if not host.is_sentinel else "default")
 
-    role = _role(info)
+    identity = server_identity(info)
+    role = "sentinel" if identity.is_sentinel else _role(info)
     replica = role == "replica"
     ssh_error = _ssh_error(host, timeout) if _uses_ssh(host) else None
     check = HostCheck(
         role=role,
-        version=str(info.get("redis_version", "?")),
+        version=identity.version,
+        flavour=identity.flavour,
         uptime_seconds=int(info.get("uptime_in_seconds", 0)),
         used_memory=_int_or_none(info.get("used_memory")),
         maxmemory=_int_or_none(info.get("maxmemory")),
@@ -60,8 +64,6 @@ def check_host(host: Host, *, timeout: float) -> HostCheck:
 
 
 def _role(info: dict) -> str:
-    if info.get("redis_mode") == "sentinel":
-        return "sentinel"
     return "replica" if info.get("role") == "slave" else str(info.get("role", "unknown"))
 
 

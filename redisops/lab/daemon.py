@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from redisops.errors import LabError
+from redisops.fleet.server import is_server_process
 from redisops.lab.layout import HOST, Member
 
 POLL_SECONDS = 0.05
@@ -138,7 +139,7 @@ def owned_pid(member: Member) -> int | None:
     except OSError:
         return None
     # Redis rewrites its title to e.g. "redis-server 127.0.0.1:7000" (proc-title-template).
-    if not argv or b"redis" not in argv[0]:
+    if not argv or not is_server_process(argv[0].split(b" ")[0].decode(errors="replace")):
         return None
     try:
         same_dir = os.path.samefile(f"/proc/{pid}/cwd", member.folder)

