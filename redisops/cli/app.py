@@ -40,6 +40,12 @@ class RedisopsGroup(TyperGroup):
         with formatter.section("Commands"):
             formatter.write_dl([(name, text) for name, (_, text) in COMMAND_GROUPS.items()])
 
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except Interrupted as exc:
+            raise _Stopped(exc) from None
+
     def main(  # type: ignore[override]
         self,
         args: Any = None,
@@ -58,12 +64,8 @@ class RedisopsGroup(TyperGroup):
                     **extra,
                 )
             code = int(returned) if isinstance(returned, int) else ExitCode.OK
-        except Interrupted as exc:
-            code = _report_interrupted(
-                exc.args[0] if exc.args else "SIGINT", exc.done, exc.exit_code
-            )
-        except KeyboardInterrupt:  # raised before the handlers were in place
-            code = _report_interrupted("SIGINT", None, ExitCode.INTERRUPTED)
+        except _Stopped as stopped:
+            code = _report_interrupted(stopped.interrupted)
         except RedisopsError as exc:
             code = _report(exc.message, exc.hint, exc.exit_code)
         except typer.Abort:
@@ -77,11 +79,19 @@ class RedisopsGroup(TyperGroup):
         return code
 
 
-def _report_interrupted(signal_name: str, done: str | None, code: int) -> int:
+class _Stopped(Exception):
+    """Carries an Interrupted past Typer, which turns a KeyboardInterrupt into a silent exit 130."""
+
+    def __init__(self, interrupted: Interrupted) -> None:
+        super().__init__(str(interrupted))
+        self.interrupted = interrupted
+
+
+def _report_interrupted(interrupted: Interrupted) -> int:
     from redisops.render.output import Output
 
-    Output().interrupted(signal_name, done)
-    return code
+    Output().interrupted(str(interrupted), interrupted.done)
+    return interrupted.exit_code
 
 
 def _report(message: str, hint: str | None, code: int) -> int:
