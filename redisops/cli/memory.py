@@ -75,7 +75,12 @@ def report(
     depth: DepthOption = None,
     top: TopOption = 20,
     rate: Annotated[
-        float | None, typer.Option(help="Throttle: at most this many keys per second per host.")
+        float | None,
+        typer.Option(
+            help="Throttle: at most this many keys per second per host "
+            "[default: 20000 on a master, full speed on a replica; 0: full speed].",
+            show_default=False,
+        ),
     ] = None,
     sample: Annotated[
         float | None, typer.Option(help="Examine only this fraction of keys (totals estimated).")

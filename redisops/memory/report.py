@@ -7,6 +7,7 @@ MAX_PATTERNS, the rest folded into OTHER_PATTERN) and a heap of the top keys; no
 from __future__ import annotations
 
 import base64
+import dataclasses
 import heapq
 import math
 import random
@@ -43,12 +44,19 @@ ELEMENT_COMMANDS = {
 
 Progress = Callable[[str, int, int], None]
 
+# A master is scanned only when it has no replica to scan (or --on-master), and it answers
+# clients meanwhile: unthrottled, a scan ran at 220,000 keys/s there (TYPE, MEMORY USAGE and
+# PTTL per key). 20,000 keys/s still covers a million keys in under a minute. Replicas are
+# scanned at full speed; --rate 0 asks for full speed everywhere.
+MASTER_SCAN_RATE = 20_000.0
+
 
 @dataclass(frozen=True)
 class ReportOptions:
     """How to scan: grouping, bounds on the work, and what to fetch per key.
 
-    `rate` is keys per second (None: as fast as the server answers); `sample` a fraction of
+    `rate` is keys per second (None: MASTER_SCAN_RATE on a master, full speed on a replica;
+    0: full speed everywhere); `sample` a fraction of
     keys examined; `max_keys` stops after that many keys; `samples` is MEMORY USAGE's SAMPLES
     (0: every element, exact but slower on big collections).
     """
@@ -67,8 +75,8 @@ class ReportOptions:
     def __post_init__(self) -> None:
         if self.sample is not None and not 0 < self.sample <= 1:
             raise UsageError(f"--sample must be in (0, 1], got {self.sample:g}")
-        if self.rate is not None and self.rate <= 0:
-            raise UsageError(f"--rate must be more than 0 keys/s, got {self.rate:g}")
+        if self.rate is not None and not 0 <= self.rate < math.inf:
+            raise UsageError(f"--rate must be 0 (full speed) or more keys/s, got {self.rate:g}")
         if self.max_keys is not None and self.max_keys < 1:
             raise UsageError(f"--max-keys must be at least 1, got {self.max_keys}")
         if self.depth is not None and self.depth < 1:
@@ -138,6 +146,7 @@ class MemoryReport:
     top_keys: list[TopKey]
     samples: int
     patterns_folded: int = 0
+    rate_limit: float | None = None  # keys/s the scan was held to; None: full speed
 
 
 @dataclass(frozen=True)
@@ -269,16 +278,25 @@ def report_host(
         dbs = sorted(int(name[2:]) for name in info if name.startswith("db"))
         dbsize = sum(_keyspace_keys(info[f"db{db}"]) for db in dbs)
         aggregate = Aggregate(options)
-        seen = _scan(connection, dbs, dbsize, aggregate, options, progress, plan.target.name)
+        rate = scan_rate(options.rate, role)
+        seen = _scan(connection, dbs, dbsize, aggregate, options, rate, progress, plan.target.name)
         elements = _element_counts(connection, top_keys(aggregate))
     finally:
         connection.close()
 
     duration = time.monotonic() - started
     scale = _scale(options, dbsize, seen)
-    return finish_report(
+    report = finish_report(
         aggregate, source.name, source.address, role, dbsize, scale, duration, seen, elements
     )
+    return dataclasses.replace(report, rate_limit=rate)
+
+
+def scan_rate(asked: float | None, role: str) -> float | None:
+    """Keys per second to hold a scan to (None: unthrottled); see MASTER_SCAN_RATE."""
+    if asked is None:
+        return MASTER_SCAN_RATE if role == "master" else None
+    return asked or None
 
 
 def _scan(
@@ -287,6 +305,7 @@ def _scan(
     dbsize: int,
     aggregate: Aggregate,
     options: ReportOptions,
+    rate: float | None,
     progress: Progress | None,
     name: str,
 ) -> int:
@@ -299,8 +318,8 @@ def _scan(
             return sampler() < fraction
 
     scan_count = options.count
-    if options.rate is not None:  # small batches, so throttling stays smooth
-        scan_count = max(10, min(scan_count, int(options.rate // 10) or 10))
+    if rate is not None:  # small batches, so throttling stays smooth
+        scan_count = max(10, min(scan_count, int(rate // 10) or 10))
     if options.max_keys is not None:  # SCAN's COUNT is a hint: stop close to the bound
         scan_count = max(10, min(scan_count, options.max_keys))
     started, seen = time.monotonic(), 0
@@ -321,8 +340,8 @@ def _scan(
             if options.max_keys is not None and seen >= options.max_keys:
                 batches.close()
                 return seen
-            if options.rate is not None:
-                ahead = seen / options.rate - (time.monotonic() - started)
+            if rate is not None:
+                ahead = seen / rate - (time.monotonic() - started)
                 if ahead > 0:
                     pause(ahead)
     return seen

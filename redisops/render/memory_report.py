@@ -51,7 +51,9 @@ def _host_block(output: Output, name: str, report: MemoryReport) -> list[Rendera
     heading = Text(
         f"{name}: {approx}{report.keys:,} keys, {approx}{human_bytes(report.bytes)}"
         f" (scanned{source} in {report.duration_seconds:.1f}s,"
-        f" {report.keys_per_second:,.0f} keys/s)",
+        f" {report.keys_per_second:,.0f} keys/s"
+        + (f", held to {report.rate_limit:,.0f}" if report.rate_limit else "")
+        + ")",
         style="bold",
     )
     if report.estimated:
