@@ -422,7 +422,7 @@ def test_sentinels_alone_or_misdeclared(lab, tmp_path):
     run = redisops("-i", inventory, "-l", "odd", "-o", "json", "slowlog", "triage")
     assert run.exit_code == 1
     error = run.json()["results"][0]["error"]
-    assert error.startswith(f"127.0.0.1:{sentinel_port} is a Sentinel, which keeps no slowlog")
+    assert error.startswith(f"127.0.0.1:{sentinel_port} is a Sentinel, not a Redis server")
     assert "role: sentinel" in error
 
 

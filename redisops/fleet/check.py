@@ -58,6 +58,12 @@ def check_host(host: Host, *, timeout: float) -> HostCheck:
         ssh="skipped" if not _uses_ssh(host) else ("error" if ssh_error else "ok"),
         ssh_error=ssh_error,
     )
+    if identity.is_sentinel and not host.is_sentinel:
+        raise PartialFailure(
+            f"{host.address} is a Sentinel, not a Redis server "
+            f"(hint: set `role: sentinel` for {host.name} in the inventory)",
+            check,
+        )
     if ssh_error:
         raise PartialFailure(f"ssh: {ssh_error}", check)
     return check

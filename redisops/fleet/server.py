@@ -10,29 +10,49 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from redisops.errors import HostError
+
+if TYPE_CHECKING:
+    from redisops.fleet.host import Host
 
 SERVER_PROCESS_NAMES = ("redis-server", "valkey-server")
 SENTINEL_PROCESS_NAMES = ("redis-sentinel", "valkey-sentinel")
 
-# Config names that mean the same setting; the key is the canonical (Redis 7.0) name.
-# Valkey 8+ renamed master* to primary*; Redis keeps slaveof etc. as aliases of replica*.
-CONFIG_ALIASES: dict[str, tuple[str, ...]] = {
-    "masterauth": ("primaryauth",),
-    "masteruser": ("primaryuser",),
-    "replicaof": ("slaveof",),
-    "replica-read-only": ("slave-read-only",),
-    "replica-serve-stale-data": ("slave-serve-stale-data",),
-    "replica-priority": ("slave-priority",),
-    "replica-lazy-flush": ("slave-lazy-flush",),
+# Old or other-flavour name -> the name Redis 7 uses. Settings are compared, masked and applied
+# under that name, so an alias can never slip past a check made on the canonical one (Redis
+# 7.0 matches an alias only as the first pair of a multi-setting CONFIG SET; Valkey 8+ calls
+# masterauth/masteruser primaryauth/primaryuser and accepts both).
+CONFIG_ALIASES: Mapping[str, str] = {
+    "primaryauth": "masterauth",
+    "primaryuser": "masteruser",
+    "slaveof": "replicaof",
+    "slave-serve-stale-data": "replica-serve-stale-data",
+    "slave-read-only": "replica-read-only",
+    "slave-ignore-maxmemory": "replica-ignore-maxmemory",
+    "slave-lazy-flush": "replica-lazy-flush",
+    "slave-priority": "replica-priority",
+    "slave-announce-ip": "replica-announce-ip",
+    "slave-announce-port": "replica-announce-port",
+    "min-slaves-to-write": "min-replicas-to-write",
+    "min-slaves-max-lag": "min-replicas-max-lag",
+    "repl-ping-slave-period": "repl-ping-replica-period",
+    "cluster-slave-validity-factor": "cluster-replica-validity-factor",
+    "cluster-slave-no-failover": "cluster-replica-no-failover",
+    "hash-max-ziplist-entries": "hash-max-listpack-entries",
+    "hash-max-ziplist-value": "hash-max-listpack-value",
+    "zset-max-ziplist-entries": "zset-max-listpack-entries",
+    "zset-max-ziplist-value": "zset-max-listpack-value",
+    "list-max-ziplist-size": "list-max-listpack-size",
+    "lua-time-limit": "busy-reply-threshold",
 }
-_CANONICAL = {alias: name for name, aliases in CONFIG_ALIASES.items() for alias in aliases}
 
 
 def canonical_config_name(name: str) -> str:
     """The canonical name of a config setting (`primaryauth` -> `masterauth`), lower case."""
-    lowered = name.lower()
-    return _CANONICAL.get(lowered, lowered)
+    lowered = name.strip().lower()
+    return CONFIG_ALIASES.get(lowered, lowered)
 
 
 def is_server_process(comm: str) -> bool:
@@ -66,6 +86,18 @@ def server_identity(info: Mapping[str, Any]) -> ServerIdentity:
     version = str(info.get(f"{flavour}_version") or info.get("redis_version") or "?")
     mode = str(info.get("server_mode") or info.get("redis_mode") or "standalone").lower()
     return ServerIdentity(flavour=flavour, version=version, mode=mode)
+
+
+def refuse_sentinel_as_redis(host: Host, info: Mapping[str, Any]) -> ServerIdentity:
+    """The identity of a host declared as Redis; HostError (an error row) when it is a Sentinel,
+    which would otherwise answer with empty keyspaces, slowlogs and configs."""
+    identity = server_identity(info)
+    if identity.is_sentinel:
+        raise HostError(
+            f"{host.address} is a Sentinel, not a Redis server",
+            hint=f"set `role: sentinel` for {host.name} in the inventory",
+        )
+    return identity
 
 
 def version_tuple(version: str) -> tuple[int, ...]:

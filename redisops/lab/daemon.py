@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -108,6 +109,22 @@ def start(member: Member, argv: list[str], *, timeout: float, redact: str) -> No
             f"{member.name} failed to start (exit {done.returncode}): {last}"[:300],
             hint=f"see its log: {member.logfile}",
         )
+
+
+def binary_version(binary: str) -> tuple[int, ...]:
+    """The version a server binary reports (`Redis server v=7.0.15 …`, `Valkey server v=9.1.2`)."""
+    try:
+        done = subprocess.run(
+            [binary, "--version"], capture_output=True, timeout=10, check=False, text=True
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise LabError(f"could not run {binary} --version: {exc}") from None
+    found = re.search(r" v=(\d+(?:\.\d+)*)", done.stdout)
+    if done.returncode != 0 or found is None:
+        raise LabError(
+            f"{binary} is not a Redis or Valkey server (--version: {done.stdout[:80]!r})"
+        )
+    return tuple(int(part) for part in found.group(1).split("."))
 
 
 def read_pid(member: Member) -> int | None:

@@ -86,8 +86,11 @@ def _common_lines(member: Member, password: str) -> list[str]:
     ]
 
 
-def node_config(member: Member, master: Member, password: str) -> str:
-    """redis.conf of a Redis node; replicas follow `master`."""
+def node_config(
+    member: Member, master: Member, password: str, *, version: tuple[int, ...] = (7,)
+) -> str:
+    """redis.conf of a Redis node; replicas follow `master`. `version` is the server's own
+    (Valkey's numbering too): directives it would reject as "Bad directive" are left out."""
     lines = [
         *_common_lines(member, password),
         f"masterauth {password}",
@@ -97,9 +100,10 @@ def node_config(member: Member, master: Member, password: str) -> str:
         "appendonly no",
         # Redis 7 waits 5 s for more replicas before a diskless full sync; a lab wants it now.
         "repl-diskless-sync-delay 0",
-        # Fault-injection tests use DEBUG SLEEP; `local` allows it from loopback only.
-        "enable-debug-command local",
     ]
+    if version >= (7,):  # added in 7.0; DEBUG is open to all before it
+        # Fault-injection tests use DEBUG SLEEP; `local` allows it from loopback only.
+        lines.append("enable-debug-command local")
     if member.role == "replica":
         lines.append(f"replicaof {HOST} {master.port}")
     return "\n".join(lines) + "\n"

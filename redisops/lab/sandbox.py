@@ -275,6 +275,7 @@ def _create(
     lab_dir.mkdir(parents=True, exist_ok=True)
     lab_dir.chmod(0o700)
     nodes = [m for m in members if not m.is_sentinel]
+    version = daemon.binary_version(redis_server)
     state = {
         "kind": STATE_KIND,
         "format": STATE_FORMAT,
@@ -284,6 +285,7 @@ def _create(
         "sentinels": len(members) - len(nodes),
         "redis_server": redis_server,
         "redis_sentinel": redis_sentinel,
+        "server_version": ".".join(map(str, version)),
         "processes": [{"name": m.name, "role": m.role, "port": m.port} for m in members],
     }
     _write_private(lab_dir / STATE_FILE, json.dumps(state, indent=2) + "\n")
@@ -296,7 +298,7 @@ def _create(
         if member.is_sentinel:
             text = sentinel_config(member, nodes[0], password, sentinels=sentinels)
         else:
-            text = node_config(member, nodes[0], password)
+            text = node_config(member, nodes[0], password, version=version)
         _write_private(member.config, text)
 
 

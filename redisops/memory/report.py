@@ -21,6 +21,7 @@ from redisops.fleet.fanout import HostResult, run_on_hosts
 from redisops.fleet.host import Host
 from redisops.fleet.resp import RespConnection
 from redisops.fleet.selection import split_sentinels
+from redisops.fleet.server import refuse_sentinel_as_redis
 from redisops.interrupt import pause
 from redisops.memory.patterns import (
     DEFAULT_SEPARATOR,
@@ -273,6 +274,7 @@ def report_host(
     started = time.monotonic()
     connection = RespConnection(source, timeout=timeout)
     try:
+        refuse_sentinel_as_redis(source, _parse_info(connection.call(b"INFO", b"server")))
         info = _parse_info(connection.call(b"INFO", b"keyspace"))
         role = _parse_info(connection.call(b"INFO", b"replication")).get("role", "unknown")
         dbs = sorted(int(name[2:]) for name in info if name.startswith("db"))

@@ -13,8 +13,8 @@ from dataclasses import dataclass, replace
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
-from redisops.errors import HostError
 from redisops.fleet.host import Host
+from redisops.fleet.server import refuse_sentinel_as_redis
 
 if TYPE_CHECKING:
     import redis
@@ -313,11 +313,7 @@ def summarise_host(host: Host, *, timeout: float) -> MemorySummary:
 
     with redis_client(host, timeout=timeout, decode=True) as client:
         info = client.info()
-        if info.get("redis_mode") == "sentinel":
-            raise HostError(
-                f"{host.address} is a Sentinel, not a Redis server",
-                hint=f"set `role: sentinel` for {host.name} in the inventory",
-            )
+        refuse_sentinel_as_redis(host, info)
         policy = info.get("maxmemory_policy") or _configured_policy(client)
         doctor = _ask_doctor(client)
     return with_flags(summary_from_info(info, policy=policy, doctor=doctor))

@@ -12,9 +12,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from redisops.errors import HostError
 from redisops.fleet.connection import describe_redis_error, redis_client
 from redisops.fleet.host import Host
+from redisops.fleet.server import refuse_sentinel_as_redis
 
 COLLECTOR_NAME = "redisops-slowlog"
 # The client name given to commands a replica applies from its master's replication stream
@@ -214,11 +214,7 @@ def refuse_sentinel(host: Host, info: Any) -> None:
     """Raise the error INFO (parsed, or the exception in its place) calls for, if any."""
     if isinstance(info, Exception):
         raise info
-    if info.get("redis_mode") == "sentinel":
-        raise HostError(
-            f"{host.address} is a Sentinel, which keeps no slowlog",
-            hint="give it `role: sentinel` in the inventory",
-        )
+    refuse_sentinel_as_redis(host, info)
 
 
 def read_entries(reply: Sequence[Any], *, master_link: str | None) -> list[SlowlogEntry]:

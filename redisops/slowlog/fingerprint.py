@@ -236,7 +236,17 @@ def _flag(name: str, args: Sequence[bytes]) -> str | None:
 
 # Settings whose value is a credential, in CONFIG SET and SENTINEL SET / SENTINEL CONFIG SET.
 _SECRET_SETTINGS = frozenset(
-    {b"requirepass", b"masterauth", b"auth-pass", b"sentinel-pass", b"tls-key-file-pass"}
+    {
+        b"requirepass",
+        b"masterauth",
+        b"masteruser",
+        b"primaryauth",
+        b"primaryuser",
+        b"auth-pass",
+        b"sentinel-pass",
+        b"tls-key-file-pass",
+        b"tls-client-key-file-pass",
+    }
     | {b"tls-client-key-file-pass"}
 )
 # ACL SETUSER rules that carry a password or its hash: >pass, <pass, #hash, !hash.

@@ -13,8 +13,8 @@ from dataclasses import dataclass, replace
 
 from redisops.fleet.fanout import HostResult, run_on_hosts
 from redisops.fleet.host import Host
+from redisops.fleet.server import CONFIG_ALIASES
 from redisops.tuning.settings import (
-    ALIASES,
     INSTANCE_SETTINGS,
     SECRET_SETTINGS,
     canonical,
@@ -106,11 +106,13 @@ def fleet_drift(configs: Mapping[str, Mapping[str, str]]) -> tuple[tuple[FleetDr
     settings were compared. Aliases, per-instance settings and secrets are left out."""
     if len(configs) < 2:
         return (), 0
+    # Secrets are decided on the canonical name, so no alias of one is ever compared or shown.
     names = sorted(
-        {name for config in configs.values() for name in config}
-        - ALIASES.keys()
+        name
+        for name in {name for config in configs.values() for name in config}
+        - CONFIG_ALIASES.keys()
         - INSTANCE_SETTINGS
-        - SECRET_SETTINGS
+        if canonical(name) not in SECRET_SETTINGS
     )
     drift = []
     for name in names:

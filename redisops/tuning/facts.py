@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from redisops.errors import HostError
 from redisops.fleet.host import Host
+from redisops.fleet.server import is_server_process, refuse_sentinel_as_redis
 from redisops.interrupt import pause
 from redisops.tuning.settings import masked
 from redisops.tuning.units import parse_size
@@ -157,11 +158,7 @@ def collect_facts(
     missing: dict[str, str] = {}
     with redis_client(host, timeout=timeout, decode=True, client_name=CLIENT_NAME) as client:
         info = client.info()
-        if info.get("redis_mode") == "sentinel":
-            raise HostError(
-                f"{host.address} is a Sentinel, not a Redis server",
-                hint=f"set `role: sentinel` for {host.name} in the inventory",
-            )
+        refuse_sentinel_as_redis(host, info)
         config = _read_config_or_note(client, missing)
         acl = _read_acl(client, config, missing)
         write_rate = _write_rate(client, info, rate_window, missing)
@@ -293,9 +290,9 @@ def _system_facts(access: HostAccess, pid: int, missing: dict[str, str]) -> Syst
     if not pid:
         missing[OPEN_FILES] = "INFO gave no process_id"
     comm = read(f"/proc/{pid}/comm", OPEN_FILES) if pid else None
-    if comm is not None and not comm.startswith("redis"):
+    if comm is not None and not is_server_process(comm):
         missing[OPEN_FILES] = (
-            f"process {pid} on the host is {comm.strip()!r}, not Redis (in a container?)"
+            f"process {pid} on the host is {comm.strip()!r}, not Redis or Valkey (in a container?)"
         )
     elif comm is not None:
         limits = read(f"/proc/{pid}/limits", OPEN_FILES)

@@ -2,7 +2,8 @@
 and how to compare two values of one setting the way Redis reads them.
 
 Facts from Redis 7.0's config.c: CONFIG GET * lists both the old `slave-*`/`*-ziplist-*` names
-and the new ones; `requirepass`, `masterauth` and `masteruser` are its SENSITIVE configs; `dir`
+and the new ones; `requirepass`, `masterauth` and `masteruser` are its SENSITIVE configs (Valkey 8+
+names the last two `primaryauth` and `primaryuser`: aliases, see fleet/server.py); `dir`
 and `dbfilename` its PROTECTED configs; enum values and yes/no are read case-insensitively.
 """
 
@@ -11,34 +12,11 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 
+from redisops.fleet.server import canonical_config_name
 from redisops.tuning.units import parse_size
 
 SET = "(set)"
 UNSET = "(unset)"
-
-# Old name -> the name Redis 7 uses. Settings are compared and applied under the new name
-# (Redis 7.0 matches an alias only as the first pair of a multi-setting CONFIG SET).
-ALIASES: Mapping[str, str] = {
-    "slaveof": "replicaof",
-    "slave-serve-stale-data": "replica-serve-stale-data",
-    "slave-read-only": "replica-read-only",
-    "slave-ignore-maxmemory": "replica-ignore-maxmemory",
-    "slave-lazy-flush": "replica-lazy-flush",
-    "slave-priority": "replica-priority",
-    "slave-announce-ip": "replica-announce-ip",
-    "slave-announce-port": "replica-announce-port",
-    "min-slaves-to-write": "min-replicas-to-write",
-    "min-slaves-max-lag": "min-replicas-max-lag",
-    "repl-ping-slave-period": "repl-ping-replica-period",
-    "cluster-slave-validity-factor": "cluster-replica-validity-factor",
-    "cluster-slave-no-failover": "cluster-replica-no-failover",
-    "hash-max-ziplist-entries": "hash-max-listpack-entries",
-    "hash-max-ziplist-value": "hash-max-listpack-value",
-    "zset-max-ziplist-entries": "zset-max-listpack-entries",
-    "zset-max-ziplist-value": "zset-max-listpack-value",
-    "list-max-ziplist-size": "list-max-listpack-size",
-    "lua-time-limit": "busy-reply-threshold",
-}
 
 # Never shown, compared or applied by value: only whether they are set.
 SECRET_SETTINGS = frozenset(
@@ -117,9 +95,8 @@ _BUFFER_CLASSES = {"replica": "slave", "slave": "slave", "normal": "normal", "pu
 
 
 def canonical(setting: str) -> str:
-    """The Redis 7 name of a setting, lower case."""
-    name = setting.strip().lower()
-    return ALIASES.get(name, name)
+    """The Redis 7 name of a setting, lower case (`primaryauth` -> `masterauth`)."""
+    return canonical_config_name(setting)
 
 
 def is_setting_name(setting: str) -> bool:
