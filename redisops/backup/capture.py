@@ -80,7 +80,7 @@ class BackupSettings:
     compression: str = "none"
     timeout: float = 5.0
     save_timeout: float = 3600.0
-    reason: str = "scheduled"
+    reason: str = "manual"
 
 
 @dataclass

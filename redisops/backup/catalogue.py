@@ -30,6 +30,14 @@ VERIFIED = "verified"
 UNVERIFIABLE = "unverifiable"
 FAILED = "failed"
 
+# Why a backup was taken. A safety backup is a restore's copy of the data it replaced: often
+# an empty or damaged state, so `latest` and the retention rules leave it out.
+MANUAL = "manual"
+SCHEDULED = "scheduled"
+SAFETY = "safety"
+LATEST = "latest"
+LATEST_SAFETY = "latest-safety"
+
 
 @dataclass(frozen=True)
 class Verification:
@@ -57,7 +65,7 @@ class Backup:
     address: str
     kind: str  # rdb | aof
     via: str  # replication | file
-    reason: str  # scheduled | safety
+    reason: str  # manual | scheduled | safety
     role: str
     redis_version: str | None
     run_id: str | None
@@ -89,6 +97,11 @@ class Backup:
     def good(self) -> bool:
         """Restorable as far as redisops can tell: verified, or unverifiable (not failed)."""
         return self.verification.status != FAILED
+
+    @property
+    def safety(self) -> bool:
+        """Taken by a restore of what it replaced: never `latest`, never in a retention slot."""
+        return self.reason == SAFETY
 
 
 @dataclass(frozen=True)
@@ -260,9 +273,43 @@ def find_backup(catalogue: Catalogue, backup_id: str) -> Backup:
     )
 
 
-def newest(backups: Iterable[Backup], *, verified_only: bool = False) -> Backup | None:
-    chosen = [b for b in backups if b.verified or not verified_only]
+def newest(
+    backups: Iterable[Backup], *, verified_only: bool = False, safety: bool = False
+) -> Backup | None:
+    """The newest backup; among safety backups only when `safety`, else among the others."""
+    chosen = [b for b in backups if (b.verified or not verified_only) and b.safety == safety]
     return max(chosen, key=lambda b: (b.finished_at, b.backup_id), default=None)
+
+
+def resolve_backup(catalogue: Catalogue, backup_id: str, host: str) -> Backup:
+    """`latest` (the newest verified backup of `host` that is not a safety backup),
+    `latest-safety` (its newest verified safety backup), else the backup of that id.
+
+    Raises UsageError when there is none.
+    """
+    if backup_id not in (LATEST, LATEST_SAFETY):
+        return find_backup(catalogue, backup_id)
+    safety = backup_id == LATEST_SAFETY
+    chosen = newest(catalogue.of_host(host), verified_only=True, safety=safety)
+    if chosen is None:
+        what = "safety backup" if safety else "backup (safety backups left out)"
+        raise UsageError(
+            f"no verified {what} of {host} in the catalogue",
+            hint="see `redisops backup list`; a safety backup is chosen by its id or "
+            "`latest-safety`",
+        )
+    return chosen
+
+
+def record_verification(backup: Backup, verification: Verification) -> tuple[Backup, bool]:
+    """`backup` with this verdict, written to its manifest; False when it could not be
+    written (read-only catalogue): the verdict still holds for this run."""
+    updated = replace(backup, verification=verification, verified=verification.status == VERIFIED)
+    try:
+        write_manifest(Path(backup.path), updated)
+    except OSError:
+        return updated, False
+    return updated, True
 
 
 def remove_backup(backup: Backup) -> None:

@@ -4,16 +4,24 @@ Rules work per host and kind, newest first, over the backups that are not failed
 N, the newest of each of the last N days, ISO weeks and months (UTC) that have one. Whatever
 the rules say, the newest verified backup of a host is kept. A failed backup never fills a
 slot; it is kept until a newer good backup exists, so a failure can be looked into.
+
+Safety backups (a restore's copy of what it replaced) are outside the rules: each is kept for
+`keep_safety_days` after it was taken, then deleted; it never fills a slot nor counts as the
+newest verified backup. The status in a manifest is not trusted: `plan_checked_prune`
+re-reads the files of every backup a plan keeps before anything is deleted.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 
-from redisops.backup.catalogue import Backup, remove_backup
+from redisops.backup.catalogue import Backup, now_utc, record_verification, remove_backup
 from redisops.errors import HostError, UsageError
 from redisops.fleet.fanout import HostResult
+
+SAFETY_DAYS = 30
 
 
 @dataclass(frozen=True)
@@ -24,10 +32,11 @@ class RetentionPolicy:
     keep_daily: int = 0
     keep_weekly: int = 0
     keep_monthly: int = 0
+    keep_safety_days: int = SAFETY_DAYS
 
     def check(self) -> None:
         counts = (self.keep_last, self.keep_daily, self.keep_weekly, self.keep_monthly)
-        if any(count < 0 for count in counts):
+        if any(count < 0 for count in (*counts, self.keep_safety_days)):
             raise UsageError("--keep-* counts must not be negative")
         if not any(counts):
             raise UsageError(
@@ -38,8 +47,9 @@ class RetentionPolicy:
 
 @dataclass(frozen=True)
 class PruneDecision:
-    """One backup and what prune does with it: `keep`, with the rules that keep it (or why
-    it goes)."""
+    """One backup and what prune does with it: `keep`, with the rules that keep it (none:
+    it goes). `backup_reason` is why it was taken (manual, scheduled, safety); `damage`
+    what re-reading its files found wrong just now (then `status` is failed)."""
 
     backup_id: str
     host: str
@@ -51,14 +61,33 @@ class PruneDecision:
     keep: bool
     reasons: tuple[str, ...]
     path: str
+    backup_reason: str
+    damage: tuple[str, ...] = ()
 
 
-def plan_prune(backups: Sequence[Backup], policy: RetentionPolicy) -> list[PruneDecision]:
-    """A keep/delete decision for every backup, grouped by host and kind, newest first."""
+@dataclass(frozen=True)
+class CheckedPlan:
+    """A prune plan whose kept backups were re-read: `backups` as they are now (the damaged
+    ones failed), `damaged` the problems found, by backup path."""
+
+    decisions: list[PruneDecision]
+    backups: list[Backup]
+    damaged: dict[str, tuple[str, ...]]
+
+
+def plan_prune(
+    backups: Sequence[Backup], policy: RetentionPolicy, *, now: datetime | None = None
+) -> list[PruneDecision]:
+    """A keep/delete decision for every backup, grouped by host and kind, newest first
+    (safety backups after the others), as the manifests say."""
     policy.check()
     groups: dict[tuple[str, str], list[Backup]] = {}
+    safety: list[Backup] = []
     for backup in sorted(backups, key=lambda b: (b.finished_at, b.backup_id), reverse=True):
-        groups.setdefault((backup.host, backup.kind), []).append(backup)
+        if backup.safety:
+            safety.append(backup)
+        else:
+            groups.setdefault((backup.host, backup.kind), []).append(backup)
     decisions: list[PruneDecision] = []
     for members in groups.values():
         reasons = _reasons(members, policy)
@@ -71,7 +100,65 @@ def plan_prune(backups: Sequence[Backup], policy: RetentionPolicy) -> list[Prune
                 else:
                     why = []
             decisions.append(_decision(backup, why))
+    until = timedelta(days=policy.keep_safety_days)
+    moment = now or now_utc()
+    for backup in safety:
+        expires = backup.finished + until
+        why = [f"safety backup, kept {policy.keep_safety_days} days (until {expires:%Y-%m-%d})"]
+        decisions.append(_decision(backup, why if moment < expires else []))
     return decisions
+
+
+def plan_checked_prune(
+    backups: Sequence[Backup],
+    policy: RetentionPolicy,
+    checked: dict[str, tuple[str, ...]],
+    check: Callable[[Backup], tuple[str, ...]],
+) -> CheckedPlan:
+    """plan_prune, with every backup the plan keeps as good re-checked by `check` first.
+
+    A backup whose files fail counts as failed and the plan is made again, until every kept
+    good backup checks out: so the newest backup that verifies now is never deleted. `checked`
+    holds the results by path (filled here) so a second plan re-reads nothing. Writes nothing.
+    """
+    from redisops.backup.verify import failed_verification
+
+    current = list(backups)
+    decisions: list[PruneDecision] = []
+    for _ in range(len(current) + 1):  # each round checks at least one more backup, or ends
+        current = [
+            replace(b, verification=failed_verification(checked[b.path]), verified=False)
+            if checked.get(b.path) and b.good
+            else b
+            for b in current
+        ]
+        decisions = plan_prune(current, policy)
+        by_path = {b.path: b for b in current}
+        relied = [
+            by_path[d.path]
+            for d in decisions
+            if d.keep and by_path[d.path].good and not by_path[d.path].safety
+        ]
+        unchecked = [b for b in relied if b.path not in checked]
+        if not unchecked:
+            break
+        for backup in unchecked:
+            checked[backup.path] = check(backup)
+    damaged = {b.path: checked[b.path] for b in current if checked.get(b.path)}
+    decisions = [replace(d, damage=damaged.get(d.path, ())) for d in decisions]
+    return CheckedPlan(decisions, current, damaged)
+
+
+def record_damage(plan: CheckedPlan) -> list[str]:
+    """Write the failed verdict of each damaged backup into its manifest (as `backup verify`
+    does), so `list`, `restore latest` and the next prune know; the paths not writable."""
+    unwritten = []
+    for backup in plan.backups:
+        if backup.path in plan.damaged:
+            _, recorded = record_verification(backup, backup.verification)
+            if not recorded:
+                unwritten.append(backup.path)
+    return unwritten
 
 
 def _reasons(members: list[Backup], policy: RetentionPolicy) -> dict[str, list[str]]:
@@ -112,6 +199,7 @@ def _decision(backup: Backup, reasons: list[str]) -> PruneDecision:
         keep=bool(reasons),
         reasons=tuple(reasons),
         path=backup.path,
+        backup_reason=backup.reason,
     )
 
 

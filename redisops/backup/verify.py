@@ -12,7 +12,7 @@ from __future__ import annotations
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from redisops.backup import checktool
@@ -24,7 +24,7 @@ from redisops.backup.catalogue import (
     Verification,
     format_time,
     now_utc,
-    write_manifest,
+    record_verification,
 )
 from redisops.backup.datafile import CorruptData, StoredFile, read_stored
 from redisops.backup.formats import (
@@ -231,11 +231,9 @@ def verify_backup(backup: Backup) -> VerifyResult:
             abort_feeds(feeds)
             findings.problems.append(f"{stored.name}: {exc}")
             continue
-        if size != stored.bytes or digest != stored.sha256:
-            findings.problems.append(
-                f"{stored.name}: SHA-256 mismatch ({size:,} bytes, the manifest says "
-                f"{stored.bytes:,}): the file was changed or damaged"
-            )
+        mismatch = _mismatch(stored, size, digest)
+        if mismatch:
+            findings.problems.append(mismatch)
         else:
             findings.checks.append(f"{stored.name}: SHA-256 ok")
         present.append(stored)
@@ -251,12 +249,7 @@ def verify_backup(backup: Backup) -> VerifyResult:
         if not findings.problems:
             check_aof_folder(findings, folder, backup.files)
     verification = findings.verification()
-    updated = replace(backup, verification=verification, verified=verification.status == VERIFIED)
-    try:
-        write_manifest(folder, updated)
-        recorded = True
-    except OSError:
-        recorded = False
+    updated, recorded = record_verification(backup, verification)
     return VerifyResult(
         backup_id=backup.backup_id,
         host=backup.host,
@@ -270,6 +263,44 @@ def verify_backup(backup: Backup) -> VerifyResult:
         keys=backup.keys,
         recorded=recorded,
     )
+
+
+def check_files(backup: Backup) -> tuple[str, ...]:
+    """The problems of `backup`'s stored files against its manifest (size and SHA-256, read
+    without decompressing): the quick re-check `backup prune` makes of what it keeps."""
+    folder = Path(backup.path)
+    problems = []
+    for stored in backup.files:
+        try:
+            size, digest = read_stored(folder / stored.name, "none", _discard)
+        except FileNotFoundError:
+            problems.append(f"{stored.name}: missing")
+            continue
+        except OSError as exc:
+            problems.append(f"{stored.name}: unreadable ({exc.strerror})")
+            continue
+        mismatch = _mismatch(stored, size, digest)
+        if mismatch:
+            problems.append(mismatch)
+    return tuple(problems)
+
+
+def failed_verification(problems: Sequence[str]) -> Verification:
+    """The verdict on a backup whose files were found damaged."""
+    return Verification(FAILED, format_time(now_utc()), problems=tuple(problems))
+
+
+def _mismatch(stored: StoredFile, size: int, digest: str) -> str | None:
+    if size == stored.bytes and digest == stored.sha256:
+        return None
+    return (
+        f"{stored.name}: SHA-256 mismatch ({size:,} bytes, the manifest says "
+        f"{stored.bytes:,}): the file was changed or damaged"
+    )
+
+
+def _discard(data: bytes) -> None:
+    """read_stored's raw-chunk callback when only the stored bytes' size and digest matter."""
 
 
 def check_aof_parts(

@@ -41,6 +41,13 @@ class Compression(str, Enum):
     gzip = "gzip"
 
 
+class Reason(str, Enum):
+    """Why a run is taken; `safety` is the restore's own and cannot be given."""
+
+    manual = "manual"
+    scheduled = "scheduled"
+
+
 DestOption = Annotated[
     Path | None,
     typer.Option(
@@ -81,6 +88,12 @@ def run(
     save_timeout: Annotated[
         float, typer.Option(min=1, help="Seconds a server's BGSAVE or AOF rewrite may take.")
     ] = 3600.0,
+    reason: Annotated[
+        Reason,
+        typer.Option(
+            help="Recorded in the manifest and shown by `backup list`; cron passes scheduled."
+        ),
+    ] = Reason.manual,
 ) -> int:
     """Back up the selected hosts into the catalogue, verified.
 
@@ -112,6 +125,7 @@ def run(
         compression=compress.value,
         timeout=options.timeout,
         save_timeout=save_timeout,
+        reason=reason.value,
     )
     with transfer_progress(output) as progress:
         results = run_backups(hosts, dests, settings, parallel=options.parallel, progress=progress)
@@ -160,25 +174,42 @@ def _with_dir(hosts):
 
 @app.command("list")
 def list_(ctx: typer.Context, dest: DestOption = None) -> int:
-    """The catalogue, oldest first: host, kind, time, age, size, keys, verification.
+    """The catalogue, oldest first: host, kind, time, age, size, keys, verification, reason.
 
     Only finished backups are listed; runs cut short leave nothing here. --limit filters by
-    host.
+    host. A failed backup is a failed row (exit 1), as its last verification recorded it.
     """
     from redisops.fleet.fanout import HostResult
-    from redisops.render.backup import list_table
+    from redisops.render.backup import list_table, safety_note
 
     options = global_options(ctx)
     output = make_output(options)
     catalogue, _, _ = _catalogue(options, output, dest)
-    rows = [HostResult(b.host, b.address, True, None, b) for b in catalogue.backups]
-    return output.host_results(
+    rows = [
+        HostResult(b.host, b.address, True, None, b)
+        if b.good
+        else HostResult(b.host, b.address, False, _failure(b), b)
+        for b in catalogue.backups
+    ]
+    safety = sum(1 for b in catalogue.backups if b.safety)
+    code = output.host_results(
         "backup list",
         rows,
         lambda shown: list_table(output, shown),
-        summary={"backups": len(rows), "bytes": sum(b.bytes for b in catalogue.backups)},
+        summary={
+            "backups": len(rows),
+            "bytes": sum(b.bytes for b in catalogue.backups),
+            "safety": safety,
+        },
         noun="backups",
     )
+    safety_note(output, safety)
+    return code
+
+
+def _failure(backup) -> str:
+    problems = backup.verification.problems or ("no detail recorded",)
+    return f"{backup.backup_id}: failed verification: {'; '.join(problems)}"
 
 
 @app.command("verify")
@@ -231,6 +262,9 @@ def prune(
     keep_daily: Annotated[int, typer.Option(min=0, help="Keep the newest of N days.")] = 0,
     keep_weekly: Annotated[int, typer.Option(min=0, help="Keep the newest of N weeks.")] = 0,
     keep_monthly: Annotated[int, typer.Option(min=0, help="Keep the newest of N months.")] = 0,
+    keep_safety_days: Annotated[
+        int, typer.Option(min=0, help="Keep each restore's safety backup N days.")
+    ] = 30,
     dest: DestOption = None,
     yes: YesOption = False,
     dry_run: DryRunOption = False,
@@ -238,57 +272,93 @@ def prune(
     """Delete backups no retention rule keeps, per host and kind.
 
     Failed backups never fill a slot; the newest verified backup of a host is always kept.
-    Shows the plan, then asks (or needs --yes off a terminal); --dry-run stops at the plan.
+    Safety backups are outside the rules: kept --keep-safety-days after they were taken.
+    Every backup the plan keeps is re-read first (size and SHA-256 of its files): one that
+    fails counts as failed, is recorded so, and makes the run exit 1 after deleting only what
+    the corrected plan allows. Shows the plan, then asks (or needs --yes off a terminal);
+    --dry-run stops at the plan.
     """
     from redisops.backup.catalogue import load_catalogue
     from redisops.backup.lock import host_locks
-    from redisops.backup.prune import RetentionPolicy, delete_pruned, plan_prune
+    from redisops.backup.prune import (
+        RetentionPolicy,
+        delete_pruned,
+        plan_checked_prune,
+        record_damage,
+    )
+    from redisops.backup.verify import check_files
     from redisops.fleet.fanout import HostResult
     from redisops.render.backup import prune_table
 
-    policy = RetentionPolicy(keep_last, keep_daily, keep_weekly, keep_monthly)
+    policy = RetentionPolicy(keep_last, keep_daily, keep_weekly, keep_monthly, keep_safety_days)
     policy.check()
     options = global_options(ctx)
     output = make_output(options)
     catalogue, _, _ = _catalogue(options, output, dest)
-    decisions = plan_prune(catalogue.backups, policy)
-    doomed = [d for d in decisions if not d.keep]
+    checked: dict[str, tuple[str, ...]] = {}
+    plan = plan_checked_prune(catalogue.backups, policy, checked, check_files)
+    doomed = [d for d in plan.decisions if not d.keep]
 
-    def render(rows) -> int:
+    def rows(results) -> list:
+        """A backup found damaged just now is a failed row, whatever else happened to it."""
+        return [
+            HostResult(r.host, r.address, False, f"{r.data.backup_id}: {r.data.damage[0]}", r.data)
+            if r.ok and r.data.damage
+            else r
+            for r in results
+        ]
+
+    def render(results, deleted: int) -> int:
+        for result in results:
+            if result.data.damage:
+                output.error(
+                    f"{result.data.backup_id}: {'; '.join(result.data.damage)}",
+                    hint="counted as failed: prune relied on the backups that verify now",
+                )
         return output.host_results(
             "backup prune",
-            rows,
+            results,
             lambda shown: prune_table(output, shown),
             summary={
                 "dry_run": dry_run,
-                "kept": sum(1 for d in decisions if d.keep),
-                "deleted": 0 if dry_run else len(doomed),
+                "kept": sum(1 for r in results if r.data.keep),
+                "deleted": deleted,
+                "damaged": sum(1 for r in results if r.data.damage),
             },
             noun="backups",
         )
 
+    planned = rows([HostResult(d.host, d.address, True, None, d) for d in plan.decisions])
     if dry_run or not doomed:
         if dry_run:
             output.err.print("dry run: nothing was deleted", style="dim", highlight=False)
-        return render([HostResult(d.host, d.address, True, None, d) for d in decisions])
-    plan = [HostResult(d.host, d.address, True, None, d) for d in decisions]
-    output.err.print(prune_table(output, plan))
+        else:
+            for path in record_damage(plan):
+                output.warn(f"{path}: manifest not writable: the damage is not recorded")
+        return render(planned, 0)
+    output.err.print(prune_table(output, planned))
     freed = sum(d.bytes for d in doomed)
     confirm_change(f"Delete {len(doomed)} backup(s) ({freed:,} bytes)?", yes=yes)
-    folders = {(Path(d.path).parent.parent, d.host) for d in decisions}
+    folders = {(Path(d.path).parent.parent, d.host) for d in plan.decisions}
     with host_locks(sorted(folders), purpose="backup prune"):
-        # Re-read under the lock: a run may have finished meanwhile.
+        # Re-read under the lock: a run may have finished meanwhile (checked only once).
         fresh = load_catalogue({folder for folder, _ in folders}, {h for _, h in folders})
-        decisions = plan_prune(fresh.backups, policy)
-        doomed = [d for d in decisions if not d.keep]
-        return render(delete_pruned(decisions, fresh.backups))
+        plan = plan_checked_prune(fresh.backups, policy, checked, check_files)
+        for path in record_damage(plan):
+            output.warn(f"{path}: manifest not writable: the damage is not recorded")
+        results = delete_pruned(plan.decisions, plan.backups)
+        return render(rows(results), sum(1 for r in results if r.ok and not r.data.keep))
 
 
 @app.command("restore")
 def restore(
     ctx: typer.Context,
     backup_id: Annotated[
-        str, typer.Argument(help="The backup to restore, or `latest` (newest verified).")
+        str,
+        typer.Argument(
+            help="The backup to restore, `latest` (newest verified, safety backups left out) "
+            "or `latest-safety` (the newest safety backup)."
+        ),
     ],
     from_host: Annotated[
         str | None,
@@ -321,7 +391,7 @@ def restore(
     atomic rename into place (with appendonly on, as the base of a fresh AOF), start
     (service_start), wait for loading, key count check (exit 1 on a mismatch).
     """
-    from redisops.backup.catalogue import catalogue_dirs, find_backup, load_catalogue, newest
+    from redisops.backup.catalogue import catalogue_dirs, load_catalogue, resolve_backup
     from redisops.backup.lock import host_locks
     from redisops.backup.restore import execute_restore, plan_restore
     from redisops.fleet.fanout import HostResult
@@ -340,13 +410,7 @@ def restore(
     target = targets[0]
     folder = catalogue_dirs(dest, [target])[target.name]
     catalogue = load_catalogue([folder])
-    if backup_id == "latest":
-        source = from_host or target.name
-        backup = newest(catalogue.of_host(source), verified_only=True)
-        if backup is None:
-            raise UsageError(f"no verified backup of {source} in {folder}")
-    else:
-        backup = find_backup(catalogue, backup_id)
+    backup = resolve_backup(catalogue, backup_id, from_host or target.name)
     with host_locks(
         sorted({(folder, target.name), (folder, backup.host)}), purpose="backup restore"
     ):

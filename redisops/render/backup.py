@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from redisops.backup.catalogue import FAILED, VERIFIED, Backup, now_utc, parse_time
+from redisops.backup.catalogue import FAILED, SAFETY, VERIFIED, Backup, now_utc, parse_time
 from redisops.render.output import Output
 from redisops.render.units import human_bytes, human_duration
 
@@ -26,6 +26,11 @@ if TYPE_CHECKING:
 def _status(output: Output, status: str) -> str:
     colour = {VERIFIED: "green", FAILED: "red"}.get(status, "yellow")
     return f"[{colour}]{output.cell(status)}[/]"
+
+
+def _reason(output: Output, reason: str) -> str:
+    """Why a backup was taken; a safety backup stands out (it is never `latest`)."""
+    return f"[yellow]{output.cell(reason)}[/]" if reason == SAFETY else output.cell(reason)
 
 
 def _keys(value: int | None) -> str:
@@ -79,9 +84,22 @@ def list_table(output: Output, results: Sequence[HostResult[Backup]]) -> Table:
             human_bytes(backup.bytes),
             _keys(backup.keys),
             _status(output, backup.verification.status),
-            output.cell(backup.reason),
+            _reason(output, backup.reason),
         )
     return table
+
+
+def safety_note(output: Output, count: int) -> None:
+    """Under `backup list`: what the safety rows are, so nobody restores one by mistake."""
+    if count and output.format == "table":
+        output.err.print(
+            f"{count} safety backup{'s' if count > 1 else ''} (a restore's copy of what it "
+            "replaced): not chosen by `latest` nor counted by prune's rules; "
+            "restore one by its id or `latest-safety`",
+            style="dim",
+            highlight=False,
+            markup=False,
+        )
 
 
 def verify_table(output: Output, results: Sequence[HostResult[VerifyResult]]) -> Table:
@@ -108,12 +126,15 @@ def prune_table(output: Output, results: Sequence[HostResult[PruneDecision]]) ->
     )
     for result in results:
         decision = result.data
-        if not result.ok:
+        if not result.ok and not decision.damage:
             action = f"[red]error: {output.cell(result.error)}[/]"
         elif decision.keep:
             action = "keep"
         else:
             action = "[yellow]delete[/]"
+        if decision.damage:
+            action = f"[red]damaged[/], {action}"
+        unkept = "safety backup past its days" if decision.backup_reason == SAFETY else ""
         table.add_row(
             output.cell(decision.host),
             output.cell(decision.backup_id),
@@ -122,7 +143,7 @@ def prune_table(output: Output, results: Sequence[HostResult[PruneDecision]]) ->
             human_bytes(decision.bytes),
             _status(output, decision.status),
             action,
-            output.cell(", ".join(decision.reasons) or "no rule keeps it"),
+            output.cell(", ".join(decision.reasons) or unkept or "no rule keeps it"),
         )
     return table
 
