@@ -159,6 +159,18 @@ def read_stored(path: Path, compression: str, on_raw: Callable[[bytes], None]) -
     return size, digest.hexdigest()
 
 
+def sniff_compression(path: Path) -> str:
+    """How a file given by path is compressed, from its first bytes (zstd or gzip magic),
+    so one copied out of the catalogue reads as the manifest would have said."""
+    with open(path, "rb") as handle:
+        head = handle.read(4)
+    if head == b"\x28\xb5\x2f\xfd":
+        return "zstd"
+    if head[:2] == b"\x1f\x8b":
+        return "gzip"
+    return "none"
+
+
 def raw_chunks(
     path: Path, compression: str, on_stored: Callable[[bytes], None] | None = None
 ) -> Iterator[bytes]:

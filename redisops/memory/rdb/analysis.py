@@ -68,7 +68,11 @@ def locate_rdb(target: str, dests: Sequence[Path]) -> RdbInput:
 
     path = Path(target).expanduser()
     if path.is_file():
-        return RdbInput(path.name, str(path), path, "none", path.stat().st_size, "file")
+        from redisops.backup.datafile import sniff_compression
+
+        compression = sniff_compression(path)  # a backup's .zst/.gz data file, given by path
+        raw_bytes = path.stat().st_size if compression == "none" else 0  # 0: size unknown
+        return RdbInput(path.name, str(path), path, compression, raw_bytes, "file")
     if not dests:
         raise UsageError(
             f"{target}: no such file, and no backup catalogue to look the id up in",
