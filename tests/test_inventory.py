@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import textwrap
+import time
 
 import pytest
 
 from redisops.errors import ExitCode, InventoryError
 from redisops.fleet.host import Secret
-from redisops.fleet.inventory import describe_host, load_inventory, resolve_inventory_path
+from redisops.fleet.inventory import (
+    MAX_YAML_BYTES,
+    describe_host,
+    load_inventory,
+    resolve_inventory_path,
+)
+from tests.cli_helpers import redisops_process
 
 
 def write(tmp_path, text: str, name: str = "inventory.yaml"):
@@ -291,4 +298,86 @@ def test_two_password_sources_in_one_place_is_an_error(tmp_path):
     message = fails(tmp_path, "all:\n  hosts:\n    a: {password_env: X, password_file: /x}\n")
     assert message.endswith(
         "all.hosts.a.password_file: set only one of password_env, password_file"
+    )
+
+
+@pytest.mark.parametrize(("byte", "code"), [(b"\x00", "0000"), (b"\x07", "0007")])
+def test_a_control_byte_is_one_line_naming_file_line_and_column(tmp_path, byte, code):
+    """Issue 21 item 7: PyYAML's ReaderError used to escape as a ~200-line traceback."""
+    path = tmp_path / "inventory.yaml"
+    path.write_bytes(b"all:\n  hosts:\n    a: {port: 7000}\n    b: {host: ab" + byte + b"c}\n")
+    run = redisops_process("-i", str(path), "inventory", "list")
+    assert run.exit_code == 2
+    assert run.stdout == ""
+    assert run.stderr.splitlines() == [
+        f"error: {path}:4: invalid YAML: control character U+{code} at column 17 "
+        "(not allowed in YAML; remove it)"
+    ]
+
+
+def many_hosts(count: int, *, groups: int = 50) -> str:
+    """An inventory of `count` hosts in `groups` groups, each with vars, as fleets write them."""
+    lines = ["all:", "  vars:", "    password_env: REDIS_PASSWORD", "  children:"]
+    per_group = count // groups
+    for group in range(groups):
+        lines += [
+            f"    group{group}:",
+            "      vars:",
+            "        redis_config: {maxmemory-policy: allkeys-lru, maxmemory: 4gb}",
+            "      hosts:",
+        ]
+        for index in range(per_group):
+            lines.append(
+                f"        cache-{group * per_group + index}: {{host: 10.{group}.{index // 250}."
+                f"{index % 250 + 1}, port: 6379, ssh_user: redis, tags: [cache, eu]}}"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def test_five_thousand_hosts_load_in_well_under_a_second_with_lines_kept(tmp_path):
+    """Issue 21 item 8: 2.0 s of CPU before (pure-Python YAML, a quadratic group walk).
+
+    CPU time, not wall time: other tests share the machine; bench/inventory_load.py has the
+    wall-clock figure."""
+    text = many_hosts(5000)
+    path = write(tmp_path, text)
+    started = time.process_time()
+    inventory = load_inventory(path)
+    spent = time.process_time() - started
+    assert len(inventory.hosts) == 5000
+    assert len(inventory.groups["group49"]) == 100 and len(inventory.groups["all"]) == 5000
+    assert inventory.hosts[-1].name == "cache-4999" and inventory.hosts[-1].groups == (
+        "all",
+        "group49",
+    )
+    assert spent < 0.8, f"5,000 hosts took {spent:.2f} s of CPU"
+
+    broken = text.replace("cache-4998: {host: 10.49.0.99, port: 6379", "cache-4998: {port: 0")
+    path.write_text(broken)
+    with pytest.raises(InventoryError) as caught:
+        load_inventory(path)
+    line = broken.splitlines().index(
+        next(row for row in broken.splitlines() if "cache-4998:" in row)
+    )
+    assert caught.value.message == (
+        f"{path}:{line + 1}: all.children.group49.hosts.cache-4998.port: 0 is out of range 1..65535"
+    )
+
+
+def test_an_inventory_past_the_size_limit_is_refused_with_its_size(tmp_path):
+    """Issue 21 item 8: 50 MB was still loading after 120 s at 3.4 GB of memory."""
+    path = tmp_path / "inventory.yaml"
+    path.write_text(many_hosts(5000) * 13)  # 5.1 MiB: valid YAML line by line, never parsed
+    run = redisops_process("-i", str(path), "inventory", "list", timeout=30)
+    assert run.exit_code == 2
+    size = path.stat().st_size
+    assert run.stderr.splitlines()[0] == (
+        f"error: {path}: the inventory is {size / 1024 / 1024:.1f} MiB ({size:,} bytes), "
+        "over the limit of 4 MiB"
+    )
+    assert MAX_YAML_BYTES == 4 * 1024 * 1024
+    endless = redisops_process("-i", "/dev/zero", "inventory", "list", timeout=30)
+    assert (endless.exit_code, endless.stderr.splitlines()[0]) == (
+        2,
+        "error: /dev/zero: the inventory is larger than the limit of 4 MiB",
     )

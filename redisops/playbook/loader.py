@@ -51,11 +51,11 @@ def load_playbook(
     path: str | Path, *, overrides: Mapping[str, str], check_command: CommandCheck
 ) -> Playbook:
     """Read, validate and resolve variables; PlaybookError (exit 2) names file, line, reason."""
-    from redisops.fleet.inventory import compose_yaml
+    from redisops.fleet.inventory import compose_yaml, read_yaml_text
 
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_yaml_text(path, PlaybookError, what="playbook")
     except (OSError, UnicodeDecodeError) as exc:
         raise PlaybookError(f"playbook {path} cannot be read: {exc.strerror or exc}") from None
     return compose_yaml(
