@@ -127,6 +127,23 @@ def drill(
         ),
     ] = None,
     last: Annotated[int, typer.Option(min=1, help="With --history: the newest N drills.")] = 20,
+    all_inventories: Annotated[
+        bool,
+        typer.Option(
+            "--all-inventories",
+            help="With --history: drills run with any inventory (default: this inventory's).",
+        ),
+    ] = False,
+    max_lost: Annotated[
+        int | None,
+        typer.Option(
+            "--max-lost",
+            min=0,
+            help="Fail (exit 1) when more than N acknowledged writes are lost "
+            "[default: lost writes are a warning only].",
+            show_default=False,
+        ),
+    ] = None,
     yes: YesOption = False,
     dry_run: DryRunOption = False,
 ) -> int:
@@ -139,16 +156,26 @@ def drill(
     sentinels' events and the probe's errors go on one timeline; when the topology has settled,
     every acknowledged write is checked on the new master and the probe keys are removed.
     Reports detection, promotion, write downtime, writes acknowledged and lost, and whether the
-    fleet is healthy after; each drill is appended to the history file. Exit 1 when the drill
-    failed (no promotion, not healthy after). With --dry-run, stops after the pre-checks.
+    fleet is healthy after; lost acknowledged writes get a warning saying why and what to
+    configure. Each drill is appended to the history file. Exit 1 when the drill failed (no
+    promotion, not healthy after) or lost more than --max-lost writes. With --dry-run, stops
+    after the pre-checks. Ctrl-C stops it within about a second, restarting a killed master.
     """
+    from redisops.fleet.inventory import resolve_inventory_path
     from redisops.sentinel.history import default_history_path
 
     options = global_options(ctx)
     output = make_output(options)
     path = history_file or default_history_path()
+    inventory_file = str(resolve_inventory_path(options.inventory).resolve())
     if history:
-        return _show_history(output, path, master=master, last=last)
+        return _show_history(
+            output,
+            path,
+            master=master,
+            last=last,
+            inventory=None if all_inventories else inventory_file,
+        )
     if not master:
         raise UsageError(
             "--master NAME is required", hint="the names the sentinels monitor: sentinel status"
@@ -194,8 +221,13 @@ def drill(
         timeout=options.timeout,
         parallel=options.parallel,
         on_step=(lambda step: step_line(output, step)) if output.err.is_terminal else None,
+        max_lost=max_lost,
+        inventory_file=inventory_file,
     )
     _show(output, drill_result(report), drill_view(output, report), summary)
+    if output.format == "json":
+        for warning in report.warnings:
+            output.warn(warning)
     append_drill(path, report)
     output.note(f"drill {report.drill_id} appended to {path}")
     return ExitCode.OK if report.ok else ExitCode.FAILED
@@ -209,20 +241,32 @@ def _show(output: Output, row: HostResult, view: RenderableType, summary: dict) 
         output.out.print(view)
 
 
-def _show_history(output: Output, path: Path, *, master: str | None, last: int) -> int:
+def _show_history(
+    output: Output, path: Path, *, master: str | None, last: int, inventory: str | None
+) -> int:
+    """The drills of `inventory` (every inventory's when None), newest last."""
     from redisops.render.sentinel import drill_result, history_table
     from redisops.sentinel.history import read_history
 
-    past = read_history(path, master=master, last=last)
+    past = read_history(path, master=master, last=last, inventory=inventory)
     if past.unreadable:
         output.warn(f"{past.unreadable} unreadable line(s) in {path} skipped")
     rows = [drill_result(report) for report in past.drills]
     if output.format == "json":
-        output.json("sentinel drill", rows, {"history_file": str(path), "drills": len(rows)})
+        summary = {"history_file": str(path), "drills": len(rows)}
+        output.json("sentinel drill", rows, summary | {"inventory": inventory})
     elif rows:
-        output.out.print(history_table(output, rows))
+        output.out.print(history_table(output, rows, with_inventory=inventory is None))
     else:
-        output.err.print(f"no drills recorded in {path}", style="dim", highlight=False)
+        where = f" for inventory {inventory}" if inventory else ""
+        output.err.print(f"no drills recorded in {path}{where}", style="dim", highlight=False)
+    if past.other_inventories:
+        output.err.print(
+            f"{past.other_inventories} drill(s) of other inventories not shown "
+            "(--all-inventories lists them)",
+            style="dim",
+            highlight=False,
+        )
     return ExitCode.OK
 
 

@@ -9,9 +9,10 @@ from typing import TYPE_CHECKING, Any
 from redisops.fleet.fanout import HostResult
 from redisops.fleet.secrets import redact
 from redisops.render.output import Output
-from redisops.render.units import human_bytes
+from redisops.render.units import human_bytes, human_count, human_duration, human_ms
 from redisops.sentinel.drill import DrillReport, Step
 from redisops.sentinel.precheck import DrillPlan
+from redisops.sentinel.settings import MasterSettings
 from redisops.sentinel.topology import MasterStatus, SentinelStatus
 
 if TYPE_CHECKING:
@@ -24,7 +25,7 @@ OWN_SOURCES = frozenset({"drill", "probe"})
 
 def seconds(ms: int | None) -> str:
     """Milliseconds as people read them: 3.30s; a dash when there is no figure."""
-    return "-" if ms is None else f"{ms / 1000:.2f}s"
+    return human_ms(ms)
 
 
 # --- sentinel status ---------------------------------------------------------------------
@@ -69,10 +70,15 @@ def _master_block(output: Output, master: MasterStatus) -> list[RenderableType]:
     facts = Text(
         f"sentinels: {master.sentinels_seen} seen, {agreed}; quorum {master.quorum} {quorum}; "
         f"down-after {seconds(master.down_after_ms)}; "
-        f"failover-timeout {seconds(master.failover_timeout_ms)}",
+        f"failover-timeout {seconds(master.failover_timeout_ms)}; "
+        f"parallel-syncs {master.parallel_syncs}",
         style="dim",
     )
-    table = output.table("replica", "address", "flags", "link", "lag", "last ack", "priority")
+    table = output.table(
+        "replica", "address", "flags", "link", "lag", "last ack", "priority",
+        essential=("replica", "address"),
+        drop=("priority", "flags", "last ack"),
+    )  # fmt: skip
     for replica in master.replicas:
         link = replica.link if replica.link == "up" else f"[red]{output.cell(replica.link)}[/]"
         table.add_row(
@@ -81,7 +87,7 @@ def _master_block(output: Output, master: MasterStatus) -> list[RenderableType]:
             output.cell(",".join(replica.flags)),
             link,
             human_bytes(replica.lag_bytes),
-            "-" if replica.lag_seconds is None else f"{replica.lag_seconds}s",
+            human_duration(replica.lag_seconds),
             str(replica.priority),
         )
     lines = Text()
@@ -96,7 +102,9 @@ def _master_block(output: Output, master: MasterStatus) -> list[RenderableType]:
 
 
 def _sentinel_table(output: Output, results: Sequence[HostResult]) -> Table:
-    table = output.table("sentinel", "address", "monitors", "status")
+    table = output.table(
+        "sentinel", "address", "monitors", "status", essential=("sentinel", "address")
+    )
     for result in results:
         status = "[green]ok[/]" if result.ok else f"[red]error: {output.cell(result.error)}[/]"
         names = ", ".join(m.name for m in result.data.masters) if result.data else None
@@ -104,6 +112,36 @@ def _sentinel_table(output: Output, results: Sequence[HostResult]) -> Table:
             output.cell(result.host), output.cell(result.address), output.cell(names), status
         )
     return table
+
+
+# --- sentinel remove | monitor -----------------------------------------------------------
+
+
+def settings_table(output: Output, results: Sequence[HostResult[MasterSettings]]) -> Table:
+    """Per Sentinel: where it monitors the master and its settings, or why it failed."""
+    table = output.table(
+        "sentinel", "master at", "quorum", "down-after", "failover-timeout", "parallel-syncs",
+        "status",
+    )  # fmt: skip
+    for result in results:
+        view = result.data
+        settings = view.settings if view is not None else {}
+        status = "[green]ok[/]" if result.ok else f"[red]error: {output.cell(result.error)}[/]"
+        table.add_row(
+            output.cell(result.host),
+            output.cell(view.address if view else None),
+            output.cell(settings.get("quorum")),
+            _setting_seconds(settings, "down-after-milliseconds"),
+            _setting_seconds(settings, "failover-timeout"),
+            output.cell(settings.get("parallel-syncs")),
+            status,
+        )
+    return table
+
+
+def _setting_seconds(settings: dict[str, str], name: str) -> str:
+    value = settings.get(name)
+    return "-" if value is None else seconds(int(value))
 
 
 # --- sentinel drill ----------------------------------------------------------------------
@@ -125,7 +163,7 @@ def plan_view(output: Output, plan: DrillPlan) -> RenderableType:
     from rich.console import Group
     from rich.text import Text
 
-    table = output.table("pre-check", "result", "detail")
+    table = output.table("pre-check", "result", "detail", essential=("pre-check",))
     for check in plan.checks:
         table.add_row(
             output.cell(check.name),
@@ -164,10 +202,10 @@ def drill_view(output: Output, report: DrillReport) -> RenderableType:
         style="bold",
     )
     heading.append("ok" if report.ok else "FAILED", style="green" if report.ok else "red")
-    figures = output.table("figure", "value")
+    figures = output.table("figure", "value", essential=("figure",))
     for name, value in _figures(report):
         figures.add_row(name, output.cell(value))
-    timeline = output.table("time", "source", "event", "detail")
+    timeline = output.table("time", "source", "event", "detail", essential=("time", "event"))
     for step in report.steps:
         timeline.add_row(
             _at(step, report.trigger_ms),
@@ -175,15 +213,25 @@ def drill_view(output: Output, report: DrillReport) -> RenderableType:
             output.cell(step.event),
             output.cell(step.detail if step.source in OWN_SOURCES else compact_event(step)),
         )
-    parts: list[RenderableType] = [heading, figures, Text(""), _timeline_heading(report), timeline]
+    parts: list[RenderableType] = [heading]
+    if report.warnings:
+        parts.append(_labelled("warning", report.warnings, "yellow"))
+    parts += [figures, Text(""), _timeline_heading(report), timeline]
     if report.problems:
-        lines = Text()
-        for problem in report.problems:
-            lines.append("problem: ", style="red")
-            lines.append(redact(problem) + "\n")
-        lines.rstrip()
-        parts += [Text(""), lines]
+        parts += [Text(""), _labelled("problem", report.problems, "red")]
     return Group(*parts)
+
+
+def _labelled(label: str, messages: Sequence[str], style: str) -> RenderableType:
+    """`label: message` lines, the label styled."""
+    from rich.text import Text
+
+    lines = Text()
+    for message in messages:
+        lines.append(f"{label}: ", style=style)
+        lines.append(redact(message) + "\n")
+    lines.rstrip()
+    return lines
 
 
 def compact_event(step: Step) -> str:
@@ -202,7 +250,7 @@ def compact_event(step: Step) -> str:
 
 
 def _figures(report: DrillReport) -> list[tuple[str, str]]:
-    lost = "not checked" if report.writes_lost is None else str(report.writes_lost)
+    lost = "not checked" if report.writes_lost is None else human_count(report.writes_lost)
     healthy = "yes" if report.healthy_after else "NO"
     if report.healthy_after and report.settled_ms is not None:
         healthy += f" (settled {seconds(report.settled_ms)} after the fault)"
@@ -210,11 +258,11 @@ def _figures(report: DrillReport) -> list[tuple[str, str]]:
         ("detected (+odown)", seconds(report.detect_ms)),
         ("promoted (+switch-master)", seconds(report.promotion_ms)),
         ("write downtime", seconds(report.write_downtime_ms)),
-        ("writes acknowledged", str(report.writes_acked)),
+        ("writes acknowledged", human_count(report.writes_acked)),
         ("acknowledged writes lost", lost),
-        ("stale writes (old master, after promotion)", str(report.stale_writes)),
-        ("duplicates", str(report.duplicates)),
-        ("failed write attempts", str(report.write_errors)),
+        ("stale writes (old master, after promotion)", human_count(report.stale_writes)),
+        ("duplicates", human_count(report.duplicates)),
+        ("failed write attempts", human_count(report.write_errors)),
         ("old master rejoined as replica", seconds(report.rejoin_ms)),
         ("healthy after", healthy),
     ]
@@ -241,11 +289,19 @@ def _at(step: Step, trigger_ms: int | None) -> str:
     return f"T{'+' if offset >= 0 else '-'}{abs(offset) / 1000:.2f}s"
 
 
-def history_table(output: Output, results: Sequence[HostResult[DrillReport]]) -> Table:
+def history_table(
+    output: Output, results: Sequence[HostResult[DrillReport]], *, with_inventory: bool = False
+) -> Table:
+    """Past drills, one row each; `address` is the old master's, `inventory` (when drills of
+    every inventory are listed) the file each drill was run with."""
+    columns = ["started", "drill", "master", "mode", "from", "address", "to", "detect",
+               "promote", "downtime", "acked", "lost", "healthy", "result"]  # fmt: skip
     table = output.table(
-        "started", "drill", "master", "mode", "from", "to", "detect", "promote", "downtime",
-        "acked", "lost", "healthy", "result",
-    )  # fmt: skip
+        *columns,
+        *(["inventory"] if with_inventory else []),
+        essential=("drill", "master", "from", "address", "to"),
+        drop=("mode", "detect", "acked", "healthy", "started", "downtime", "promote"),
+    )
     for result in results:
         report = result.data
         table.add_row(
@@ -254,13 +310,15 @@ def history_table(output: Output, results: Sequence[HostResult[DrillReport]]) ->
             output.cell(report.master),
             output.cell(report.mode),
             output.cell(report.old_master),
+            output.cell(report.old_address),
             output.cell(report.new_master),
             seconds(report.detect_ms),
             seconds(report.promotion_ms),
             seconds(report.write_downtime_ms),
-            str(report.writes_acked),
-            "-" if report.writes_lost is None else str(report.writes_lost),
+            human_count(report.writes_acked),
+            human_count(report.writes_lost),
             "yes" if report.healthy_after else "[red]no[/]",
             "[green]ok[/]" if report.ok else "[red]failed[/]",
+            *([output.cell(report.inventory)] if with_inventory else []),
         )
     return table

@@ -10,6 +10,7 @@ remove the probe keys; fail back if asked. Never fans out: one master, one step 
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -19,6 +20,7 @@ from datetime import datetime, timezone
 from redisops.errors import HostError, RefusedError
 from redisops.fleet.connection import redis_client
 from redisops.fleet.host import Host
+from redisops.interrupt import Interrupted
 from redisops.sentinel.events import EventListener, SentinelEvent
 from redisops.sentinel.precheck import MARGIN_MS, DrillPlan, promotion_wait_ms
 from redisops.sentinel.probe import WriteProbe
@@ -57,7 +59,10 @@ class DrillReport:
     Durations are ms from the moment of the fault (`trigger_ms` after the start), None when it
     did not happen (no +odown in failover mode). The acknowledged writes are 1 … writes_acked;
     `writes_lost` of them were missing on the new master afterwards (None: not checked);
-    `stale_writes` were acknowledged by the old master after the promotion.
+    `stale_writes` were acknowledged by the old master after the promotion. `warnings` say
+    why acknowledged writes were lost and what to configure; more than `max_lost` lost (when
+    given) is a problem. `inventory` is the inventory file's absolute path (None in records
+    written before it was kept): the history is listed per inventory.
     """
 
     drill_id: str
@@ -85,6 +90,9 @@ class DrillReport:
     ok: bool
     problems: tuple[str, ...]
     steps: tuple[Step, ...]
+    warnings: tuple[str, ...] = ()
+    max_lost: int | None = None
+    inventory: str | None = None
 
 
 StepCallback = Callable[[Step], None]
@@ -100,18 +108,23 @@ def run_drill(
     timeout: float,
     parallel: int,
     on_step: StepCallback | None = None,
+    max_lost: int | None = None,
+    inventory_file: str | None = None,
 ) -> DrillReport:
     """Carry out a drill that `plan_drill` found ready; `on_step` sees each drill step live.
 
     Raises RefusedError when the probe cannot write before the fault (nothing was triggered)
     and HostError when a sentinel cannot be listened to. Every later failure ends up in the
-    report's `problems`, with `ok` false; a killed master is restarted whatever happens.
+    report's `problems`, with `ok` false; so do more than `max_lost` lost acknowledged writes.
+    A killed master is restarted whatever happens. On a stop signal (`Interrupted`) the drill
+    winds down within about a second and re-raises with what it did (see `_wind_down`).
     """
     if not plan.ready or plan.old_master is None:
         raise RefusedError(f"the pre-checks did not pass: {plan.refusal}")
-    return _Drill(plan, inventory, probe_rate, probe_timeout, timeout, parallel, on_step).run(
-        settle_timeout
-    )
+    drill = _Drill(plan, inventory, probe_rate, probe_timeout, timeout, parallel, on_step)
+    drill.max_lost = max_lost
+    drill.inventory_file = inventory_file
+    return drill.run(settle_timeout)
 
 
 class _Drill:
@@ -148,10 +161,25 @@ class _Drill:
         self.lost: int | None = None
         self.failed_back: bool | None = None
         self.healthy = False
+        self.max_lost: int | None = None
+        self.inventory_file: str | None = None
+        self.probe: WriteProbe | None = None
+        self.killed = False
+        self.hang_until: float | None = None
 
     # --- the run --------------------------------------------------------------------------
 
     def run(self, settle_timeout: float) -> DrillReport:
+        """The drill; on a stop signal, the clean-ups of every step run on the way out (a
+        killed master restarted, priorities put back, probe and listeners stopped), then
+        `Interrupted` says what was done."""
+        try:
+            return self._run(settle_timeout)
+        except KeyboardInterrupt as exc:
+            signum = getattr(exc, "signum", signal.SIGINT)
+            raise Interrupted(signum, self._wind_down()) from None
+
+    def _run(self, settle_timeout: float) -> DrillReport:
         plan = self.plan
         with EventListener(self.sentinels, plan.master, timeout=self.timeout) as events:
             probe = WriteProbe(
@@ -162,6 +190,7 @@ class _Drill:
                 rate=self.probe_rate,
                 timeout=self.probe_timeout,
             )
+            self.probe = probe
             with probe:
                 self.step("probe started", f"{self.probe_rate:g} writes/s to {plan.key_prefix}<n>")
                 self._baseline(probe)
@@ -190,14 +219,13 @@ class _Drill:
         """Inject the fault, wait for the new master and the settled topology; the new
         master's address, or None when no replica was promoted."""
         hang: threading.Thread | None = None
-        killed = False
+        interrupted = False
         new_address = None
         try:
             if self.plan.mode == "failover":
                 self.trigger_at = self._ask_failover("trigger")
             elif self.plan.mode == "crash":
                 self.trigger_at = self._kill()
-                killed = True
             else:
                 self.trigger_at, hang = self._hang()
             new_address, self.promoted_at = self._await_master(
@@ -215,10 +243,13 @@ class _Drill:
         except HostError as exc:
             self.problems.append(exc.message)
             self.step("failed", exc.message)
+        except KeyboardInterrupt:
+            interrupted = True
+            raise
         finally:
-            if killed:
+            if self.killed:
                 self._restart()
-            if hang is not None:
+            if hang is not None and not interrupted:  # DEBUG SLEEP cannot be cut short
                 hang.join(timeout=(self.plan.hang_ms or 0) / 1000 + self.timeout + 1)
         if new_address is not None:
             self.healthy = self._settle(new_address, time.monotonic() + settle_timeout)
@@ -249,6 +280,7 @@ class _Drill:
             )
         with open_host_access(old, timeout=self.timeout) as access:
             sent = time.monotonic()
+            self.killed = True  # before the kill: a stop signal right after it must restart
             access.run(["kill", "-9", str(pid)])
         self.step("trigger", f"kill -9 {pid} ({old.name}, {old.address})", at=sent)
         return sent
@@ -284,6 +316,7 @@ class _Drill:
 
         thread = threading.Thread(target=sleep, name="redisops-drill-hang", daemon=True)
         sent = time.monotonic()
+        self.hang_until = sent + seconds
         thread.start()
         self.step("trigger", f"DEBUG SLEEP {seconds:g} on {self.old.name}", at=sent)
         return sent, thread
@@ -489,6 +522,39 @@ class _Drill:
 
     # --- the record -----------------------------------------------------------------------
 
+    def _wind_down(self) -> str:
+        """What a stopped drill did, for the `interrupted: …` line (its clean-ups have run)."""
+        plan = self.plan
+        if self.trigger_at is None:
+            parts = [f"{plan.mode} drill of {plan.master} stopped before the fault"]
+            parts.append("nothing was triggered")
+        else:
+            after = time.monotonic() - self.trigger_at
+            parts = [f"{plan.mode} drill of {plan.master} stopped {after:.1f}s after the fault"]
+        events = {event: detail for _, source, event, detail in self.steps if source == "drill"}
+        if "restarted" in events:
+            parts.append(f"{self.old.name} restarted with its service_start")
+        elif "restart failed" in events:
+            parts.append(f"restarting {self.old.name} FAILED: {events['restart failed']}")
+        if self.hang_until is not None and self.hang_until > time.monotonic():
+            parts.append(
+                f"{self.old.name} is in DEBUG SLEEP (it cannot be woken early) and answers "
+                f"again by itself in {self.hang_until - time.monotonic():.1f}s"
+            )
+        if self.failed_back is False and "failback" in events:
+            parts.append(events["failback"])
+        if self.probe is not None:
+            parts.append(
+                f"probe stopped after {len(self.probe.acks)} acknowledged writes; its keys "
+                f"{plan.key_prefix}* expire within a day"
+            )
+        if self.trigger_at is not None:
+            parts.append(
+                "the sentinels finish any failover under way by themselves: check "
+                "`redisops sentinel status`"
+            )
+        return "; ".join(parts)
+
     def step(self, event: str, detail: str = "", *, at: float | None = None) -> None:
         at = time.monotonic() if at is None else at
         self.steps.append((at, "drill", event, detail))
@@ -528,6 +594,15 @@ class _Drill:
         self.problems += [f"{e.sentinel}: {e.channel}: {e.message}" for e in listener_failures]
         verified = self.lost is not None
         old_address = str(self.plan.old_address)
+        stale = sum(
+            1
+            for ack in probe.acks
+            if self.promoted_at and ack.at >= self.promoted_at and ack.address == old_address
+        )
+        if self.lost and self.max_lost is not None and self.lost > self.max_lost:
+            self.problems.append(
+                f"{self.lost} acknowledged writes lost, more than --max-lost {self.max_lost}"
+            )
         ok = new_address is not None and self.healthy and verified and not self.problems
         return DrillReport(
             drill_id=self.plan.drill_id,
@@ -546,11 +621,7 @@ class _Drill:
             settled_ms=self._ms(self.settled_at, trigger),
             writes_acked=len(probe.acks),
             writes_lost=self.lost,
-            stale_writes=sum(
-                1
-                for ack in probe.acks
-                if self.promoted_at and ack.at >= self.promoted_at and ack.address == old_address
-            ),
+            stale_writes=stale,
             duplicates=sum(1 for ack in probe.acks if ack.duplicate),
             write_errors=len(probe.failures),
             probe_rate=self.probe_rate,
@@ -562,7 +633,32 @@ class _Drill:
                 Step(round((at - self.start) * 1000), source, event, detail)
                 for at, source, event, detail in timeline
             ),
+            warnings=loss_warnings(self.lost, len(probe.acks), stale, self.old.name),
+            max_lost=self.max_lost,
+            inventory=self.inventory_file,
         )
+
+
+def loss_warnings(lost: int | None, acked: int, stale: int, old_master: str) -> tuple[str, ...]:
+    """Why acknowledged writes were lost and what to configure: a drill can end healthy and
+    `ok` while an application lost data, and that must not pass unnoticed."""
+    if not lost:
+        return ()
+    if stale:
+        cause = (
+            f"{stale} of them were acknowledged by {old_master} after the promotion: the old "
+            "master stayed writable until the sentinels converted it (Redis 7.0 leaves it "
+            "writable about 10 s after SENTINEL FAILOVER) and the clients kept writing to it"
+        )
+    else:
+        cause = "the replicas had not received them when the master went away"
+    return (
+        f"{lost} of {acked} acknowledged writes were lost: {cause}. Configure "
+        "min-replicas-to-write 1 and min-replicas-max-lag on every node (a master whose "
+        "replicas are gone or behind refuses writes), and clients that follow +switch-master "
+        "or ask Sentinel again on errors (READONLY, NOREPLICAS); WAIT for writes that must "
+        "survive a failover.",
+    )
 
 
 def _switch_target(message: str) -> str:

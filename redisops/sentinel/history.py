@@ -2,7 +2,10 @@
 
 Default place: `$XDG_STATE_HOME/redisops/drills.jsonl`, else `~/.local/state/redisops/…`
 (state that outlives a run but is no configuration). The file holds names, addresses and
-figures, never a password; it is created 0600 in a 0700 folder.
+figures, never a password; it is created 0600 in a 0700 folder. One file serves every
+inventory: each drill records the inventory file it ran with and the old master's address,
+and is listed with the drills of that inventory (names like `lab` and `node-1` repeat across
+inventories; the pair inventory + address does not).
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ class DrillHistory:
     path: str
     drills: tuple[DrillReport, ...]
     unreadable: int
+    other_inventories: int = 0
 
 
 def default_history_path() -> Path:
@@ -54,8 +58,16 @@ def append_drill(path: Path, report: DrillReport) -> None:
         ) from None
 
 
-def read_history(path: Path, *, master: str | None = None, last: int | None = None) -> DrillHistory:
-    """The drills recorded in `path` (of master `master` only, the `last` ones only, last ≥ 1).
+def read_history(
+    path: Path,
+    *,
+    master: str | None = None,
+    last: int | None = None,
+    inventory: str | None = None,
+) -> DrillHistory:
+    """The drills recorded in `path` (of master `master` only, run with the inventory file
+    `inventory` only, the `last` ones only, last ≥ 1). `other_inventories` counts the drills
+    left out for their inventory (those recorded before inventories were kept included).
 
     A missing file is an empty history; an unreadable one raises UsageError (exit 2).
     """
@@ -67,18 +79,22 @@ def read_history(path: Path, *, master: str | None = None, last: int | None = No
         reason = getattr(exc, "strerror", None) or str(exc)
         raise UsageError(f"drill history {path} cannot be read: {reason}") from None
     drills = []
-    unreadable = 0
+    unreadable = others = 0
     for line in text.splitlines():
         if not line.strip():
             continue
         report = _report(line)
         if report is None:
             unreadable += 1
-        elif master is None or report.master == master:
+        elif master is not None and report.master != master:
+            continue
+        elif inventory is not None and report.inventory != inventory:
+            others += 1
+        else:
             drills.append(report)
     if last is not None:
         drills = drills[-last:]
-    return DrillHistory(str(path), tuple(drills), unreadable)
+    return DrillHistory(str(path), tuple(drills), unreadable, others)
 
 
 def _report(line: str) -> DrillReport | None:
@@ -88,6 +104,7 @@ def _report(line: str) -> DrillReport | None:
             return None
         record["steps"] = tuple(Step(**step) for step in record["steps"])
         record["problems"] = tuple(record["problems"])
+        record["warnings"] = tuple(record.get("warnings", ()))
         return DrillReport(**record)
     except (ValueError, KeyError, TypeError, AttributeError):
         return None

@@ -177,7 +177,11 @@ def _fleet_checks(status: SentinelStatus, found: MasterStatus, max_lag: int) -> 
             ("quorum",),
             f"CKQUORUM OK on every sentinel (quorum {found.quorum})",
         ),
-        check("sentinels agree", ("agreement",), f"all name {found.address}"),
+        check(
+            "sentinels agree",
+            ("agreement", "settings"),
+            f"all name {found.address}, with the same settings",
+        ),
         check("master up", ("master",), f"{found.host} ({found.address}) is master"),
         check("no failover in progress", ("failover",), "none"),
         _replica_check(found, max_lag),

@@ -58,6 +58,7 @@ class MasterView:
     quorum: int
     down_after_ms: int
     failover_timeout_ms: int
+    parallel_syncs: int
     config_epoch: int
     quorum_ok: bool
     ckquorum: str
@@ -76,8 +77,8 @@ class SentinelReport:
 class Problem:
     """Something that makes a master unsafe to fail over.
 
-    `kind` groups problems for the drill's pre-checks: sentinels, quorum, agreement, master,
-    failover, replicas, replica-down, replica-lag.
+    `kind` groups problems for the drill's pre-checks: sentinels, quorum, agreement, settings,
+    master, failover, replicas, replica-down, replica-lag.
     """
 
     kind: str
@@ -118,6 +119,7 @@ class MasterStatus:
     sentinels_seen: int
     down_after_ms: int
     failover_timeout_ms: int
+    parallel_syncs: int
     replicas: tuple[ReplicaStatus, ...]
     problems: tuple[Problem, ...]
     notes: tuple[str, ...]
@@ -148,7 +150,7 @@ def read_sentinel(host: Host, *, timeout: float, only: str | None = None) -> Sen
     its replicas, its peer sentinels and its CKQUORUM verdict. Two round trips; raises
     HostError when the Sentinel fails."""
     with redis_client(host, timeout=timeout, decode=True, client_name=CLIENT_NAME) as client:
-        states = [_fields(item) for item in client.execute_command("SENTINEL", "MASTERS")]
+        states = [sentinel_fields(item) for item in client.execute_command("SENTINEL", "MASTERS")]
         states = [state for state in states if only is None or state.get("name") == only]
         pipe = client.pipeline(transaction=False)
         for state in states:
@@ -171,12 +173,14 @@ def read_sentinel(host: Host, *, timeout: float, only: str | None = None) -> Sen
                 quorum=int(state.get("quorum", 0)),
                 down_after_ms=int(state.get("down-after-milliseconds", 0)),
                 failover_timeout_ms=int(state.get("failover-timeout", 0)),
+                parallel_syncs=int(state.get("parallel-syncs", 0)),
                 config_epoch=int(state.get("config-epoch", 0)),
                 quorum_ok=not isinstance(verdict, Exception),
                 ckquorum=" ".join(str(verdict).split()),
-                replicas=tuple(_replica_view(_fields(item)) for item in replicas),
+                replicas=tuple(_replica_view(sentinel_fields(item)) for item in replicas),
                 peers=tuple(
-                    PeerView(str(f["ip"]), int(f["port"]), _flags(f)) for f in map(_fields, peers)
+                    PeerView(str(f["ip"]), int(f["port"]), _flags(f))
+                    for f in map(sentinel_fields, peers)
                 ),
             )
         )
@@ -303,6 +307,7 @@ def _judge(
         sentinels_seen=max(len(v.peers) + 1 for _, v in named),
         down_after_ms=view.down_after_ms,
         failover_timeout_ms=view.failover_timeout_ms,
+        parallel_syncs=view.parallel_syncs,
         replicas=replicas,
         problems=tuple(problems),
         notes=tuple(notes),
@@ -333,6 +338,27 @@ def _sentinel_problems(named: list[tuple[str, MasterView]]) -> list[Problem]:
                 )
     for peer, why in down_peers.items():
         problems.append(Problem("sentinels", f"sentinel {peer} is down ({why})"))
+    return problems + _settings_drift(named)
+
+
+# The per-master settings every Sentinel of a master must share: with different down-after or
+# quorum, whether and when a failover starts depends on which Sentinel looks first.
+COMPARED_SETTINGS = (
+    ("quorum", "quorum"),
+    ("down-after-milliseconds", "down_after_ms"),
+    ("failover-timeout", "failover_timeout_ms"),
+    ("parallel-syncs", "parallel_syncs"),
+)
+
+
+def _settings_drift(named: list[tuple[str, MasterView]]) -> list[Problem]:
+    """A problem per setting the Sentinels of one master disagree on, with each one's value."""
+    problems = []
+    for setting, field in COMPARED_SETTINGS:
+        values = [(sentinel, getattr(view, field)) for sentinel, view in named]
+        if len({value for _, value in values}) > 1:
+            said = ", ".join(f"{sentinel} {value}" for sentinel, value in values)
+            problems.append(Problem("settings", f"sentinels disagree on {setting}: {said}"))
     return problems
 
 
@@ -418,7 +444,7 @@ def _replica_view(fields: dict[str, Any]) -> ReplicaView:
     )
 
 
-def _fields(item: dict[str, Any] | list[Any]) -> dict[str, Any]:
+def sentinel_fields(item: dict[str, Any] | list[Any]) -> dict[str, Any]:
     """One entry of a Sentinel reply as a dict (redis-py 8 maps it; older ones pass a flat
     [key, value, key, value, …] list)."""
     if isinstance(item, dict):
