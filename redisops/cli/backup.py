@@ -73,8 +73,7 @@ def run(
         Via | None,
         typer.Option(
             help="RDB from the replication protocol (no shell access needed) or BGSAVE and "
-            "a file copy [default: replication from a master (a failed BGSAVE would block "
-            "its writes), file from a replica with host access].",
+            "a file copy [default: file with host access, else replication].",
             show_default=False,
         ),
     ] = None,
@@ -129,9 +128,7 @@ def run(
         reason=reason.value,
     )
     with transfer_progress(output) as progress:
-        results = run_backups(
-            hosts, dests, settings, parallel=options.parallel, progress=progress, warn=output.warn
-        )
+        results = run_backups(hosts, dests, settings, parallel=options.parallel, progress=progress)
     if metrics_file is not None:
         catalogue = load_catalogue(set(dests.values()), [h.name for h in hosts])
         write_metrics(metrics_file, metrics_text(results, catalogue, kind.value))
