@@ -21,17 +21,30 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[A-Za-z]{2,}$")
 _IPV4 = re.compile(r"^\d{1,3}(?:\.\d{1,3}){3}$")
 
 
-_CONTROL = {code: f"\\x{code:02x}" for code in (*range(0x20), 0x7F)}
+def _escaped(char: str) -> str:
+    """A character `str.isprintable` rejects as `\\xNN`, `\\uNNNN` or `\\UNNNNNNNN`; others as is.
+
+    Rejected: controls, bidi controls (U+200E/F, U+202A-E, U+2066-9), zero-width and other
+    format characters, line and paragraph separators, spaces other than the space.
+    """
+    if char.isprintable():
+        return char
+    code = ord(char)
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
 
 
 def key_text(key: bytes | str) -> str:
-    """A key as printable text: UTF-8 where it is, `\\xNN` for other bytes and control characters.
+    """A key as printable text: UTF-8 where it is, `\\xNN` for other bytes and control
+    characters, `\\uNNNN` for bidi and other invisible format characters (so U+202E cannot
+    turn `evil\\u202efdp.exe` into `evilexe.pdf` on screen).
 
     For display only: it does not round-trip (a key may hold a literal backslash); reports
     carry the exact bytes beside it where a key must be usable again.
     """
     text = key if isinstance(key, str) else key.decode("utf-8", errors="backslashreplace")
-    return text if text.isprintable() else text.translate(_CONTROL)
+    return text if text.isprintable() else "".join(map(_escaped, text))
 
 
 def key_pattern(

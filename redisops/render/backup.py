@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from redisops.backup.catalogue import FAILED, SAFETY, VERIFIED, Backup, now_utc, parse_time
 from redisops.render.output import Output
-from redisops.render.units import human_bytes, human_duration
+from redisops.render.units import human_bytes, human_count, human_duration
 
 if TYPE_CHECKING:
     # Types only: `backup run` should not load the restore, prune and verify modules.
@@ -33,10 +33,6 @@ def _reason(output: Output, reason: str) -> str:
     return f"[yellow]{output.cell(reason)}[/]" if reason == SAFETY else output.cell(reason)
 
 
-def _keys(value: int | None) -> str:
-    return "-" if value is None else f"{value:,}"
-
-
 def _when(stamp: str) -> str:
     return parse_time(stamp).strftime("%Y-%m-%d %H:%M:%S")
 
@@ -47,8 +43,10 @@ def _age(stamp: str) -> str:
 
 def run_table(output: Output, results: Sequence[HostResult[Backup]]) -> Table:
     table = output.table(
-        "host", "backup id", "kind", "via", "size", "keys", "took", "verified", "status"
-    )
+        "host", "backup id", "kind", "via", "size", "keys", "took", "verified", "status",
+        essential=("host", "backup id"),
+        drop=("via", "took", "kind", "keys"),
+    )  # fmt: skip
     for result in results:
         backup = result.data
         if backup is None:
@@ -61,8 +59,8 @@ def run_table(output: Output, results: Sequence[HostResult[Backup]]) -> Table:
             backup.kind,
             backup.via,
             human_bytes(backup.bytes),
-            _keys(backup.keys),
-            f"{backup.duration_seconds:.1f}s",
+            human_count(backup.keys),
+            human_duration(backup.duration_seconds),
             _status(output, backup.verification.status),
             "[green]ok[/]",
         )
@@ -71,8 +69,10 @@ def run_table(output: Output, results: Sequence[HostResult[Backup]]) -> Table:
 
 def list_table(output: Output, results: Sequence[HostResult[Backup]]) -> Table:
     table = output.table(
-        "host", "backup id", "kind", "finished (UTC)", "age", "size", "keys", "verified", "reason"
-    )
+        "host", "backup id", "kind", "finished (UTC)", "age", "size", "keys", "verified", "reason",
+        essential=("host", "backup id"),
+        drop=("finished (UTC)", "kind", "keys", "size"),
+    )  # fmt: skip
     for result in results:
         backup = result.data
         table.add_row(
@@ -82,7 +82,7 @@ def list_table(output: Output, results: Sequence[HostResult[Backup]]) -> Table:
             _when(backup.finished_at),
             _age(backup.finished_at),
             human_bytes(backup.bytes),
-            _keys(backup.keys),
+            human_count(backup.keys),
             _status(output, backup.verification.status),
             _reason(output, backup.reason),
         )
@@ -103,7 +103,11 @@ def safety_note(output: Output, count: int) -> None:
 
 
 def verify_table(output: Output, results: Sequence[HostResult[VerifyResult]]) -> Table:
-    table = output.table("host", "backup id", "kind", "size", "result", "detail")
+    table = output.table(
+        "host", "backup id", "kind", "size", "result", "detail",
+        essential=("host", "backup id"),
+        drop=("kind", "size"),
+    )  # fmt: skip
     for result in results:
         checked = result.data
         detail = "; ".join(checked.problems) or "; ".join(checked.checks[-2:])
@@ -122,8 +126,10 @@ def verify_table(output: Output, results: Sequence[HostResult[VerifyResult]]) ->
 
 def prune_table(output: Output, results: Sequence[HostResult[PruneDecision]]) -> Table:
     table = output.table(
-        "host", "backup id", "kind", "finished (UTC)", "size", "verified", "action", "why"
-    )
+        "host", "backup id", "kind", "finished (UTC)", "size", "verified", "action", "why",
+        essential=("host", "backup id"),
+        drop=("finished (UTC)", "kind", "size"),
+    )  # fmt: skip
     for result in results:
         decision = result.data
         if not result.ok and not decision.damage:
@@ -154,12 +160,12 @@ def restore_plan_view(output: Output, plan: RestorePlan) -> RenderableType:
     from rich.text import Text
 
     target = plan.target
-    table = output.table("", "now on " + output.cell(plan.host), "from the backup")
+    table = output.table("", "now on " + output.cell(plan.host), "from the backup", essential=("",))
     table.add_row(
         "host", output.cell(f"{plan.host} ({plan.address})"), output.cell(plan.backup_host)
     )
     table.add_row("what", output.cell(target.role), output.cell(plan.backup_id))
-    table.add_row("keys", _keys(target.keys), _keys(plan.backup_keys))
+    table.add_row("keys", human_count(target.keys), human_count(plan.backup_keys))
     table.add_row(
         "data",
         f"{human_bytes(target.data_file_bytes)} {output.cell(target.dir + '/' + target.dbfilename)}"
@@ -190,22 +196,23 @@ def restore_plan_view(output: Output, plan: RestorePlan) -> RenderableType:
 
 
 def restore_result_view(output: Output, results: Sequence[HostResult[RestoreResult]]) -> Table:
-    table = output.table("step", "took", "detail")
+    table = output.table("step", "took", "detail", essential=("step",))
     for result in results:
         restored = result.data
         if restored is None:
             table.add_row("restore", "-", f"[red]error: {output.cell(result.error)}[/]")
             continue
         for step in restored.steps:
-            table.add_row(step.step, f"{step.seconds:.1f}s", output.cell(step.detail))
+            table.add_row(step.step, human_duration(step.seconds), output.cell(step.detail))
+        count = human_count
         if restored.keys_match is None:
-            check = f"{restored.keys_now:,} keys now (backup: {_keys(restored.keys_expected)})"
+            check = f"{count(restored.keys_now)} keys now (backup: {count(restored.keys_expected)})"
         else:
             loaded = (
-                f"{_keys(restored.keys_loaded)} loaded + {_keys(restored.keys_expired_on_load)}"
+                f"{count(restored.keys_loaded)} loaded + {count(restored.keys_expired_on_load)}"
             )
             verdict = "[green]match[/]" if restored.keys_match else "[red]MISMATCH[/]"
-            check = f"{loaded} expired vs {_keys(restored.keys_expected)} in the backup: {verdict}"
+            check = f"{loaded} expired vs {count(restored.keys_expected)} in the backup: {verdict}"
         table.add_row("keys", "", check)
         if restored.set_aside:
             table.add_row("kept", "", output.cell(f"the previous AOF is at {restored.set_aside}"))

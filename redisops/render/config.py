@@ -9,9 +9,12 @@ from redisops.fleet.fanout import HostResult
 from redisops.fleet.secrets import redact
 from redisops.memory.summary import Severity
 from redisops.render.output import Output
+from redisops.render.units import human_bytes
 from redisops.tuning.apply import HostChanges
 from redisops.tuning.audit import HostAudit, group_findings, recommended_config
 from redisops.tuning.drift import DriftReport, HostConfig
+from redisops.tuning.settings import canonical
+from redisops.tuning.units import parse_size
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -20,6 +23,15 @@ if TYPE_CHECKING:
 
 _SEVERITY_STYLE = {Severity.critical: "red", Severity.warning: "yellow"}
 _OUTCOME_STYLE = {"applied": "green", "planned": "cyan", "unchanged": "dim"}
+# Settings Redis reads as one byte size (MEMORY_CONFIG in Redis 7's config.c): shown in
+# KiB/MiB/GiB whichever way they were written (8388608, 8mb); JSON keeps the values as given.
+SIZE_SETTINGS = frozenset(
+    {
+        "maxmemory", "maxmemory-clients", "proto-max-bulk-len", "client-query-buffer-limit",
+        "repl-backlog-size", "auto-aof-rewrite-min-size", "active-defrag-ignore-bytes",
+        "stream-node-max-bytes",
+    }
+)  # fmt: skip
 
 
 def audit_view(output: Output, results: Sequence[HostResult[HostAudit]]) -> RenderableType:
@@ -49,8 +61,8 @@ def audit_view(output: Output, results: Sequence[HostResult[HostAudit]]) -> Rend
             heading.append(finding.rule, style=style)
             heading.append(f"  {redact(finding.setting)} on {redact(', '.join(group.hosts))}")
             details = Table.grid(padding=(0, 2))
-            details.add_column(style="dim")
-            details.add_column()
+            details.add_column(style="dim", no_wrap=True)
+            details.add_column(overflow="fold")
             for label, value in (
                 ("current", finding.current),
                 ("recommended", finding.recommended),
@@ -75,7 +87,11 @@ def audit_view(output: Output, results: Sequence[HostResult[HostAudit]]) -> Rend
 
 
 def _audit_hosts(output: Output, results: Sequence[HostResult[HostAudit]]) -> Table:
-    table = output.table("host", "role", "version", "critical", "warning", "unchecked", "status")
+    table = output.table(
+        "host", "role", "version", "critical", "warning", "unchecked", "status",
+        essential=("host",),
+        drop=("unchecked", "version", "role"),
+    )  # fmt: skip
     for r in results:
         status = "[green]ok[/]" if r.ok else "[red]error[/]"
         audit = r.data
@@ -143,12 +159,15 @@ def drift_view(
     parts: list[RenderableType] = []
     answered = sum(1 for r in results if r.ok)
     if report.fleet:
-        table = output.table("setting", "value", "hosts", title=f"drift between {answered} hosts")
+        table = output.table(
+            "setting", "value", "hosts", title=f"drift between {answered} hosts",
+            essential=("setting",),
+        )  # fmt: skip
         for drift in report.fleet:
             for index, group in enumerate(drift.values):
                 table.add_row(
                     output.cell(drift.setting) if index == 0 else "",
-                    output.cell(group.value if group.value != "" else '""'),
+                    output.cell(shown_value(drift.setting, group.value)),
                     output.cell(", ".join(group.hosts)),
                 )
         parts.append(table)
@@ -163,14 +182,16 @@ def drift_view(
     desired = [(r.host, d) for r in results if r.data is not None for d in r.data.drift]
     if desired:
         table = output.table(
-            "host", "setting", "current", "desired", title="drift from the inventory's redis_config"
-        )
+            "host", "setting", "current", "desired",
+            title="drift from the inventory's redis_config",
+            essential=("host", "setting"),
+        )  # fmt: skip
         for host, drift in desired:
             table.add_row(
                 output.cell(host),
                 output.cell(drift.setting),
-                output.cell(drift.current),
-                output.cell(drift.desired),
+                output.cell(shown_value(drift.setting, drift.current)),
+                output.cell(shown_value(drift.setting, drift.desired)),
             )
         parts += [*gap, table] if parts else [table]
     notes = Text()
@@ -188,7 +209,9 @@ def changes_view(output: Output, results: Sequence[HostResult[HostChanges]]) -> 
     from rich.console import Group
     from rich.text import Text
 
-    table = output.table("host", "setting", "current", "new", "outcome")
+    table = output.table(
+        "host", "setting", "current", "new", "outcome", essential=("host", "setting")
+    )
     notes = Text("" if output.out.is_terminal else "\n")
     for r in results:
         changes = r.data
@@ -204,8 +227,8 @@ def changes_view(output: Output, results: Sequence[HostResult[HostChanges]]) -> 
             table.add_row(
                 output.cell(r.host),
                 output.cell(change.setting),
-                output.cell(_shown(change.old)),
-                output.cell(_shown(change.new)),
+                output.cell(shown_value(change.setting, change.old)),
+                output.cell(shown_value(change.setting, change.new)),
                 f"[{style}]{output.cell(changes.outcome)}[/]{forced}",
             )
         for refused in changes.refused:
@@ -233,5 +256,12 @@ def _note_error(notes: Text, result: HostResult) -> None:
         notes.append(f": {redact(result.error)}\n")
 
 
-def _shown(value: str) -> str:
-    return value if value != "" else '""'
+def shown_value(setting: str, value: str | None) -> str | None:
+    """A setting's value for a table: sizes in binary units, an empty value as `""`."""
+    if value == "":
+        return '""'
+    if value is not None and canonical(setting) in SIZE_SETTINGS:
+        size = parse_size(value)
+        if size is not None:
+            return human_bytes(size)
+    return value

@@ -14,7 +14,11 @@ if TYPE_CHECKING:
 
 
 def inventory_list_table(output: Output, results: Sequence[HostResult]) -> Table:
-    table = output.table("host", "address", "role", "groups", "connection", "auth", "tags")
+    table = output.table(
+        "host", "address", "role", "groups", "connection", "auth", "tags",
+        essential=("host", "address"),
+        drop=("tags", "connection", "groups", "auth"),
+    )  # fmt: skip
     for result in results:
         entry = result.data
         table.add_row(
@@ -31,8 +35,10 @@ def inventory_list_table(output: Output, results: Sequence[HostResult]) -> Table
 
 def inventory_check_table(output: Output, results: Sequence[HostResult]) -> Table:
     table = output.table(
-        "host", "address", "role", "version", "uptime", "memory", "replication", "ssh", "status"
-    )
+        "host", "address", "role", "version", "uptime", "memory", "replication", "ssh", "status",
+        essential=("host", "address"),
+        drop=("uptime", "ssh", "version", "memory", "replication"),
+    )  # fmt: skip
     for result in results:
         check = result.data
         status = "[green]ok[/]" if result.ok else f"[red]error: {output.cell(result.error)}[/]"

@@ -25,7 +25,11 @@ def lab_results(state: LabState, *, want_running: bool = True) -> list[HostResul
 
 
 def lab_table(output: Output, results: Sequence[HostResult]) -> Table:
-    table = output.table("process", "address", "role", "pid", "state", "folder")
+    table = output.table(
+        "process", "address", "role", "pid", "state", "folder",
+        essential=("process", "address"),
+        drop=("pid", "role", "folder"),
+    )  # fmt: skip
     for result in results:
         process = result.data
         state = "running" if process.running else "stopped"

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from redisops.fleet.fanout import HostResult
 from redisops.render.output import Output
-from redisops.render.units import human_bytes
+from redisops.render.units import human_bytes, human_count, human_duration, human_ms, human_percent
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -32,7 +32,9 @@ def memory_report_view(output: Output, results: Sequence[HostResult]) -> Rendera
             blocks.append(Text(""))
     failed = [r for r in results if not r.ok]
     if failed:
-        table = output.table("host", "address", "error", title="failed")
+        table = output.table(
+            "host", "address", "error", title="failed", essential=("host", "address")
+        )
         for result in failed:
             table.add_row(
                 output.cell(result.host),
@@ -50,7 +52,7 @@ def _host_block(output: Output, name: str, report: MemoryReport) -> list[Rendera
     source = "" if report.scanned_host == name else f" on replica {report.scanned_host}"
     heading = Text(
         f"{name}: {approx}{report.keys:,} keys, {approx}{human_bytes(report.bytes)}"
-        f" (scanned{source} in {report.duration_seconds:.1f}s,"
+        f" (scanned{source} in {human_duration(report.duration_seconds)},"
         f" {report.keys_per_second:,.0f} keys/s"
         + (f", held to {report.rate_limit:,.0f}" if report.rate_limit else "")
         + ")",
@@ -84,16 +86,20 @@ def _bar(output: Output, fraction: float) -> str:
 
 
 def _patterns(output: Output, report: MemoryReport):
-    table = output.table("pattern", "keys", "bytes", "share", "", "avg", "ttl", "types")
+    table = output.table(
+        "pattern", "keys", "bytes", "share", "", "avg", "ttl", "types",
+        essential=("pattern",),
+        drop=("", "avg", "ttl", "types", "share"),
+    )  # fmt: skip
     for pattern in report.patterns[:PATTERN_ROWS]:
         table.add_row(
             output.cell(pattern.pattern),
-            f"{pattern.keys:,}",
+            human_count(pattern.keys),
             human_bytes(pattern.bytes),
-            f"{pattern.share:.1%}",
+            human_percent(pattern.share),
             _bar(output, pattern.share),
             human_bytes(pattern.avg_bytes),
-            f"{pattern.ttl_share:.0%}",
+            human_percent(pattern.ttl_share, 0),
             ",".join(pattern.types),
         )
     hidden = len(report.patterns) - PATTERN_ROWS
@@ -103,31 +109,35 @@ def _patterns(output: Output, report: MemoryReport):
 
 
 def _types(output: Output, report: MemoryReport):
-    table = output.table("type", "keys", "bytes")
+    table = output.table("type", "keys", "bytes", essential=("type",))
     for name, totals in report.types.items():
-        table.add_row(output.cell(name), f"{totals.keys:,}", human_bytes(totals.bytes))
+        table.add_row(output.cell(name), human_count(totals.keys), human_bytes(totals.bytes))
     for name, totals in (report.encodings or {}).items():
-        table.add_row(output.cell(name), f"{totals.keys:,}", human_bytes(totals.bytes))
+        table.add_row(output.cell(name), human_count(totals.keys), human_bytes(totals.bytes))
     return table
 
 
 def _ttl(output: Output, report: MemoryReport):
-    table = output.table("ttl", "keys", "bytes")
+    table = output.table("ttl", "keys", "bytes", essential=("ttl",))
     for bucket, totals in report.ttl.items():
-        table.add_row(bucket, f"{totals.keys:,}", human_bytes(totals.bytes))
+        table.add_row(bucket, human_count(totals.keys), human_bytes(totals.bytes))
     return table
 
 
 def _top(output: Output, report: MemoryReport):
-    table = output.table("top key", "db", "type", "bytes", "elements", "ttl")
+    table = output.table(
+        "top key", "db", "type", "bytes", "elements", "ttl",
+        essential=("top key",),
+        drop=("elements", "db", "ttl", "type"),
+    )  # fmt: skip
     for key in report.top_keys:
         table.add_row(
             output.cell(key.key),
             str(key.db),
             key.type + (f"/{key.encoding}" if key.encoding else ""),
             human_bytes(key.bytes),
-            "-" if key.elements is None else f"{key.elements:,}",
-            "-" if key.ttl_ms < 0 else f"{key.ttl_ms // 1000:,}s",
+            human_count(key.elements),
+            "-" if key.ttl_ms < 0 else human_ms(key.ttl_ms),
         )
     return table
 

@@ -9,7 +9,7 @@ from redisops.fleet.fanout import HostResult
 from redisops.fleet.secrets import redact
 from redisops.memory.summary import MemorySummary, Severity, urgency
 from redisops.render.output import Output
-from redisops.render.units import human_bytes
+from redisops.render.units import human_bytes, human_count, human_percent, human_us
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -29,8 +29,11 @@ def memory_summary_table(output: Output, results: Sequence[HostResult[MemorySumm
     from rich.text import Text
 
     table = output.table(
-        "host", "role", "used", "peak", "rss", "frag", "maxmemory", "% used", "policy",
+        "host", "role", "used", "peak", "rss", "frag", "maxmemory", "", "% used", "policy",
         "evicted", "hits", "keys", "last fork", "doctor", "flags",
+        essential=("host",),
+        drop=("", "last fork", "peak", "rss", "hits", "evicted", "doctor", "frag", "policy",
+              "keys", "role"),
     )  # fmt: skip
     # Piped, a blank line sets the notes apart from the rows; a terminal table ends with one.
     notes = Text("" if output.out.is_terminal else "\n")
@@ -39,7 +42,7 @@ def memory_summary_table(output: Output, results: Sequence[HostResult[MemorySumm
         host = redact(result.host)
         if not result.ok or summary is None:
             # The message goes under the table: in a cell it would wrap the row.
-            table.add_row(output.cell(result.host), *["-"] * 13, "[red]error[/]")
+            table.add_row(output.cell(result.host), *["-"] * 6, "", *["-"] * 7, "[red]error[/]")
             notes.append(f"{host} ", style="bold")
             notes.append("error", style="red")
             notes.append(f": {redact(result.error or 'failed')}\n")
@@ -53,9 +56,10 @@ def memory_summary_table(output: Output, results: Sequence[HostResult[MemorySumm
             _ratio(summary.mem_fragmentation_ratio),
             human_bytes(summary.maxmemory) if summary.maxmemory else "no limit",
             usage_bar(output, summary.used_percent),
+            "-" if summary.used_percent is None else f"{summary.used_percent:4.1f}%",
             output.cell(summary.maxmemory_policy),
-            str(summary.evicted_keys),
-            _percent(summary.hit_ratio),
+            human_count(summary.evicted_keys),
+            human_percent(summary.hit_ratio),
             _keys(summary),
             _fork(summary),
             _doctor(summary),
@@ -77,37 +81,27 @@ def memory_summary_table(output: Output, results: Sequence[HostResult[MemorySumm
 
 
 def usage_bar(output: Output, percent: float | None) -> RenderableType:
-    """% of maxmemory as a Rich bar on a terminal, as `[#####.....]  50.0%` when piped."""
+    """% of maxmemory as a Rich bar on a terminal, as `[#####.....]` when piped; the figure
+    has its own column, which stays when the bar is dropped on a narrow terminal."""
     if percent is None:
         return "-"
     filled = min(BAR_WIDTH, round(percent * BAR_WIDTH / 100))
-    label = f"{percent:5.1f}%"
     if not output.out.is_terminal:
-        return output.cell(f"[{'#' * filled}{'.' * (BAR_WIDTH - filled)}] {label}")
+        return output.cell(f"[{'#' * filled}{'.' * (BAR_WIDTH - filled)}]")
     from rich.progress_bar import ProgressBar
-    from rich.table import Table
 
     style = "red" if percent > 90 else "yellow" if percent > 75 else "green"
-    cell = Table.grid(padding=(0, 1))
-    cell.add_row(
-        ProgressBar(
-            total=100,
-            completed=min(percent, 100.0),
-            width=BAR_WIDTH,
-            complete_style=style,
-            finished_style=style,
-        ),
-        label,
+    return ProgressBar(
+        total=100,
+        completed=min(percent, 100.0),
+        width=BAR_WIDTH,
+        complete_style=style,
+        finished_style=style,
     )
-    return cell
 
 
 def _ratio(value: float | None) -> str:
     return "-" if value is None else f"{value:.2f}"
-
-
-def _percent(ratio: float | None) -> str:
-    return "-" if ratio is None else f"{ratio * 100:.1f}%"
 
 
 def _flags(summary: MemorySummary) -> str:
@@ -127,8 +121,8 @@ def _doctor(summary: MemorySummary) -> str:
 
 def _keys(summary: MemorySummary) -> str:
     if len(summary.keyspace) > 1:
-        return f"{summary.keys} in {len(summary.keyspace)} dbs"
-    return str(summary.keys)
+        return f"{summary.keys:,} in {len(summary.keyspace)} dbs"
+    return human_count(summary.keys)
 
 
 def _fork(summary: MemorySummary) -> str:
@@ -138,4 +132,4 @@ def _fork(summary: MemorySummary) -> str:
     if not fork.total_forks:
         return "never"
     cow = max(fork.rdb_last_cow_size, fork.aof_last_cow_size)
-    return f"{fork.latest_fork_usec / 1000:.1f} ms / {human_bytes(cow)}"
+    return f"{human_us(fork.latest_fork_usec)} / {human_bytes(cow)}"

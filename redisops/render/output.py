@@ -90,7 +90,7 @@ class Output:
         from rich.text import Text
 
         text = Text(f"{label}: ", style=style)
-        text.append(redact(" ".join(message.split())))
+        text.append(printable(redact(" ".join(message.split()))))
         self.err.print(text, soft_wrap=True, highlight=False)
 
     # --- results on stdout -------------------------------------------------------------------
@@ -149,24 +149,48 @@ class Output:
         sys.stdout.write(json.dumps(_redacted(record), default=_jsonable) + "\n")
         sys.stdout.flush()
 
-    def table(self, *columns: str, title: str | None = None) -> Table:
-        """A table styled for the terminal, or plain columns when piped (for grep and cron)."""
-        from rich import box
-        from rich.table import Table
+    def table(
+        self,
+        *columns: str,
+        title: str | None = None,
+        essential: Sequence[str] = (),
+        drop: Sequence[str] = (),
+    ) -> Table:
+        """A table styled for the terminal, or plain columns when piped (for grep and cron).
 
-        if self.out.is_terminal:
-            return Table(*columns, title=title, box=box.SIMPLE_HEAD, header_style="bold")
-        return Table(
-            *columns, title=title, box=None, show_edge=False, header_style="", pad_edge=False
+        It fits the width it is printed at (render/layout.py): `essential` columns (names,
+        keys, ids) are never cut or dropped, `drop` columns go first to last when the rest
+        does not fit, and below that each row turns into `label  value` lines.
+        """
+        from rich import box
+
+        from redisops.render.layout import FitTable
+
+        style: dict[str, Any] = (
+            {"box": box.SIMPLE_HEAD, "header_style": "bold"}
+            if self.out.is_terminal
+            else {"box": None, "show_edge": False, "header_style": "", "pad_edge": False}
         )
+        return FitTable(*columns, title=title, essential=essential, drop=drop, **style)
 
     def cell(self, value: Any) -> str:
-        """A table cell as markup-safe text, secrets redacted, None shown as a dash."""
+        """A table cell as markup-safe text, secrets redacted, None shown as a dash, control
+        and bidi characters escaped (a key or message may hold any byte)."""
         from rich.markup import escape
 
         if value is None:
             return "-"
-        return escape(redact(str(value)))
+        return escape(printable(redact(str(value))))
+
+
+def printable(text: str) -> str:
+    """`text` with the characters a terminal would act on or hide (ESC, U+202E, zero-width
+    ones) escaped as key names are (`memory.patterns.key_text`); line breaks are kept."""
+    if text.isprintable():
+        return text
+    from redisops.memory.patterns import key_text
+
+    return "\n".join(key_text(line) for line in text.split("\n"))
 
 
 def _console(stream: Any) -> Console:

@@ -82,13 +82,17 @@ class PlaybookScreen:
             self.console.print(reason, style=style, markup=False)
 
     def summary(self, run: PlaybookRun) -> None:
-        table = self.output.table("step", "status", "took", "figures", title=f"{run.name}")
+        table = self.output.table(
+            "step", "status", "took", "figures", title=f"{run.name}", essential=("step",)
+        )
         for record in run.steps:
             style = STATUS_STYLE.get(record.status, "dim")
             table.add_row(
                 self.output.cell(record.step),
                 f"[{style}]{self.output.cell(record.status)}[/]",
-                _took(record.seconds) if record.status not in ("planned", "not run") else "-",
+                human_duration(record.seconds)
+                if record.status not in ("planned", "not run")
+                else "-",
                 self.output.cell(key_figures(record)),
             )
         self.console.print(table)
@@ -98,7 +102,7 @@ class PlaybookScreen:
 
 def doctor_table(output: Output, results: Sequence[HostResult[LatencyDoctor]]) -> Table:
     """LATENCY DOCTOR per host: off, quiet, or spikes, with the server's own report."""
-    table = output.table("host", "latency", "LATENCY DOCTOR says")
+    table = output.table("host", "latency", "LATENCY DOCTOR says", essential=("host",))
     for row in results:
         if not row.ok or row.data is None:
             table.add_row(output.cell(row.host), "[red]error[/]", output.cell(row.error))
@@ -118,10 +122,6 @@ def key_figures(record: StepRecord) -> str:
     if record.error:
         parts.append(record.error)
     return "; ".join(parts)
-
-
-def _took(seconds: float) -> str:
-    return f"{seconds:.1f}s" if seconds < 60 else human_duration(seconds)
 
 
 def save_export(console: Console, path: Path) -> None:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from redisops.fleet.fanout import HostResult
 from redisops.fleet.secrets import redact
 from redisops.render.output import Output
-from redisops.render.units import human_duration
+from redisops.render.units import human_count, human_duration, human_ms, human_us
 from redisops.slowlog.collect import SlowlogReset
 from redisops.slowlog.digest import HISTOGRAM_EDGES_US, Digest, FingerprintStats
 from redisops.slowlog.tail import TailedEntry
@@ -22,17 +22,6 @@ if TYPE_CHECKING:
 
 SPARKS = "▁▂▃▄▅▆▇█"
 HISTOGRAM_LABEL = "≤10µs … >1s"
-
-
-def micros(us: int | None) -> str:
-    """A duration in µs as people read it: 850µs, 12.3ms, 2.05s."""
-    if us is None:
-        return "-"
-    if us < 1000:
-        return f"{us}µs"
-    if us < 1_000_000:
-        return f"{us / 1000:.1f}ms"
-    return f"{us / 1_000_000:.2f}s"
 
 
 def sparkline(histogram: Sequence[int]) -> str:
@@ -93,7 +82,9 @@ def _fingerprint_table(output: Output, digest: Digest) -> Table:
     table = output.table(
         "#", "fingerprint", "calls", "total", "share", "avg", "p50", "p95", "max",
         "hosts", "top client", HISTOGRAM_LABEL, "last seen",
-        title=f"{digest.entries} slowlog entries by fingerprint",
+        title=f"{digest.entries:,} slowlog entries by fingerprint",
+        essential=("fingerprint",),
+        drop=(HISTOGRAM_LABEL, "last seen", "top client", "p50", "max", "avg", "share", "hosts"),
     )  # fmt: skip
     for column in table.columns[2:9]:
         column.justify = "right"
@@ -103,13 +94,13 @@ def _fingerprint_table(output: Output, digest: Digest) -> Table:
         table.add_row(
             str(rank),
             output.cell(s.fingerprint),
-            str(s.count),
-            micros(s.total_us),
+            human_count(s.count),
+            human_us(s.total_us),
             f"{s.total_us * 100 / spent:.0f}%",
-            micros(s.avg_us),
-            micros(s.p50_us),
-            micros(s.p95_us),
-            micros(s.max_us),
+            human_us(s.avg_us),
+            human_us(s.p50_us),
+            human_us(s.p95_us),
+            human_us(s.max_us),
             output.cell(_names(s.hosts)),
             output.cell(_top_client(s)),
             sparkline(s.histogram),
@@ -120,8 +111,10 @@ def _fingerprint_table(output: Output, digest: Digest) -> Table:
 
 def _host_table(output: Output, results: Sequence[HostResult[HostSlowlog]]) -> Table:
     table = output.table(
-        "host", "role", "digested", "log", "logs slower than", "latency events", "notes", "status"
-    )
+        "host", "role", "digested", "log", "logs slower than", "latency events", "notes", "status",
+        essential=("host",),
+        drop=("latency events", "logs slower than", "log", "role", "digested"),
+    )  # fmt: skip
     for result in results:
         status = "[green]ok[/]" if result.ok else f"[red]error: {output.cell(result.error)}[/]"
         part = result.data
@@ -132,8 +125,8 @@ def _host_table(output: Output, results: Sequence[HostResult[HostSlowlog]]) -> T
         table.add_row(
             output.cell(result.host),
             output.cell(part.role),
-            str(part.entries),
-            f"{part.log_length}/{settings.max_len if settings.max_len is not None else '?'}",
+            human_count(part.entries),
+            f"{part.log_length:,}/{'?' if settings.max_len is None else f'{settings.max_len:,}'}",
             _threshold(settings.slower_than_us),
             output.cell(_latency(part)),
             output.cell("; ".join(part.warnings + part.notes) or None),
@@ -172,7 +165,7 @@ def tail_line(output: Output, tailed: TailedEntry, *, show_args: bool) -> None:
     line = Text(time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry.started)) + "  ")
     line.append(f"{tailed.host}  ", style="bold")
     line.append(f"#{entry.id}  ", style="dim")
-    line.append(f"{micros(entry.duration_us):>8}  ", style="yellow")
+    line.append(f"{human_us(entry.duration_us):>8}  ", style="yellow")
     line.append(redact(tailed.shape.fingerprint))
     client = " ".join(part for part in (entry.client_address, entry.client_name) if part)
     if client:
@@ -185,14 +178,16 @@ def tail_line(output: Output, tailed: TailedEntry, *, show_args: bool) -> None:
 
 
 def reset_table(output: Output, results: Sequence[HostResult[SlowlogReset]]) -> Table:
-    table = output.table("host", "address", "entries", "reset", "status")
+    table = output.table(
+        "host", "address", "entries", "reset", "status", essential=("host", "address")
+    )
     for result in results:
         status = "[green]ok[/]" if result.ok else f"[red]error: {output.cell(result.error)}[/]"
         outcome = result.data
         table.add_row(
             output.cell(result.host),
             output.cell(result.address),
-            "-" if outcome is None else str(outcome.entries),
+            "-" if outcome is None else human_count(outcome.entries),
             "-" if outcome is None else ("yes" if outcome.reset else "no"),
             status,
         )
@@ -217,7 +212,7 @@ def _threshold(slower_than_us: int | None) -> str:
         return "?"
     if slower_than_us < 0:
         return "[yellow]disabled[/]"
-    return "everything" if slower_than_us == 0 else micros(slower_than_us)
+    return "everything" if slower_than_us == 0 else human_us(slower_than_us)
 
 
 def _latency(part: HostSlowlog) -> str:
@@ -227,4 +222,4 @@ def _latency(part: HostSlowlog) -> str:
         return "none"
     worst = max(part.latency, key=lambda event: event.max_ms)
     more = f" +{len(part.latency) - 1}" if len(part.latency) > 1 else ""
-    return f"{worst.event} {worst.latest_ms}ms (max {worst.max_ms}ms){more}"
+    return f"{worst.event} {human_ms(worst.latest_ms)} (max {human_ms(worst.max_ms)}){more}"
