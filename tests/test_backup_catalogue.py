@@ -8,7 +8,15 @@ from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from redisops.backup.catalogue import FAILED, format_time, read_backup, write_manifest
+from redisops.backup.catalogue import (
+    FAILED,
+    format_time,
+    load_catalogue,
+    read_backup,
+    write_manifest,
+)
+from redisops.backup.metrics import metrics_text
+from redisops.fleet.fanout import HostResult
 from tests.cli_helpers import redisops
 from tests.test_backup import backups_in, cli, client_for, seeded
 
@@ -67,6 +75,10 @@ def test_a_safety_backup_is_never_latest_and_never_fills_a_retention_slot(seeded
         safety: "safety",
     }
     assert as_json["summary"]["safety"] == 1
+    # A failed night after the restore: "last success" is the real backup, not the safety one.
+    failed_run = [HostResult("node-1", "127.0.0.1", False, "down", None)]
+    text = metrics_text(failed_run, load_catalogue([dest]), "rdb")
+    assert 'redisops_backup_last_success_keys{host="node-1",kind="rdb"} 300\n' in text
 
     pruned = cli(seeded, "-o", "json", "backup", "prune", "--dest", str(dest), "--keep-last",
                  "1", "--yes")  # fmt: skip
