@@ -64,3 +64,18 @@ def test_excluding_everything_is_a_usage_error(inventory):
     with pytest.raises(UsageError) as caught:
         select_hosts(inventory, "cache,!cache-*")
     assert caught.value.message == "--limit 'cache,!cache-*' leaves no host"
+
+
+def test_a_name_matching_nothing_gets_a_did_you_mean(inventory):
+    """Issue 20 item 10: as unknown inventory keys do."""
+    with pytest.raises(UsageError) as caught:
+        select_hosts(inventory, "cache-9")
+    assert caught.value.message == (
+        "--limit 'cache-9' matches no host or group (did you mean 'cache', 'cache-1' or 'cache-2'?)"
+    )
+    with pytest.raises(UsageError) as caught:
+        select_hosts(inventory, "sentinel")
+    assert caught.value.message == (
+        "--limit 'sentinel' matches no host or group "
+        "(did you mean 'sentinel-1', 'sentinel-2' or 'sentinels'?)"
+    )

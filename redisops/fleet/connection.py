@@ -124,6 +124,8 @@ def describe_redis_error(exc: Exception, host: Host, timeout: float) -> str:
     """One line saying what went wrong talking to `host`, without secrets or tracebacks."""
     import redis
 
+    if needs_password(exc, host):
+        return auth_required(host)
     if isinstance(exc, redis.AuthenticationError) or _is_auth_failure(exc):
         return f"authentication to {host.address} failed: {_first_line(exc)}"
     if isinstance(exc, redis.TimeoutError):
@@ -133,6 +135,26 @@ def describe_redis_error(exc: Exception, host: Host, timeout: float) -> str:
     if isinstance(exc, redis.ResponseError):
         return f"{host.address} replied with an error: {_first_line(exc)}"
     return f"{host.address}: {_first_line(exc)}"
+
+
+def needs_password(error: Exception | str, host: Host) -> bool:
+    """Whether `error` is the server asking for a password `host` has none configured for.
+
+    Redis says NOAUTH to a command, or, to redis-py's opening HELLO, "HELLO must be called with
+    the client already authenticated"."""
+    text = str(error)
+    return not has_password_source(host) and text.startswith(
+        ("NOAUTH", "HELLO must be called with the client already authenticated")
+    )
+
+
+def has_password_source(host: Host) -> bool:
+    return bool(host.password_env or host.password_file) or host.password is not None
+
+
+def auth_required(host: Host) -> str:
+    """The message for a server that wants a password when the inventory gives none."""
+    return f"authentication required: set password_env or password_file for {host.name}"
 
 
 def _is_auth_failure(exc: Exception) -> bool:

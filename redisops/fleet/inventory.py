@@ -12,7 +12,7 @@ import difflib
 import gc
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -371,14 +371,22 @@ class _Builder:
             self._fail(node, path, f"{name!r} is not a valid {what} name")
 
     def _unknown(self, node: Any, path: str, key: str, known: set[str]) -> None:
-        close = difflib.get_close_matches(key, sorted(known), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        self._fail(node, path, f"unknown key {key!r}{hint}")
+        self._fail(node, path, f"unknown key {key!r}{did_you_mean(key, known)}")
 
     def _fail(self, node: Any, path: str, message: str) -> None:
         line = f":{node.start_mark.line + 1}" if node is not None else ""
         where = f" {path}:" if path else ""
         raise InventoryError(f"{self.path}{line}:{where} {message}")
+
+
+def did_you_mean(word: str, known: Iterable[str], *, most: int = 1) -> str:
+    """` (did you mean 'x'?)` naming up to `most` of `known` close to `word`, else ""."""
+    close = sorted(difflib.get_close_matches(word, sorted(set(known)), n=most))
+    if not close:
+        return ""
+    quoted = [repr(name) for name in close]
+    listed = quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
+    return f" (did you mean {listed}?)"
 
 
 def _is_null(node: Any) -> bool:
@@ -462,9 +470,7 @@ def _tls(value: Any) -> TlsSettings | None:
     unknown = set(value) - TLS_KEYS
     if unknown:
         key = sorted(unknown)[0]
-        close = difflib.get_close_matches(key, sorted(TLS_KEYS), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ValueError(f"unknown tls key {key!r}{hint}")
+        raise ValueError(f"unknown tls key {key!r}{did_you_mean(key, TLS_KEYS)}")
     return TlsSettings(
         ca_file=_path(value["ca_file"]) if "ca_file" in value else None,
         cert_file=_path(value["cert_file"]) if "cert_file" in value else None,

@@ -52,6 +52,10 @@ class RespConnection:
         self.send(hiredis.pack_command(parts))
         reply = self.replies(1)[0]
         if isinstance(reply, hiredis.ReplyError):
+            from redisops.fleet.connection import auth_required, needs_password
+
+            if needs_password(reply, self.host):
+                raise HostError(auth_required(self.host))
             raise HostError(f"{self.host.address} replied with an error: {reply}")
         return reply
 

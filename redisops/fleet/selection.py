@@ -7,7 +7,7 @@ from fnmatch import fnmatchcase
 
 from redisops.errors import UsageError
 from redisops.fleet.host import Host
-from redisops.fleet.inventory import Inventory
+from redisops.fleet.inventory import Inventory, did_you_mean
 
 
 def select_hosts(inventory: Inventory, limit: str | None) -> tuple[Host, ...]:
@@ -27,8 +27,10 @@ def select_hosts(inventory: Inventory, limit: str | None) -> tuple[Host, ...]:
     for pattern in includes:
         matched = _matching(inventory, pattern)
         if not matched:
+            names = [h.name for h in inventory.hosts] + list(inventory.groups)
             raise UsageError(
-                f"--limit {pattern!r} matches no host or group",
+                f"--limit {pattern!r} matches no host or group"
+                f"{did_you_mean(pattern, names, most=3)}",
                 hint="see `redisops inventory list` for names",
             )
         chosen |= matched
