@@ -38,6 +38,8 @@ def check_host(host: Host, *, timeout: float) -> HostCheck:
     """Check one host; raises HostError if Redis does not answer, PartialFailure if SSH fails."""
     with redis_client(host, timeout=timeout, decode=True) as client:
         info = client.info("everything" if not host.is_sentinel else "default")
+        if not info:  # a Redis 6.2 Sentinel answers INFO EVERYTHING with nothing at all
+            info = client.info("default")
 
     identity = server_identity(info)
     role = "sentinel" if identity.is_sentinel else _role(info)
