@@ -77,7 +77,7 @@ def test_apply_fixes_drift_survives_restart_and_is_logged(make_lab, tmp_path):
 
     run = redisops("-i", inventory, "config", "apply", "--yes", "--audit-log", str(log))
     assert run.exit_code == 0, run.stderr
-    assert has_row(run.stdout, "node-1", "maxmemory", "0", "64mb", "applied")
+    assert has_row(run.stdout, "node-1", "maxmemory", "0 B", "64.0 MiB", "applied")
     for values in snapshot(state).values():
         assert (values["maxmemory"], values["maxmemory-policy"], values["save"]) == (
             "67108864",
