@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -10,6 +11,7 @@ import typer
 
 from redisops.cli.common import (
     DryRunOption,
+    GlobalOptions,
     YesOption,
     confirm_change,
     global_options,
@@ -161,13 +163,12 @@ def drill(
     promotion, not healthy after) or lost more than --max-lost writes. With --dry-run, stops
     after the pre-checks. Ctrl-C stops it within about a second, restarting a killed master.
     """
-    from redisops.fleet.inventory import resolve_inventory_path
     from redisops.sentinel.history import default_history_path
 
     options = global_options(ctx)
     output = make_output(options)
     path = history_file or default_history_path()
-    inventory_file = str(resolve_inventory_path(options.inventory).resolve())
+    inventory_file = _inventory_file(options)
     if history:
         return _show_history(
             output,
@@ -231,6 +232,190 @@ def drill(
     append_drill(path, report)
     output.note(f"drill {report.drill_id} appended to {path}")
     return ExitCode.OK if report.ok else ExitCode.FAILED
+
+
+@app.command()
+def remove(
+    ctx: typer.Context,
+    master: Annotated[
+        str, typer.Option("--master", help="The master's name, as the sentinels monitor it.")
+    ],
+    save: Annotated[
+        Path,
+        typer.Option(
+            "--save",
+            metavar="FILE",
+            help="Where to keep its settings first (a new file, written 0600).",
+        ),
+    ],
+    yes: YesOption = False,
+    dry_run: DryRunOption = False,
+) -> int:
+    """Stop watching a master on every selected sentinel, keeping its settings first.
+
+    Reads each sentinel's settings for the master (SENTINEL MASTER: address, quorum,
+    down-after-milliseconds, failover-timeout, parallel-syncs, scripts), writes them to FILE,
+    then sends SENTINEL REMOVE to each. Put it back with `sentinel monitor --from FILE`, which
+    sets them all again: SENTINEL MONITOR alone starts from Sentinel's defaults. Refused (exit
+    3, nothing changed) unless every selected sentinel monitors the master at one address, or
+    when FILE exists. FILE holds no secret: auth-pass is set again from the inventory.
+
+    Example: redisops -i prod.yaml sentinel remove --master cache --save cache.sentinel.json
+    """
+    from redisops.render.sentinel import settings_table
+    from redisops.sentinel.settings import (
+        read_settings,
+        refuse_existing,
+        remove_master,
+        save_settings,
+        saved_from,
+    )
+
+    options = global_options(ctx)
+    output = make_output(options)
+    inventory, hosts = load_selection(options, output)
+    sentinels = _sentinels(hosts)
+    read = read_settings(
+        sentinels, master=master, timeout=options.timeout, parallel=options.parallel
+    )
+    summary = {"master": master, "settings_file": str(save), "dry_run": dry_run}
+    try:
+        saved = saved_from(
+            read, inventory.hosts, master=master, inventory_file=_inventory_file(options)
+        )
+        refuse_existing(save)
+    except RefusedError:
+        output.host_results(
+            "sentinel remove",
+            read,
+            lambda rows: settings_table(output, rows),
+            summary=summary,
+            noun="sentinels",
+        )
+        raise
+    if dry_run:
+        output.host_results(
+            "sentinel remove",
+            read,
+            lambda rows: settings_table(output, rows),
+            summary=summary,
+            noun="sentinels",
+        )
+        output.err.print(
+            f"dry run: nothing was changed; would save these settings to {save}, then "
+            f"SENTINEL REMOVE {master} on {len(sentinels)} sentinels",
+            style="dim",
+            highlight=False,
+            markup=False,
+        )
+        return ExitCode.OK
+    output.err.print(settings_table(output, read))
+    confirm_change(
+        f"Save {master}'s settings to {save}, then remove {master} from "
+        f"{len(sentinels)} sentinels?",
+        yes=yes,
+    )
+    save_settings(save, saved)
+    removed = remove_master(sentinels, saved, timeout=options.timeout, parallel=options.parallel)
+    code = output.host_results(
+        "sentinel remove",
+        removed,
+        lambda rows: settings_table(output, rows),
+        summary=summary,
+        noun="sentinels",
+    )
+    again = shlex.join(
+        ["redisops", "-i", saved.inventory, "sentinel", "monitor", "--from", str(save)]
+    )
+    output.err.print(
+        f"settings saved to {save}; put them back with: {again}",
+        highlight=False,
+        soft_wrap=True,
+        markup=False,
+    )
+    return code
+
+
+@app.command()
+def monitor(
+    ctx: typer.Context,
+    from_: Annotated[
+        Path,
+        typer.Option(
+            "--from",
+            metavar="FILE",
+            help="The settings `sentinel remove --save FILE` kept.",
+        ),
+    ],
+    yes: YesOption = False,
+    dry_run: DryRunOption = False,
+) -> int:
+    """Watch a master again on the selected sentinels, with the settings it had.
+
+    On each selected sentinel FILE has settings for: SENTINEL MONITOR at the saved address and
+    quorum (skipped when it already monitors the master there), SENTINEL SET of every saved
+    setting, auth-pass and auth-user from the inventory's credentials of the master (never
+    from the file), then a read-back: a sentinel whose settings differ is an error (exit 1).
+    A sentinel that monitors the master at another address is left alone (an error row).
+    Then check with `sentinel status`: the sentinels find each other again within seconds.
+
+    Example: redisops -i prod.yaml sentinel monitor --from cache.sentinel.json --yes
+    """
+    from redisops.render.sentinel import settings_table
+    from redisops.sentinel.settings import auth_host, load_settings, monitor_master, saved_for
+
+    options = global_options(ctx)
+    output = make_output(options)
+    saved = load_settings(from_)
+    inventory, hosts = load_selection(options, output)
+    planned = saved_for(saved, _sentinels(hosts))
+    chosen = [host for host in hosts if host.name in {row.host for row in planned}]
+    auth = auth_host(saved, inventory.hosts)
+    summary = {
+        "master": saved.master,
+        "settings_file": str(from_),
+        "dry_run": dry_run,
+        "auth": saved.auth,
+    }
+    where = f"auth-pass from {auth.name} ({saved.auth})" if auth else "no auth-pass (none saved)"
+    if dry_run:
+        output.host_results(
+            "sentinel monitor",
+            planned,
+            lambda rows: settings_table(output, rows),
+            summary=summary,
+            noun="sentinels",
+        )
+        output.err.print(
+            f"dry run: nothing was changed; would monitor {saved.master} with these settings "
+            f"and {where}",
+            style="dim",
+            highlight=False,
+            markup=False,
+        )
+        return ExitCode.OK
+    output.err.print(settings_table(output, planned))
+    confirm_change(
+        f"Monitor {saved.master} on {len(chosen)} sentinels with these settings and {where}?",
+        yes=yes,
+    )
+    results = monitor_master(
+        saved, chosen, inventory.hosts, timeout=options.timeout, parallel=options.parallel
+    )
+    return output.host_results(
+        "sentinel monitor",
+        results,
+        lambda rows: settings_table(output, rows),
+        summary=summary,
+        noun="sentinels",
+    )
+
+
+def _inventory_file(options: GlobalOptions) -> str:
+    """The inventory file's absolute path: what drills and saved settings are recorded under."""
+    from redisops.fleet.inventory import resolve_inventory_path
+
+    return str(resolve_inventory_path(options.inventory).resolve())
 
 
 def _show(output: Output, row: HostResult, view: RenderableType, summary: dict) -> None:

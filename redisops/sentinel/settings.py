@@ -114,6 +114,16 @@ def saved_from(
     )
 
 
+def refuse_existing(path: Path) -> None:
+    """RefusedError when `path` exists: it may hold the only record of an earlier removal."""
+    if path.exists():
+        raise RefusedError(
+            f"{path} exists: it may be the only record of settings removed earlier; "
+            "nothing was changed",
+            hint=f"put them back with `sentinel monitor --from {path}`, or save to a new file",
+        )
+
+
 def save_settings(path: Path, saved: SavedSettings) -> None:
     """Write `saved` to `path`, created 0600 (a new 0700 folder if needed); RefusedError when
     `path` exists (it may hold the only record of an earlier removal), RedisopsError (exit 1)
@@ -126,11 +136,8 @@ def save_settings(path: Path, saved: SavedSettings) -> None:
         path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
-        raise RefusedError(
-            f"{path} exists: it may be the only record of settings removed earlier; "
-            "nothing was changed",
-            hint=f"put them back with `sentinel monitor --from {path}`, or save to a new file",
-        ) from None
+        refuse_existing(path)
+        raise
     except OSError as exc:
         raise RedisopsError(f"{path} cannot be written: {exc.strerror}") from None
     try:
@@ -157,16 +164,36 @@ def load_settings(path: Path) -> SavedSettings:
 
 
 def remove_master(
-    sentinels: Sequence[Host], *, master: str, timeout: float, parallel: int
-) -> list[HostResult[str]]:
-    """SENTINEL REMOVE `master` on each Sentinel (after its settings were saved)."""
+    sentinels: Sequence[Host], saved: SavedSettings, *, timeout: float, parallel: int
+) -> list[HostResult[MasterSettings]]:
+    """SENTINEL REMOVE the master on each Sentinel (once `saved` is on disk); each row holds
+    the settings that Sentinel had."""
+    entries = {entry.sentinel: entry for entry in saved.sentinels}
 
-    def remove(host: Host) -> str:
+    def remove(host: Host) -> MasterSettings:
         with redis_client(host, timeout=timeout, decode=True, client_name=CLIENT_NAME) as c:
-            c.execute_command("SENTINEL", "REMOVE", master)
-        return "removed"
+            c.execute_command("SENTINEL", "REMOVE", saved.master)
+        return entries[host.name]
 
     return run_on_hosts(sentinels, remove, parallel=parallel)
+
+
+def saved_for(saved: SavedSettings, sentinels: Sequence[Host]) -> list[HostResult[MasterSettings]]:
+    """The saved settings of the selected Sentinels, as rows (the plan of `monitor_master`);
+    UsageError when `saved` has settings for none of them."""
+    selected = {host.name for host in sentinels}
+    rows = [
+        HostResult(entry.sentinel, entry.sentinel_address, True, None, entry)
+        for entry in saved.sentinels
+        if entry.sentinel in selected
+    ]
+    if not rows:
+        names = ", ".join(entry.sentinel for entry in saved.sentinels)
+        raise UsageError(
+            f"the settings are for {names}, and none of them is selected",
+            hint="use the inventory they were saved with, and a --limit that selects them",
+        )
+    return rows
 
 
 def monitor_master(
