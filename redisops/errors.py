@@ -17,14 +17,21 @@ class ExitCode(IntEnum):
 
 
 class RedisopsError(Exception):
-    """An expected failure with a one-line message and an optional hint."""
+    """An expected failure with a one-line message and an optional hint.
+
+    `rerun_with` is an option that, added to the same command line, goes ahead (`--yes`,
+    `--force`): the error boundary, which knows the command line, prints it whole.
+    """
 
     exit_code: ExitCode = ExitCode.FAILED
 
-    def __init__(self, message: str, hint: str | None = None) -> None:
+    def __init__(
+        self, message: str, hint: str | None = None, *, rerun_with: str | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
+        self.rerun_with = rerun_with
 
     def __str__(self) -> str:
         return self.message

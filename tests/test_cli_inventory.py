@@ -149,9 +149,10 @@ def test_lab_password_appears_in_no_output(lab, lab_password, tmp_path):
     ("args", "message"),
     [
         (["-i", "/nonexistent/inventory.yaml", "inventory", "list"],
-         "error: inventory /nonexistent/inventory.yaml not found"),
+         "error: inventory file /nonexistent/inventory.yaml not found (use -i or "
+         "REDISOPS_INVENTORY)"),
         (["--parallel", "0", "inventory", "list"], "error: --parallel must be at least 1, got 0"),
-        (["--timeout", "0", "inventory", "list"], "error: --timeout must be more than 0 seconds"),
+        (["--timeout", "0", "inventory", "list"], "error: --timeout must be 0.1 to 86400 seconds"),
         (["-o", "yaml", "inventory", "list"], "error: Invalid value for '-o' / '--output'"),
         (["--frob", "inventory", "list"], "error: No such option: --frob"),
     ],

@@ -175,8 +175,10 @@ def test_ssh_strict_false_is_warned_about(tmp_path):
 def test_missing_file(tmp_path):
     with pytest.raises(InventoryError) as caught:
         load_inventory(tmp_path / "nope.yaml")
-    assert caught.value.message == f"inventory {tmp_path / 'nope.yaml'} not found"
-    assert "REDISOPS_INVENTORY" in caught.value.hint
+    assert caught.value.message == (
+        f"inventory file {tmp_path / 'nope.yaml'} not found (use -i or REDISOPS_INVENTORY)"
+    )
+    assert caught.value.hint == "inventory.example.yaml shows the format"
 
 
 def test_yaml_syntax_error_names_the_line(tmp_path):

@@ -3,26 +3,34 @@
 from __future__ import annotations
 
 import importlib
+import shlex
 import sys
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from typer._click.exceptions import NoArgsIsHelpError
 from typer.core import TyperGroup
 
 from redisops import __version__
+from redisops.cli.argv import Arranged, arrange_arguments
 from redisops.cli.coercion import install_plain_coercion
-from redisops.cli.common import GlobalOptions, OutputFormat
-from redisops.cli.groups import COMMAND_GROUPS
+from redisops.cli.common import GlobalOptions, OutputFormat, command_line
+from redisops.cli.groups import COMMAND_GROUPS, ROOT_EXAMPLES, write_examples
 from redisops.errors import ExitCode, RedisopsError, UsageError
 from redisops.interrupt import Interrupted, stop_on_signals
+from redisops.render.output import Output, recording_documents
 
 install_plain_coercion()
 
+MIN_TIMEOUT = 0.1
+MAX_TIMEOUT = 86400.0  # one day
+
 
 class RedisopsGroup(TyperGroup):
-    """Loads command groups on demand, and turns every failure into `error: …` on one stderr
-    line and the exit code it maps to."""
+    """Loads command groups on demand, accepts global options anywhere, and turns every
+    failure into `error: …` on stderr (and, with -o json, one JSON document on stdout) with
+    the exit code it maps to."""
 
     def list_commands(self, ctx: Any) -> list[str]:
         return list(COMMAND_GROUPS)
@@ -40,6 +48,9 @@ class RedisopsGroup(TyperGroup):
         with formatter.section("Commands"):
             formatter.write_dl([(name, text) for name, (_, text) in COMMAND_GROUPS.items()])
 
+    def format_epilog(self, ctx: Any, formatter: Any) -> None:
+        write_examples(self.epilog, formatter)
+
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
@@ -54,26 +65,30 @@ class RedisopsGroup(TyperGroup):
         standalone_mode: bool = True,
         **extra: Any,
     ) -> Any:
-        try:
-            with stop_on_signals():
-                returned = super().main(
-                    args=args,
-                    prog_name=prog_name or "redisops",
-                    complete_var=complete_var,
-                    standalone_mode=False,
-                    **extra,
-                )
-            code = int(returned) if isinstance(returned, int) else ExitCode.OK
-        except _Stopped as stopped:
-            code = _report_interrupted(stopped.interrupted)
-        except RedisopsError as exc:
-            code = _report(exc.message, exc.hint, exc.exit_code)
-        except typer.Abort:
-            code = _report("aborted", None, ExitCode.REFUSED)
-        except typer.TyperException as exc:  # Typer's own usage errors: bad option, missing value
-            message = exc.format_message()
-            # A bare group (e.g. `redisops`) has printed its help already; nothing to add.
-            code = _report(message, "see --help", ExitCode.USAGE) if message else ExitCode.USAGE
+        given = list(sys.argv[1:] if args is None else args)
+        run = Arranged(given, "", json=False, inventory=None, limits=())
+        with recording_documents() as written:
+            try:
+                with stop_on_signals():
+                    run = arrange_arguments(self, given)
+                    returned = super().main(
+                        args=run.args,
+                        prog_name=prog_name or "redisops",
+                        complete_var=complete_var,
+                        standalone_mode=False,
+                        **extra,
+                    )
+                code = int(returned) if isinstance(returned, int) else ExitCode.OK
+            except _Stopped as stopped:
+                code = _report_interrupted(stopped.interrupted)
+            except RedisopsError as exc:
+                code = _report(run, exc.message, _hint(run, exc), exc.exit_code, bool(written))
+            except typer.Abort:
+                code = _report(run, "aborted", None, ExitCode.REFUSED, bool(written))
+            except NoArgsIsHelpError as exc:
+                code = _show_help(run, exc.ctx)
+            except typer.TyperException as exc:  # Typer's usage errors: bad option, no value
+                code = _report(run, exc.format_message(), "see --help", ExitCode.USAGE, False)
         if standalone_mode:
             sys.exit(code)
         return code
@@ -88,23 +103,48 @@ class _Stopped(Exception):
 
 
 def _report_interrupted(interrupted: Interrupted) -> int:
-    from redisops.render.output import Output
-
     Output().interrupted(str(interrupted), interrupted.done)
     return interrupted.exit_code
 
 
-def _report(message: str, hint: str | None, code: int) -> int:
-    from redisops.render.output import Output
-
-    Output().error(message, hint)
+def _report(run: Arranged, message: str, hint: str | None, code: int, written: bool) -> int:
+    """One `error:` line (and hint) on stderr; with -o json, also the failure's JSON document
+    unless the command wrote its own already."""
+    output = Output()
+    output.error(message, hint)
+    if run.json and not written:
+        output.failure(run.command, message, hint, code)
     return code
+
+
+def _hint(run: Arranged, exc: RedisopsError) -> str | None:
+    """The error's hint, its `redisops …` commands given this run's inventory, and with the
+    whole command line to paste when an option such as --yes would go ahead."""
+    invoked = command_line(run.inventory, ",".join(run.limits) or None)
+    hint = invoked.with_inventory(exc.hint) if exc.hint else exc.hint
+    if exc.rerun_with is None:
+        return hint
+    line = shlex.join(["redisops", *run.args, exc.rerun_with])
+    return f"{hint}: {line}" if hint else f"re-run with {exc.rerun_with}: {line}"
+
+
+def _show_help(run: Arranged, ctx: Any) -> int:
+    """Bare `redisops` shows its help on stdout and succeeds, as git and kubectl do; a bare
+    group is a usage error (a command is missing): its help goes to stderr, exit 2."""
+    if ctx.parent is None:
+        typer.echo(ctx.get_help())
+        return ExitCode.OK
+    typer.echo(ctx.get_help() + "\n", err=True)
+    names = ", ".join(ctx.command.list_commands(ctx))
+    return _report(run, f"{ctx.command_path} needs a command: {names}", None, ExitCode.USAGE, False)
 
 
 app = typer.Typer(
     cls=RedisopsGroup,
     name="redisops",
-    help="Operations toolbox for Redis fleets: one inventory, every host at once.",
+    help="Operations toolbox for Redis fleets: one inventory, every host at once. Global "
+    "options go before or after the command.",
+    epilog=ROOT_EXAMPLES,
     no_args_is_help=True,
     add_completion=False,
     # Plain help: Rich-formatted help imports markdown-it and costs ~150 ms per --help.
@@ -128,22 +168,35 @@ def root(
         typer.Option(
             "-i",
             "--inventory",
+            metavar="PATH",
             help="Inventory file [default: $REDISOPS_INVENTORY, else ./inventory.yaml].",
             show_default=False,
         ),
     ] = None,
     limit: Annotated[
-        str | None,
+        list[str] | None,
         typer.Option(
-            "-l", "--limit", help="Hosts or groups: comma-separated, globs, !name excludes."
+            "-l",
+            "--limit",
+            metavar="PATTERN",
+            help="Hosts or groups: comma-separated, globs, !name excludes; repeatable (the "
+            "patterns add up).",
+            show_default=False,
         ),
     ] = None,
     output: Annotated[
-        OutputFormat, typer.Option("-o", "--output", help="table for people, json for machines.")
+        OutputFormat,
+        typer.Option(
+            "-o", "--output", metavar="table|json", help="table for people, json for machines."
+        ),
     ] = OutputFormat.table,
-    parallel: Annotated[int, typer.Option(help="Hosts worked on at once.")] = 16,
+    parallel: Annotated[int, typer.Option(metavar="N", help="Hosts worked on at once.")] = 16,
     timeout: Annotated[
-        float, typer.Option(help="Per-host connect and command timeout, in seconds.")
+        float,
+        typer.Option(
+            metavar="SECONDS",
+            help=f"Per-host connect and command timeout ({MIN_TIMEOUT:g} to {MAX_TIMEOUT:g}).",
+        ),
     ] = 5.0,
     verbose: Annotated[
         bool, typer.Option("-v", "--verbose", help="More detail on stderr.")
@@ -157,11 +210,15 @@ def root(
 ) -> None:
     if parallel < 1:
         raise UsageError(f"--parallel must be at least 1, got {parallel}")
-    if not timeout > 0:
-        raise UsageError(f"--timeout must be more than 0 seconds, got {timeout:g}")
+    # A timeout past a day overflows the clocks of sockets and threads (OverflowError);
+    # one under 0.1 s fails every host and says nothing about the fleet.
+    if not MIN_TIMEOUT <= timeout <= MAX_TIMEOUT:
+        raise UsageError(
+            f"--timeout must be {MIN_TIMEOUT:g} to {MAX_TIMEOUT:g} seconds, got {timeout:g}"
+        )
     ctx.obj = GlobalOptions(
         inventory=inventory_path,
-        limit=limit,
+        limit=",".join(limit) if limit else None,
         output=output,
         parallel=parallel,
         timeout=timeout,

@@ -432,6 +432,7 @@ def restore(
             raise RefusedError(
                 f"restore refused: {'; '.join(plan.refusals)}",
                 hint="fix that first, or re-run with --force if you are sure",
+                rerun_with="--force",
             )
         if dry_run:
             if output.format == "table":

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from redisops.commandline import CommandLine
 from redisops.errors import RefusedError
 from redisops.fleet.host import Host
 from redisops.render.output import Output
@@ -44,6 +45,19 @@ class GlobalOptions:
     parallel: int
     timeout: float
     verbose: bool
+
+    @property
+    def command_line(self) -> CommandLine:
+        """How this run was invoked, for the command lines it prints to be pasted."""
+        return command_line(str(self.inventory) if self.inventory else None, self.limit)
+
+
+def command_line(inventory: str | None, limit: str | None) -> CommandLine:
+    """The invocation for printed command lines: the inventory given with -i, else the one
+    $REDISOPS_INVENTORY names (a line pasted elsewhere may not have it), and the --limit."""
+    from redisops.fleet.inventory import INVENTORY_ENV
+
+    return CommandLine(inventory or os.environ.get(INVENTORY_ENV) or None, limit)
 
 
 def global_options(ctx: typer.Context) -> GlobalOptions:
@@ -83,7 +97,8 @@ def confirm_change(question: str, *, yes: bool) -> None:
     if not _stdin_is_terminal():
         raise RefusedError(
             f"{question} Refused: not on a terminal and --yes not given",
-            hint="re-run with --yes to go ahead, or --dry-run to see the plan only",
+            hint="re-run with --yes to go ahead (or --dry-run to see the plan only)",
+            rerun_with="--yes",
         )
     if not typer.confirm(question, default=False, err=True):
         raise RefusedError("declined; nothing was changed")

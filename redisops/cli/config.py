@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from contextlib import closing
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -21,6 +21,12 @@ from redisops.cli.common import (
 from redisops.cli.groups import command_group
 from redisops.cli.memory import FailOnOption
 from redisops.errors import ExitCode, UsageError
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from redisops.fleet.fanout import HostResult
+    from redisops.tuning.apply import HostChanges
 
 app = command_group("config")
 
@@ -67,9 +73,12 @@ def audit(
         timeout=options.timeout,
         parallel=options.parallel,
         rate_window=rate_window,
+        invoked=options.command_line,
     )
     if emit_yaml:
-        output.out.print(audit_yaml(fleet.results), markup=False, highlight=False, end="")
+        output.out.print(
+            audit_yaml(fleet.results, options.command_line), markup=False, highlight=False, end=""
+        )
         failed = [r.host for r in fleet.results if not r.ok]
         for r in fleet.results:
             if r.error:
@@ -79,7 +88,7 @@ def audit(
         code = output.host_results(
             "config audit",
             fleet.results,
-            lambda rows: audit_view(output, rows),
+            lambda rows: audit_view(output, rows, options.command_line),
             summary={
                 "findings": fleet.findings_by_severity(),
                 "sentinels_skipped": list(fleet.skipped_sentinels),
@@ -194,7 +203,10 @@ def apply(
     }
     if dry_run or refused or not pending:
         code = output.host_results(
-            "config apply", plans, lambda rows: changes_view(output, rows), summary=summary
+            "config apply",
+            _failing_refusals(plans) if refused else plans,
+            lambda rows: changes_view(output, rows),
+            summary=summary,
         )
         output.skipped_sentinels(sentinels, "Redis configuration")
         if refused:
@@ -215,3 +227,14 @@ def apply(
     output.skipped_sentinels(sentinels, "Redis configuration")
     output.note(f"changes recorded in {log_path}")
     return code
+
+
+def _failing_refusals(plans: Sequence[HostResult[HostChanges]]) -> list[HostResult[HostChanges]]:
+    """A host whose plan has a refused setting is a failed row, so a refused apply's JSON
+    document says `"ok": false` as its exit code 3 does."""
+    return [
+        replace(r, ok=False, error=f"refused: {', '.join(i.setting for i in r.data.refused)}")
+        if r.data and r.data.refused
+        else r
+        for r in plans
+    ]

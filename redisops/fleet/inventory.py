@@ -114,9 +114,10 @@ def load_inventory(path: str | Path) -> Inventory:
     try:
         text = read_yaml_text(path, InventoryError, what="inventory")
     except FileNotFoundError:
+        shown = path if path.is_absolute() or str(path).startswith(".") else f"./{path}"
         raise InventoryError(
-            f"inventory {path} not found",
-            hint="pass -i PATH or set REDISOPS_INVENTORY (see inventory.example.yaml)",
+            f"inventory file {shown} not found (use -i or {INVENTORY_ENV})",
+            hint="inventory.example.yaml shows the format",
         ) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise InventoryError(f"inventory {path} cannot be read: {_reason(exc)}") from None

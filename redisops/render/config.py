@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from rich.table import Table
     from rich.text import Text
 
+    from redisops.commandline import CommandLine
+
 _SEVERITY_STYLE = {Severity.critical: "red", Severity.warning: "yellow"}
 _OUTCOME_STYLE = {"applied": "green", "planned": "cyan", "unchanged": "dim"}
 # Settings Redis reads as one byte size (MEMORY_CONFIG in Redis 7's config.c): shown in
@@ -34,10 +36,12 @@ SIZE_SETTINGS = frozenset(
 )  # fmt: skip
 
 
-def audit_view(output: Output, results: Sequence[HostResult[HostAudit]]) -> RenderableType:
+def audit_view(
+    output: Output, results: Sequence[HostResult[HostAudit]], invoked: CommandLine | None = None
+) -> RenderableType:
     """One row per host, then the findings by severity (most severe first), each once for all
-    the hosts that have it: current and recommended value, why, and the fix; then unchecked
-    rules and errors."""
+    the hosts that have it: current and recommended value, why, and the fix (repeating the
+    inventory of `invoked`); then unchecked rules and errors."""
     from rich.console import Group
     from rich.padding import Padding
     from rich.table import Table
@@ -46,7 +50,7 @@ def audit_view(output: Output, results: Sequence[HostResult[HostAudit]]) -> Rend
     parts: list[RenderableType] = [_audit_hosts(output, results)]
     if not output.out.is_terminal:
         parts.append(Text(""))
-    groups = group_findings(results)
+    groups = group_findings(results, invoked)
     for severity in reversed(Severity):
         chosen = [group for group in groups if group.finding.severity is severity]
         if not chosen:
@@ -117,7 +121,7 @@ def _count(count: int, severity: Severity) -> str:
     return f"[{_SEVERITY_STYLE[severity]}]{count}[/]" if count else "0"
 
 
-def audit_yaml(results: Sequence[HostResult[HostAudit]]) -> str:
+def audit_yaml(results: Sequence[HostResult[HostAudit]], invoked: CommandLine | None = None) -> str:
     """The recommended settings as `redis_config` blocks to paste into the inventory.
 
     Hosts with the same recommendations share one block; findings that no Redis setting fixes
@@ -139,7 +143,7 @@ def audit_yaml(results: Sequence[HostResult[HostAudit]]) -> str:
         text = "# no finding is fixed by a Redis setting\nredis_config: {}\n"
     by_hand = [
         f"# {group.finding.rule} on {','.join(group.hosts)}: {group.fix}"
-        for group in group_findings(results)
+        for group in group_findings(results, invoked)
         if not group.finding.in_redis_config
     ]
     if by_hand:

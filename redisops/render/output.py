@@ -27,6 +27,8 @@ PIPED_WIDTH = 200
 
 # Set while a playbook step runs with -o json: the tables it would have shown are kept here.
 _step_views: ContextVar[list[Any] | None] = ContextVar("redisops_step_views", default=None)
+# Set by the CLI's error boundary for one run: the commands whose JSON reached stdout.
+_documents: ContextVar[list[str] | None] = ContextVar("redisops_documents", default=None)
 
 
 @contextmanager
@@ -39,6 +41,18 @@ def collecting_views() -> Iterator[list[RenderableType]]:
         yield views
     finally:
         _step_views.reset(token)
+
+
+@contextmanager
+def recording_documents() -> Iterator[list[str]]:
+    """Note each JSON document written inside, so the error boundary writes one only when the
+    command did not (with -o json, stdout carries exactly one)."""
+    written: list[str] = []
+    token = _documents.set(written)
+    try:
+        yield written
+    finally:
+        _documents.reset(token)
 
 
 class Output:
@@ -131,8 +145,29 @@ class Output:
             "results": [dataclasses.asdict(r) for r in results],
             "summary": summary,
         }
-        sys.stdout.write(json.dumps(_redacted(document), indent=2, default=_jsonable) + "\n")
+        text = json.dumps(_redacted(document), indent=2, default=_jsonable)
+        self._write_document(command, text)
+
+    def failure(self, command: str, message: str, hint: str | None, exit_code: int) -> None:
+        """The JSON document of a run stopped by an error (usage, refusal) before it wrote its
+        own: `ok` false and the error, so `| jq` sees the failure."""
+        document = {
+            "command": command,
+            "ok": False,
+            "error": " ".join(message.split()),
+            "hint": hint,
+            "exit_code": int(exit_code),
+            "results": [],
+            "summary": {},
+        }
+        self._write_document(command, json.dumps(_redacted(document), indent=2))
+
+    def _write_document(self, command: str, text: str) -> None:
+        sys.stdout.write(text + "\n")
         sys.stdout.flush()
+        written = _documents.get()
+        if written is not None:
+            written.append(command)
 
     def skipped_sentinels(self, names: Sequence[str], holds: str) -> None:
         """Say on stderr which Sentinels were left out, so a shorter table is no surprise."""
@@ -146,8 +181,8 @@ class Output:
 
     def json_line(self, record: dict[str, Any]) -> None:
         """Write one compact JSON object and a newline to stdout, flushed (for JSON Lines)."""
-        sys.stdout.write(json.dumps(_redacted(record), default=_jsonable) + "\n")
-        sys.stdout.flush()
+        text = json.dumps(_redacted(record), default=_jsonable)
+        self._write_document(str(record.get("command", "")), text)
 
     def table(
         self,

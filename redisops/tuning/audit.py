@@ -6,6 +6,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from redisops.commandline import CommandLine
 from redisops.fleet.fanout import HostResult, PartialFailure, run_on_hosts
 from redisops.fleet.host import Host
 from redisops.memory.summary import Severity
@@ -93,9 +94,14 @@ class FleetAudit:
 
 
 def evaluate(
-    facts: Facts, host: str, rules: Sequence[AuditRule] = RULES
+    facts: Facts,
+    host: str,
+    rules: Sequence[AuditRule] = RULES,
+    *,
+    invoked: CommandLine | None = None,
 ) -> tuple[tuple[Finding, ...], tuple[Unchecked, ...]]:
-    """The findings of `rules` on `facts` (most severe first), and the rules left unchecked."""
+    """The findings of `rules` on `facts` (most severe first), and the rules left unchecked;
+    fix lines repeat the inventory of `invoked`."""
     findings: list[Finding] = []
     unchecked: list[Unchecked] = []
     for rule in rules:
@@ -114,7 +120,7 @@ def evaluate(
                 current=hit.current,
                 recommended=hit.recommended,
                 why=rule.why,
-                fix=rule.fix_for(hit, host),
+                fix=rule.fix_for(hit, host, invoked),
                 value=hit.value,
                 in_redis_config=rule.fixed_by_apply,
             )
@@ -124,7 +130,12 @@ def evaluate(
 
 
 def audit_host(
-    host: Host, *, timeout: float, rate_window: float, instances_on_machine: int = 1
+    host: Host,
+    *,
+    timeout: float,
+    rate_window: float,
+    instances_on_machine: int = 1,
+    invoked: CommandLine | None = None,
 ) -> HostAudit:
     """Audit one Redis host; HostError when Redis cannot be read, PartialFailure (with the
     audit) when its machine could not be reached although the inventory says how."""
@@ -134,7 +145,7 @@ def audit_host(
         rate_window=rate_window,
         instances_on_machine=instances_on_machine,
     )
-    findings, unchecked = evaluate(facts, host.name)
+    findings, unchecked = evaluate(facts, host.name, invoked=invoked)
     audit = HostAudit(
         role=facts.role,
         version=str(facts.info.get("redis_version", "?")),
@@ -156,12 +167,14 @@ def audit_fleet(
     timeout: float,
     parallel: int,
     rate_window: float,
+    invoked: CommandLine | None = None,
 ) -> FleetAudit:
     """Audit every selected Redis host, at most `parallel` at once; Sentinels are skipped.
 
     `rate_window` is how many seconds the write rate is measured over (0: not measured).
     Instances that share an address in `inventory_hosts` (selected or not) share its memory
-    in the maxmemory budget. Raises UsageError when only Sentinels were selected.
+    in the maxmemory budget. Fix lines repeat the inventory of `invoked`. Raises UsageError
+    when only Sentinels were selected.
     """
     from redisops.fleet.selection import split_sentinels
 
@@ -174,6 +187,7 @@ def audit_fleet(
             timeout=timeout,
             rate_window=rate_window,
             instances_on_machine=per_address[host.host.lower()],
+            invoked=invoked,
         ),
         parallel=parallel,
     )
@@ -189,8 +203,11 @@ def recommended_config(audit: HostAudit) -> dict[str, str]:
     return config
 
 
-def group_findings(results: Sequence[HostResult[HostAudit]]) -> tuple[FindingGroup, ...]:
-    """Findings of all hosts, one group per rule and values, most severe first, in rule order."""
+def group_findings(
+    results: Sequence[HostResult[HostAudit]], invoked: CommandLine | None = None
+) -> tuple[FindingGroup, ...]:
+    """Findings of all hosts, one group per rule and values, most severe first, in rule order;
+    fix lines repeat the inventory of `invoked`."""
     rules = {rule.id: (order, rule) for order, rule in enumerate(RULES)}
     hosts: dict[tuple[str, str, str, str | None], list[str]] = {}
     findings: dict[tuple[str, str, str, str | None], Finding] = {}
@@ -202,7 +219,7 @@ def group_findings(results: Sequence[HostResult[HostAudit]]) -> tuple[FindingGro
     groups = []
     for key, finding in findings.items():
         hit = Hit(finding.current, finding.recommended, finding.value)
-        fix = rules[finding.rule][1].fix_for(hit, ",".join(hosts[key]))
+        fix = rules[finding.rule][1].fix_for(hit, ",".join(hosts[key]), invoked)
         groups.append(FindingGroup(finding, tuple(hosts[key]), fix))
     groups.sort(key=lambda g: (-g.finding.severity.rank, rules[g.finding.rule][0]))
     return tuple(groups)

@@ -12,6 +12,7 @@ import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from redisops.commandline import CommandLine
 from redisops.memory.summary import Severity
 from redisops.tuning.facts import (
     ACL,
@@ -49,7 +50,7 @@ SLOWLOG_SLOWER_THAN_US = 10000
 SLOWLOG_MAX_LEN = 128
 LATENCY_THRESHOLD_MS = 100
 
-APPLY = "redisops -l {host} config apply --set {assignment}"
+APPLY = "{redisops} -l {host} config apply --set {assignment}"
 
 
 @dataclass(frozen=True)
@@ -67,8 +68,9 @@ class AuditRule:
     """One item of the production checklist.
 
     `reads` names the inputs besides INFO (facts.CONFIG, facts.ACL, facts.MEM_TOTAL, …): when
-    one is missing the rule is reported unchecked. `fix` is a template with {host},
-    {assignment} (setting=value, shell-quoted), {value} and {recommended}.
+    one is missing the rule is reported unchecked. `fix` is a template with {redisops} (the
+    command with this run's inventory), {host}, {assignment} (setting=value, shell-quoted),
+    {value} and {recommended}.
     """
 
     id: str
@@ -84,9 +86,11 @@ class AuditRule:
         """True when a Redis setting fixes it, so its value belongs in `redis_config`."""
         return self.fix == APPLY
 
-    def fix_for(self, hit: Hit, host: str) -> str:
+    def fix_for(self, hit: Hit, host: str, invoked: CommandLine | None = None) -> str:
+        """The fix for `host`; a command in it repeats the inventory of `invoked`."""
         value = hit.value if hit.value is not None else hit.recommended
         return self.fix.format(
+            redisops=(invoked or CommandLine()).redisops(limit=False),
             host=host,
             assignment=shlex.quote(f"{self.setting}={value}"),
             value=value,
@@ -352,7 +356,7 @@ RULES: tuple[AuditRule, ...] = (
         (CONFIG,),
         "the data set nears maxmemory and the policy cannot evict anything: at the limit every "
         "write fails with OOM errors",
-        "redisops -l {host} config apply --set maxmemory-policy=allkeys-lru (a cache), "
+        "{redisops} -l {host} config apply --set maxmemory-policy=allkeys-lru (a cache), "
         "or a higher maxmemory",
         _eviction_cannot_free,
     ),
