@@ -28,6 +28,7 @@ from redisops.backup.replication import stream_rdb
 from redisops.backup.verify import check_aof_folder, feeds_for, new_findings
 from redisops.errors import HostError
 from redisops.fleet.host import Host
+from redisops.memory.rdb.reader import RdbReader
 from tests.rdb_builder import RdbBuilder, string_value
 from tests.servers import start_redis_server
 
@@ -105,9 +106,16 @@ def test_a_whole_rdb_checks_out_whatever_the_chunking(rdb, tmp_path):
 
 
 def test_truncated_and_flipped_files_are_named_as_such(rdb):
-    truncated = check(rdb[:-100])
+    # Cut where the byte before the last 8 is not an EOF opcode by chance (issue 20 item 13:
+    # a fixed cut of 100 bytes made the expected message depend on the data).
+    cut = next(n for n in range(100, 200) if rdb[-n - 9] != 0xFF)
+    truncated = check(rdb[:-cut])
     assert truncated.crc == CRC_MISMATCH
-    assert "truncated or corrupted: no end-of-file marker before the checksum" in truncated.problems
+    assert truncated.problems[0] == (
+        "truncated or corrupted: no end-of-file marker before the checksum"
+    )
+    assert truncated.problems[1].startswith("CRC64 mismatch: the trailer says")
+    assert len(truncated.problems) == 2
 
     flipped = bytearray(rdb)
     flipped[len(rdb) // 2] ^= 0x01
@@ -118,7 +126,62 @@ def test_truncated_and_flipped_files_are_named_as_such(rdb):
     )
 
     assert check(b"").problems == ("empty file",)
-    assert check(b"*1\r\n$4\r\nPING\r\n").problems == ("not an RDB file (no REDIS header)",)
+    assert check(b"*1\r\n$4\r\nPING\r\n").problems == (
+        "not an RDB file (no REDIS or VALKEY header)",
+    )
+
+
+@pytest.mark.parametrize("appended", [b"\n", b"\r\n", b"appended by a script\n" * 50])
+def test_bytes_after_the_checksum_are_a_warning_as_redis_loads_the_file(rdb, tmp_path, appended):
+    """Issue 20 item 14: Redis loads an RDB with bytes after its checksum; the checker finds
+    the real end (whatever the chunking), `backup verify` warns, the reader counts them."""
+    data = rdb + appended
+    for chunk in (7, 4096, 1 << 16, len(data)):
+        facts = check(data, chunk)
+        assert (facts.crc, facts.problems, facts.trailing) == (CRC_OK, (), len(appended))
+    findings = new_findings()
+    feeds, judge = feeds_for(StoredFile("dump.rdb", "dump.rdb", "rdb", 0, "", 0, "none"))
+    for feed in feeds:
+        feed.feed(data)
+    judge(findings)
+    assert findings.problems == []
+    assert findings.checks[:2] == [
+        f"dump.rdb: warning: {len(appended):,} bytes after the end of the RDB (ignored, as "
+        "Redis ignores them)",
+        "dump.rdb: RDB version 10, CRC64 ok",
+    ]
+    assert findings.verification().status == "verified"
+
+    reader = RdbReader([data])
+    assert sum(map(len, reader.batches())) == 1000
+    assert (reader.checksum, reader.trailing) == (CRC_OK, len(appended))
+
+    # the real server loads it: all 1,000 keys
+    (tmp_path / "dump.rdb").write_bytes(data)
+    process, port = start_redis_server(tmp_path, "--dbfilename", "dump.rdb")
+    try:
+        client = redis.Redis(port=port)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                assert client.dbsize() == 1000
+                break
+            except redis.BusyLoadingError:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+    finally:
+        process.kill()
+        process.wait()
+
+
+def test_a_zero_trailer_with_bytes_after_it(tmp_path):
+    """Without a checksum the end cannot be found by CRC: the checker calls it damaged (it
+    cannot tell), the reader, which parses the records, finds it and counts what follows."""
+    data = snapshot(tmp_path, "--rdbchecksum", "no") + b"\n"
+    assert check(data).problems
+    reader = RdbReader([data])
+    assert sum(map(len, reader.batches())) == 1000
+    assert (reader.checksum, reader.trailing) == (CRC_DISABLED, 1)
 
 
 def test_a_zero_trailer_means_checksum_disabled(tmp_path):

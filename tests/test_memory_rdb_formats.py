@@ -97,7 +97,7 @@ class Built:
     wants: list[Want]
     aux: dict[str, str] = field(default_factory=dict)
     functions: int = 0
-    modules_skipped: int = 0
+    module_values: int = 0
     redis_loads: bool = True  # redis-server 7.0 loads it: RDB <= 10, types <= 19, no modules
     redis_checks: bool = True  # redis-check-rdb 7.0 accepts it (it skips module values)
 
@@ -277,13 +277,13 @@ def build_modules() -> Built:
     fields = [("uint", 7), ("sint", -5), ("float", 1.5), ("double", 2.25), ("string", b"hello")]
     fields += [("string", b"x" * 100), ("uint", 2**40)]
     value = rb.module_value(MODULE, fields)
-    rdb.put(b"mod:key", value, ("module", None, 0), expire_ms=EXPIRE_MS)
+    rdb.put(b"mod:key", value, ("TestType1", None, 0), expire_ms=EXPIRE_MS)
     rdb.put(b"s:after", rb.string_value(b"after"), ("string", "embstr", 5))
     hash_lp = rb.packed(rb.HASH_LISTPACK, rb.listpack([b"f", b"v"]))
     rdb.put(b"h:after", hash_lp, ("hash", "listpack", 1))
     rdb.module_aux(MODULE, 2, [("double", 0.5)])
     return Built(
-        rdb.build(), 10, rdb.wants, aux={"redis-ver": "7.0.15"}, modules_skipped=1,
+        rdb.build(), 10, rdb.wants, aux={"redis-ver": "7.0.15"}, module_values=1,
         redis_loads=False,
     )  # fmt: skip
 
@@ -354,7 +354,7 @@ def build_redis_74() -> Built:
     rdb.put(b"h:ttl-table", hashtable, ("hash", "hashtable", 3), expire_ms=EXPIRE_MS)
     triples = [(b"a", b"1", FIELD_TTL_MS), (b"b", b"2", FIELD_TTL_MS + 5), (b"c", b"3", 0)]
     rdb.put(
-        b"h:ttl-listpack", rb.listpack_ex(rb.HASH_LISTPACK_EX, triples), ("hash", "listpack", 3)
+        b"h:ttl-listpack", rb.listpack_ex(rb.HASH_LISTPACK_EX, triples), ("hash", "listpackex", 3)
     )
     rdb.slot_info(15495, 1, 0)
     rdb.put(b"s:other-slot", rb.string_value(b"v"), ("string", "embstr", 1))
@@ -460,10 +460,27 @@ def test_every_version_header_is_read(version, tmp_path):
         assert (verdict.ok, verdict.keys) == (True, 1), verdict.message
 
 
-def test_version_13_is_refused_by_name():
-    data = Planned(13).build()
-    with pytest.raises(RdbError, match=r"RDB version 13 is not one this reader knows"):
-        read(data)
+def test_an_unknown_version_or_format_is_named_not_called_corrupted(tmp_path):
+    """Issue 20 item 17: a newer version, or another server's format, is said to be such
+    (never "corrupted"), and `memory rdb` exits 1."""
+    newer = Planned(13).build()
+    valkey_newer = b"VALKEY081" + Planned(13).build()[9:]
+    expected = {
+        newer: "RDB version 13 is newer than this reader knows (Redis RDB 1 to 12, Valkey "
+        "format 80)",
+        valkey_newer: "a Valkey RDB (format 81), newer than what this reader knows (Valkey "
+        "format 80; Redis RDB 1 to 12)",
+        b"KEYDB0001" + newer[9:]: "not an RDB file (no REDIS or VALKEY header)",
+    }
+    for data, message in expected.items():
+        with pytest.raises(RdbError) as caught:
+            read(data)
+        assert str(caught.value) == message
+        path = tmp_path / "dump.rdb"
+        path.write_bytes(data)
+        run = redisops("-o", "json", "memory", "rdb", str(path))
+        assert run.exit_code == 1
+        assert run.json()["results"][0]["error"] == message
 
 
 @pytest.mark.parametrize("name", SCENARIOS)
@@ -473,7 +490,8 @@ def test_every_encoding_is_read_exactly(name):
     assert described(records) == case.wants
     assert reader.version == case.version
     assert reader.aux == case.aux
-    assert (reader.functions, reader.modules_skipped) == (case.functions, case.modules_skipped)
+    module_values = sum(module.keys for module in reader.module_types)
+    assert (reader.functions, module_values) == (case.functions, case.module_values)
     assert reader.offset == len(case.data)
 
 
@@ -528,7 +546,7 @@ def test_records_do_not_depend_on_chunk_boundaries(name):
     for chunk in CHUNK_SIZES:
         reader, records = read(case.data, chunk)
         estimates = [r.bytes for r in records]  # ttl_ms is left out: it counts from now
-        facts = (reader.aux, reader.functions, reader.modules_skipped, reader.offset)
+        facts = (reader.aux, reader.functions, reader.module_types, reader.offset)
         seen.append((described(records), estimates, facts))
     assert seen[0][0] == case.wants
     assert seen[0] == seen[1] == seen[2]
@@ -571,7 +589,7 @@ def test_hashes_with_field_ttls_from_redis_74_release_candidates():
     rdb.select_db(0)
     triples = [(b"a", b"1", FIELD_TTL_MS), (b"b", b"2", 0)]
     lpex = rb.listpack_ex(rb.HASH_LISTPACK_EX_PRE_GA, triples)
-    rdb.put(b"h:rc-listpack", lpex, ("hash", "listpack", 2))
+    rdb.put(b"h:rc-listpack", lpex, ("hash", "listpackex", 2))
     table = rb.hash_with_field_ttls(rb.HASH_METADATA_PRE_GA, triples)
     rdb.put(b"h:rc-table", table, ("hash", "hashtable", 2))
     rdb.put(b"s:after", rb.string_value(b"v"), ("string", "embstr", 1))

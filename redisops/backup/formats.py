@@ -6,11 +6,16 @@ checked while it is written, without a second read.
 from __future__ import annotations
 
 import shlex
+from collections import deque
 from dataclasses import dataclass, field
 
 from redisops.backup.crc64 import crc64
 
 RDB_MAGIC = b"REDIS"
+# Valkey 9 writes `VALKEY` and a three-digit format number (rdb.h: RDB_VERSION 80); it keeps
+# 12-79 for Redis's formats it does not load (RDB_FOREIGN_VERSION_MIN/MAX).
+VALKEY_MAGIC = b"VALKEY"
+VALKEY_RDB_VERSIONS = (80,)
 # The RDB version each Redis writes, and the newest it loads (rdb.h's RDB_VERSION), from the
 # release that first wrote it: 6 by 2.6, 7 by 3.2, 8 by 4.0, 9 by 5.0-6.2, 10 by 7.0, 11 by
 # 7.2, 12 by 7.4 and 8.x.
@@ -24,6 +29,9 @@ TRAILER_BYTES = 8
 HEADER_BYTES = 9
 # The aux fields (redis-ver, ctime, repl-id, ...) sit within the first few hundred bytes.
 HEAD_KEPT = 4096
+# Bytes after the checksum (a newline, appended text) are found when they are at most this
+# many: the end of the RDB is looked for among the last TRAILING_WINDOW bytes.
+TRAILING_WINDOW = 64 << 10
 
 CRC_OK = "ok"
 CRC_DISABLED = "disabled"
@@ -34,13 +42,65 @@ PREAMBLE_UNENDED = (
 )
 
 
+class UnknownRdbFormat(ValueError):
+    """An RDB header of a version or a server this reader does not know: not corruption."""
+
+
+@dataclass(frozen=True)
+class RdbFormat:
+    """What an RDB header says: `flavour` "redis" or "valkey", and the format number."""
+
+    flavour: str
+    version: int
+
+    def __str__(self) -> str:
+        if self.flavour == "valkey":
+            return f"Valkey RDB format {self.version}"
+        return f"RDB version {self.version}"
+
+
+def rdb_format(head: bytes, *, known: bool = True) -> RdbFormat:
+    """The format the first 9 bytes of an RDB name.
+
+    Raises ValueError when they are no RDB header and, with `known`, UnknownRdbFormat (a
+    ValueError) when the version is one this reader does not know, named as such.
+    """
+    if head.startswith(VALKEY_MAGIC):
+        flavour, digits = "valkey", head[len(VALKEY_MAGIC) : HEADER_BYTES]
+    elif head.startswith(RDB_MAGIC):
+        flavour, digits = "redis", head[len(RDB_MAGIC) : HEADER_BYTES]
+    else:
+        raise ValueError("not an RDB file (no REDIS or VALKEY header)")
+    if len(head) < HEADER_BYTES or not digits.isdigit():
+        raise ValueError("RDB header has no version")
+    version = int(digits)
+    if not known:
+        return RdbFormat(flavour, version)
+    if flavour == "valkey" and version not in VALKEY_RDB_VERSIONS:
+        newest = VALKEY_RDB_VERSIONS[-1]
+        why = "newer than" if version > newest else "not one Valkey writes, nor"
+        raise UnknownRdbFormat(
+            f"a Valkey RDB (format {version}), {why} what this reader knows (Valkey format "
+            f"{newest}; Redis RDB 1 to {NEWEST_KNOWN_RDB_VERSION})"
+        )
+    if flavour == "redis" and version == 0:
+        raise ValueError("RDB header has version 0")
+    if flavour == "redis" and version > NEWEST_KNOWN_RDB_VERSION:
+        raise UnknownRdbFormat(
+            f"RDB version {version} is newer than this reader knows (Redis RDB 1 to "
+            f"{NEWEST_KNOWN_RDB_VERSION}, Valkey format {VALKEY_RDB_VERSIONS[-1]})"
+        )
+    return RdbFormat(flavour, version)
+
+
 @dataclass(frozen=True)
 class RdbFacts:
     """What the header and trailer of one RDB file say, and whether its checksum holds.
 
     `crc` is "ok", "disabled" (trailer 0: saved with rdbchecksum no, so nothing can be
     verified), "mismatch", or "absent" (versions before 5 have none). `problems` are
-    reasons to call the file corrupt.
+    reasons to call the file corrupt. `trailing` counts bytes after the checksum (Redis
+    ignores them); `flavour` is "redis" or "valkey" (the header's magic).
     """
 
     version: int | None
@@ -48,6 +108,8 @@ class RdbFacts:
     crc: str
     size: int
     problems: tuple[str, ...]
+    trailing: int = 0
+    flavour: str = "redis"
 
 
 def loadable_rdb_version(redis_version: str) -> int | None:
@@ -65,13 +127,20 @@ def loadable_rdb_version(redis_version: str) -> int | None:
 
 
 class RdbChecker:
-    """Feed it an RDB file's bytes in order; `finish()` checks header, EOF marker and CRC64."""
+    """Feed it an RDB file's bytes in order; `finish()` checks header, EOF marker and CRC64.
+
+    The end of the RDB is normally its last 9 bytes (EOF opcode, CRC64). Bytes appended after
+    it (Redis loads such files) are found by keeping the last TRAILING_WINDOW bytes and the
+    CRC up to them: the end is the first EOF opcode there whose next 8 bytes are the CRC64 of
+    everything before them. A zero trailer (no checksum) followed by more bytes cannot be told
+    apart from damage this way; the RDB reader, which parses the records, can.
+    """
 
     def __init__(self) -> None:
         self._head = bytearray()
-        self._tail = b""  # the last 8 bytes so far: possibly the trailer, so not yet in the CRC
-        self._before_tail: int | None = None  # the byte just before those 8: the EOF opcode
-        self._crc = 0
+        self._crc = 0  # over every byte fed
+        self._recent: deque[tuple[int, bytes]] = deque()  # (CRC before it, bytes), in order
+        self._recent_bytes = 0
         self._size = 0
 
     def feed(self, data: bytes | memoryview) -> None:
@@ -79,50 +148,69 @@ class RdbChecker:
         self._size += size
         if len(self._head) < HEAD_KEPT:
             self._head += data[: HEAD_KEPT - len(self._head)]
-        if size >= TRAILER_BYTES:
-            if size > TRAILER_BYTES:
-                self._before_tail = data[-TRAILER_BYTES - 1]
-            elif self._tail:
-                self._before_tail = self._tail[-1]
-            self._crc = crc64(data[:-TRAILER_BYTES], crc64(self._tail, self._crc))
-            self._tail = bytes(data[-TRAILER_BYTES:])
+        if size >= TRAILING_WINDOW:
+            kept = bytes(data[-TRAILING_WINDOW:])
+            before = crc64(data[:-TRAILING_WINDOW], self._crc)
+            self._recent, self._recent_bytes = deque([(before, kept)]), TRAILING_WINDOW
+            self._crc = crc64(kept, before)
             return
-        joined = self._tail + bytes(data)
-        cut = max(0, len(joined) - TRAILER_BYTES)
-        if cut:
-            self._before_tail = joined[cut - 1]
-        self._crc = crc64(joined[:cut], self._crc)
-        self._tail = joined[cut:]
+        self._recent.append((self._crc, bytes(data)))
+        self._recent_bytes += size
+        self._crc = crc64(data, self._crc)
+        while self._recent_bytes - len(self._recent[0][1]) >= TRAILING_WINDOW:
+            self._recent_bytes -= len(self._recent.popleft()[1])
 
     def finish(self) -> RdbFacts:
         head = bytes(self._head)
-        if len(head) < HEADER_BYTES or not head.startswith(RDB_MAGIC):
-            problem = "not an RDB file (no REDIS header)" if head else "empty file"
-            return RdbFacts(None, {}, CRC_ABSENT, self._size, (problem,))
+        if not head:
+            return RdbFacts(None, {}, CRC_ABSENT, self._size, ("empty file",))
         try:
-            version = int(head[5:HEADER_BYTES])
-        except ValueError:
-            return RdbFacts(None, {}, CRC_ABSENT, self._size, ("RDB header has no version",))
-        aux = read_aux_fields(head)
+            found = rdb_format(head[:HEADER_BYTES], known=False)
+        except ValueError as exc:
+            return RdbFacts(None, {}, CRC_ABSENT, self._size, (str(exc),))
+        version, aux = found.version, read_aux_fields(head)
+
+        def facts(crc: str, problems: tuple[str, ...], trailing: int = 0) -> RdbFacts:
+            return RdbFacts(version, aux, crc, self._size, problems, trailing, found.flavour)
+
         if version < CHECKSUM_SINCE_VERSION:
-            return RdbFacts(version, aux, CRC_ABSENT, self._size, ())
+            return facts(CRC_ABSENT, ())
         if self._size < HEADER_BYTES + 1 + TRAILER_BYTES:
-            return RdbFacts(version, aux, CRC_ABSENT, self._size, ("truncated: no checksum",))
+            return facts(CRC_ABSENT, ("truncated: no checksum",))
+        recent = b"".join(part for _, part in self._recent)
+        body = memoryview(recent)[:-TRAILER_BYTES]
+        content = crc64(body, self._recent[0][0])
+        trailer = int.from_bytes(recent[-TRAILER_BYTES:], "little")
+        ends_well = recent[-TRAILER_BYTES - 1] == RDB_OPCODE_EOF
+        if ends_well and trailer in (content, 0):
+            return facts(CRC_OK if trailer else CRC_DISABLED, ())
+        trailing = _bytes_after_the_end(recent, self._recent[0][0])
+        if trailing is not None:
+            return facts(CRC_OK, (), trailing=trailing)
         problems = []
-        trailer = int.from_bytes(self._tail, "little")
-        if self._before_tail != RDB_OPCODE_EOF:
+        if not ends_well:
             problems.append("truncated or corrupted: no end-of-file marker before the checksum")
         if trailer == 0:
-            crc = CRC_DISABLED
-        elif trailer != self._crc:
-            crc = CRC_MISMATCH
-            problems.append(
-                f"CRC64 mismatch: the trailer says {trailer:016x}, the content gives "
-                f"{self._crc:016x}"
-            )
-        else:
-            crc = CRC_OK
-        return RdbFacts(version, aux, crc, self._size, tuple(problems))
+            return facts(CRC_DISABLED, tuple(problems))
+        problems.append(
+            f"CRC64 mismatch: the trailer says {trailer:016x}, the content gives {content:016x}"
+        )
+        return facts(CRC_MISMATCH, tuple(problems))
+
+
+def _bytes_after_the_end(recent: bytes, crc: int) -> int | None:
+    """How many bytes follow the first EOF opcode in `recent` whose next 8 bytes are the
+    CRC64 of all before them (`crc` is the CRC of the file up to `recent`); None if none is."""
+    view = memoryview(recent)
+    done = 0
+    at = recent.find(RDB_OPCODE_EOF)
+    while 0 <= at <= len(recent) - 1 - TRAILER_BYTES:
+        crc = crc64(view[done : at + 1], crc)
+        done = at + 1
+        if int.from_bytes(recent[done : done + TRAILER_BYTES], "little") == crc:
+            return len(recent) - done - TRAILER_BYTES
+        at = recent.find(RDB_OPCODE_EOF, done)
+    return None
 
 
 def read_aux_fields(head: bytes) -> dict[str, str]:
@@ -292,9 +380,9 @@ class AofChecker:
         if len(self._head) < HEAD_KEPT:
             self._head += data[: HEAD_KEPT - len(self._head)]
         if self._mode == "start":
-            if len(self._pending) < len(RDB_MAGIC):
+            if len(self._pending) < len(VALKEY_MAGIC):
                 return
-            if not self._pending.startswith(RDB_MAGIC):
+            if not self._pending.startswith((RDB_MAGIC, VALKEY_MAGIC)):
                 self._mode = "resp"
                 self.resp.feed(bytes(self._pending))
                 self._pending.clear()
@@ -351,10 +439,11 @@ class AofChecker:
     def _facts(self, crc: str, size: int) -> RdbFacts:
         head = bytes(self._head)
         try:
-            version = int(head[5:HEADER_BYTES])
+            found = rdb_format(head[:HEADER_BYTES], known=False)
         except ValueError:
             return RdbFacts(None, {}, crc, size, ("RDB preamble has no version",))
-        return RdbFacts(version, read_aux_fields(head), crc, size, ())
+        aux = read_aux_fields(head)
+        return RdbFacts(found.version, aux, crc, size, (), flavour=found.flavour)
 
 
 @dataclass(frozen=True)

@@ -92,14 +92,20 @@ def judge_rdb(findings: Findings, label: str, facts: RdbFacts) -> None:
     findings.problems.extend(f"{label}: {problem}" for problem in facts.problems)
     if facts.problems:
         return
+    if facts.trailing:  # Redis loads such a file: a warning, not a failure
+        findings.checks.append(
+            f"{label}: warning: {facts.trailing:,} bytes after the end of the RDB (ignored, "
+            "as Redis ignores them)"
+        )
+    kind = "Valkey RDB format" if facts.flavour == "valkey" else "RDB version"
     if facts.crc == CRC_OK:
-        findings.checks.append(f"{label}: RDB version {facts.version}, CRC64 ok")
+        findings.checks.append(f"{label}: {kind} {facts.version}, CRC64 ok")
     elif facts.crc == CRC_DISABLED:
         findings.unproven.append(
             f"{label}: CRC64 trailer is 0 (saved with rdbchecksum no): content cannot be verified"
         )
     elif facts.crc == CRC_ABSENT:
-        findings.unproven.append(f"{label}: RDB version {facts.version} has no checksum")
+        findings.unproven.append(f"{label}: {kind} {facts.version} has no checksum")
 
 
 def judge_tool(findings: Findings, verdict: checktool.ToolVerdict | None, tool: str) -> None:
@@ -107,10 +113,11 @@ def judge_tool(findings: Findings, verdict: checktool.ToolVerdict | None, tool: 
     if verdict is None:
         findings.checks.append(f"{tool} not installed: skipped")
         return
+    tool = verdict.tool
     if verdict.too_old:  # as if not installed: redisops' own checks stand, INFO counts keys
         findings.checks.append(f"{tool}: {verdict.message}")
         return
-    if tool == checktool.CHECK_RDB:
+    if tool in checktool.CHECK_RDB_TOOLS.values():
         findings.tool = verdict
     if verdict.ok:
         findings.checks.append(f"{tool}: {verdict.message}")
@@ -118,10 +125,10 @@ def judge_tool(findings: Findings, verdict: checktool.ToolVerdict | None, tool: 
         findings.problems.append(f"{tool}: {verdict.message}")
 
 
-def rdb_tool_feed() -> checktool.RdbToolFeed | None:
-    """redis-check-rdb reading a pipe, or None when it is not installed."""
-    path = checktool.find_tool(checktool.CHECK_RDB)
-    return checktool.RdbToolFeed(path) if path else None
+def rdb_tool_feed() -> checktool.RdbToolFeed:
+    """The checker that matches the RDB (redis-check-rdb, valkey-check-rdb) reading a pipe,
+    started once the header shows which; its verdict says when none is installed."""
+    return checktool.RdbToolFeed()
 
 
 def check_aof_folder(findings: Findings, folder: Path, files: Sequence[StoredFile]) -> None:
@@ -171,7 +178,7 @@ def feeds_for(stored: StoredFile) -> tuple[list, Callable[[Findings], None]]:
         def judge_rdb_file(findings: Findings) -> None:
             judge_rdb(findings, label, checker.finish())
             if stored.role == "rdb":
-                judge_tool(findings, tool.finish() if tool else None, checktool.CHECK_RDB)
+                judge_tool(findings, tool.finish(), checktool.CHECK_RDB)
 
         return [checker, *([tool] if tool else [])], judge_rdb_file
     if stored.role in ("aof-base", "aof-incr") and stored.source.endswith(".aof"):

@@ -170,11 +170,13 @@ def rdb(
     """The `memory report` of an RDB file or a catalogued backup, without touching Redis.
 
     Reads the file once, in chunks (zstd/gzip backups decompressed as they stream), checks
-    its CRC64, and estimates each key's MEMORY USAGE from its encoding. A truncated or
-    corrupted file fails (exit 1) naming the byte offset.
+    its CRC64, and estimates each key's MEMORY USAGE from its encoding. Redis RDB 1-12 and
+    Valkey's format 80. A truncated or corrupted file, or one Redis would refuse to load,
+    fails (exit 1) naming the byte offset and the key; so does an unknown format, named.
     """
     from redisops.memory.rdb.analysis import analyse_rdb, locate_rdb
     from redisops.memory.report import ReportOptions
+    from redisops.render.memory_rdb import rdb_notes
     from redisops.render.memory_report import bytes_progress, memory_report_view
 
     options = global_options(ctx)
@@ -188,13 +190,16 @@ def rdb(
     summary = {"backup_id": source.backup_id, "source": source.address}
     if details is not None:
         summary |= vars(details)
-    return output.host_results(
+    code = output.host_results(
         "memory rdb",
         [result],
         lambda rows: memory_report_view(output, rows),
         summary=summary,
         noun="files",
     )
+    if details is not None:
+        rdb_notes(output, source.label, details)
+    return code
 
 
 def _catalogues(options, output, target: str, dest: Path | None) -> list[Path]:

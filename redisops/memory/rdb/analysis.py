@@ -50,13 +50,30 @@ class RdbInput:
 
 @dataclass(frozen=True)
 class RdbDetails:
-    """What the file says of itself, beside the report (the JSON summary carries it)."""
+    """What the file says of itself, beside the report (the JSON summary carries it).
 
+    `flavour` is "redis" or "valkey" (the header's magic), `server_version` the saving
+    server's (its redis-ver or valkey-ver aux field). `checksum` is "ok", "disabled" (a zero
+    trailer) or "absent" (RDB < 5): only "ok" means the content was verified. `modules` has
+    one entry per module type ({type, id, encoding_version, module, keys, bytes}; `module` is
+    None for a type this reader does not know), their values sized from their serialized
+    length. `empty_keys` were left out as Redis leaves them out on load.
+    """
+
+    flavour: str
     rdb_version: int | None
     redis_version: str | None
+    server_version: str | None
     snapshot_time: str | None
+    checksum: str
+    trailing_bytes: int
     functions: int
-    modules_skipped: int
+    module_values: int
+    modules: list[dict]
+    empty_keys: int
+    empty_samples: list[str]
+    hash_field_ttls: int
+    hashes_with_field_ttls: int
 
 
 def locate_rdb(target: str, dests: Sequence[Path]) -> RdbInput:
@@ -154,12 +171,32 @@ def _report(
         [elements.get((fact.db, fact.key)) for fact in top],
     )
     ctime = reader.aux.get("ctime")
+    modules = [
+        {
+            "type": found.name,
+            "id": f"{found.id:#018x}",
+            "encoding_version": found.id & 0x3FF,
+            "module": found.module,
+            "keys": found.keys,
+            "bytes": found.bytes,
+        }
+        for found in reader.module_types
+    ]
     details = RdbDetails(
+        flavour=reader.flavour,
         rdb_version=reader.version,
         redis_version=reader.aux.get("redis-ver"),
+        server_version=reader.aux.get(f"{reader.flavour}-ver"),
         snapshot_time=_iso(int(ctime)) if ctime and ctime.isdigit() else None,
+        checksum=reader.checksum,
+        trailing_bytes=reader.trailing,
         functions=reader.functions,
-        modules_skipped=reader.modules_skipped,
+        module_values=sum(module["keys"] for module in modules),
+        modules=modules,
+        empty_keys=reader.empty_keys,
+        empty_samples=[f"db{db} {key_text(key)}" for db, key in reader.empty_samples],
+        hash_field_ttls=reader.hash_field_ttls,
+        hashes_with_field_ttls=reader.hashes_with_field_ttls,
     )
     return report, details
 

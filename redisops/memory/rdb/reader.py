@@ -1,9 +1,12 @@
 """A streaming RDB reader: one pass over the bytes, in chunks, yielding one record per key.
 
 Memory stays bounded by the chunk size and the largest packed blob (a listpack or ziplist is
-bounded by Redis' own limits); string payloads whose bytes are not needed are skipped, never
-buffered. The raw bytes also go to the RdbChecker `backup verify` uses, so the CRC64 trailer is
-checked in the same pass. Anything malformed raises RdbError naming the byte offset.
+bounded by Redis' own limits), plus each key's name once (to find duplicates); string payloads
+whose bytes are not needed are skipped, never buffered. The CRC64 of the bytes up to the EOF
+opcode is computed as they are consumed, so bytes after the trailer (which Redis ignores) are
+counted, not checksummed. Redis's RDB 1-12 and Valkey's format 80 are read. What Redis refuses
+to load (a damaged packed value, a duplicate key, a wrong checksum) raises RdbError naming the
+byte offset and the key; empty collections, which Redis skips, are counted and left out.
 """
 
 from __future__ import annotations
@@ -12,21 +15,34 @@ import contextlib
 import struct
 import time
 from collections.abc import Iterable, Iterator
+from operator import itemgetter
 from typing import NamedTuple
 
+from redisops.backup.crc64 import crc64
 from redisops.backup.formats import (
     CHECKSUM_SINCE_VERSION,
-    NEWEST_KNOWN_RDB_VERSION,
-    RDB_MAGIC,
-    RdbChecker,
+    CRC_ABSENT,
+    CRC_DISABLED,
+    CRC_OK,
+    HEADER_BYTES,
+    UnknownRdbFormat,
+    rdb_format,
 )
 from redisops.errors import HostError
+from redisops.memory.patterns import key_text
 from redisops.memory.rdb import estimate
-from redisops.memory.rdb.blobs import intset_count, listpack_count, ziplist_count, zipmap_count
+from redisops.memory.rdb.blobs import (
+    check_listpack,
+    checked_intset_count,
+    checked_ziplist_count,
+    checked_zipmap_count,
+    listpack_count,
+    listpack_items,
+)
 from redisops.memory.rdb.lzf import lzf_decompress
 
-# Opcodes (rdb.h)
-SLOT_INFO, FUNCTION2, FUNCTION_PRE_GA, MODULE_AUX = 0xF4, 0xF5, 0xF6, 0xF7
+# Opcodes (rdb.h); SLOT_IMPORT is Valkey 9's
+SLOT_IMPORT, SLOT_INFO, FUNCTION2, FUNCTION_PRE_GA, MODULE_AUX = 0xF3, 0xF4, 0xF5, 0xF6, 0xF7
 IDLE, FREQ, AUX, RESIZEDB = 0xF8, 0xF9, 0xFA, 0xFB
 EXPIRETIME_MS, EXPIRETIME, SELECTDB, EOF = 0xFC, 0xFD, 0xFE, 0xFF
 
@@ -54,9 +70,33 @@ TYPES = {
     20: ("set", "listpack"),
     21: ("stream", "stream"),
     22: ("hash", "hashtable"),
-    23: ("hash", "listpack"),
+    23: ("hash", "listpackex"),
     24: ("hash", "hashtable"),
-    25: ("hash", "listpack"),
+    25: ("hash", "listpackex"),
+}
+# Valkey's format 80 has Redis 7.2's types and, as 22, its own hashes with field TTLs.
+VALKEY_TYPES = {kind: TYPES[kind] for kind in range(22) if kind in TYPES} | {
+    22: ("hash", "hashtable")
+}
+COLLECTIONS = frozenset(("list", "set", "zset", "hash"))
+# Since Redis 7.2 (RDB 11; Valkey alike) a list of one packed node of at most 8 KiB (the
+# default list-max-listpack-size -2) is loaded, and named, `listpack` (t_list.c
+# listTypeTryConvertQuicklist); before, every list was a quicklist.
+LISTPACK_LISTS_SINCE = 11
+LISTPACK_LIST_BYTES = 8192
+# Well-known module types (the 9-character names their module ids encode).
+MODULE_NAMES = {
+    "ReJSON-RL": "RedisJSON",
+    "TSDB-TYPE": "RedisTimeSeries",
+    "MBbloom--": "RedisBloom",
+    "MBbloomCF": "RedisBloom",
+    "TopK-TYPE": "RedisBloom",
+    "CMSk-TYPE": "RedisBloom",
+    "TDIS-TYPE": "RedisBloom",
+    "ft_index0": "RediSearch",
+    "ft_invidx": "RediSearch",
+    "graphdata": "RedisGraph",
+    "GEARS_RGT": "RedisGears",
 }
 # Bytes kept ahead of the record being read, so most records are parsed from one buffer; a
 # bigger collection is given a window up to MAX_WINDOW before it is left to the streaming
@@ -70,6 +110,18 @@ _DOUBLE = struct.Struct("<d")
 
 class RdbError(HostError):
     """The file is not a readable RDB: truncated, corrupted or of an unknown kind."""
+
+
+class ModuleType(NamedTuple):
+    """Module values of one type: the name TYPE answers, the id it was saved with (its low 10
+    bits are the encoding version), the module that owns it when well known, and their count
+    and serialized bytes."""
+
+    name: str
+    id: int
+    module: str | None
+    keys: int
+    bytes: int
 
 
 class _Truncated(Exception):
@@ -97,12 +149,13 @@ class RdbKey(NamedTuple):
 class _Input:
     """Bytes in order from an iterable of chunks; `base` is the file offset of `buf[0]`."""
 
-    def __init__(self, chunks: Iterable[bytes], checker: RdbChecker) -> None:
+    def __init__(self, chunks: Iterable[bytes]) -> None:
         self._chunks = iter(chunks)
-        self._checker = checker
         self.buf = b""
         self.pos = 0
         self.base = 0
+        self.crc = 0  # CRC64 of the bytes before buf[crc_from]
+        self.crc_from = 0
 
     @property
     def offset(self) -> int:
@@ -111,11 +164,26 @@ class _Input:
     def _next_chunk(self) -> bytes:
         for chunk in self._chunks:
             if chunk:
-                self._checker.feed(chunk)
                 return chunk
         raise _Truncated
 
+    def checksum_to_here(self) -> int:
+        """The CRC64 of every byte before `offset`."""
+        self.crc = crc64(memoryview(self.buf)[self.crc_from : self.pos], self.crc)
+        self.crc_from = self.pos
+        return self.crc
+
+    def rest(self) -> int:
+        """Read to the end of the data; how many bytes there were."""
+        count = len(self.buf) - self.pos
+        self.pos = len(self.buf)
+        for chunk in self._chunks:
+            count += len(chunk)
+        return count
+
     def _fill(self, need: int) -> None:
+        self.checksum_to_here()
+        self.crc_from = 0
         parts = [self.buf[self.pos :]]
         have = len(parts[0])
         self.base += self.pos
@@ -155,8 +223,9 @@ class _Input:
         left = len(self.buf) - self.pos
         while size > left:
             size -= left
+            self.crc = crc64(memoryview(self.buf)[self.crc_from :], self.crc)
             self.base += len(self.buf)
-            self.buf, self.pos = b"", 0
+            self.buf, self.pos, self.crc_from = b"", 0, 0
             self.buf = self._next_chunk()
             left = len(self.buf)
         self.pos += size
@@ -194,11 +263,11 @@ class _Input:
             return lzf_decompress(self.read(compressed), size)
         return str(self._int(encoding)).encode()
 
-    def blob(self, kind: int) -> tuple[int, bytes]:
+    def blob(self, kind: int, *, whole: bool = False) -> tuple[int, bytes]:
         """(length, bytes) of a packed blob (listpack, ziplist, intset, zipmap) of type `kind`.
 
-        Of an LZF-compressed blob only the header is expanded (it sits in LZF's first literal
-        run) unless the header lacks the element count.
+        Of an LZF-compressed listpack or intset only the header is expanded (it sits in LZF's
+        first literal run) unless the header lacks the element count or `whole` is asked for.
         """
         first = self.byte()
         if first < 0xC0:
@@ -208,7 +277,10 @@ class _Input:
         if encoding != 3:
             raise ValueError(f"a packed value saved as an integer (encoding {encoding})")
         compressed, size = self.length(), self.length()
-        return size, _expand_blob(kind, self.read(compressed), size)
+        data = self.read(compressed)
+        if whole or kind in _WALKED_KINDS:
+            return size, lzf_decompress(data, size)
+        return size, _expand_blob(kind, data, size)
 
     def string_size(self) -> int:
         """The length of a string, its bytes skipped."""
@@ -243,27 +315,46 @@ class _Input:
 
 class RdbReader:
     """Iterate over `records()` (or `batches()`) once; `version`, `aux`, `functions` and
-    `offset` fill in as it goes.
+    `offset` fill in as it goes, the rest once the file has been read.
 
     `chunks` are the raw file bytes in order (a file read in chunks, or a decompressed backup).
     """
 
     def __init__(self, chunks: Iterable[bytes]) -> None:
-        self._checker = RdbChecker()
-        self._in = _Input(chunks, self._checker)
+        self._in = _Input(chunks)
+        self.flavour = "redis"
         self.version: int | None = None
         self.aux: dict[str, str] = {}
         self.functions = 0
-        self.modules_skipped = 0
+        self.checksum = CRC_ABSENT  # then CRC_OK or CRC_DISABLED (a mismatch raises)
+        self.trailing = 0  # bytes after the checksum, which Redis ignores
+        self.empty_keys = 0  # empty collections, which Redis skips on load
+        self.empty_samples: list[tuple[int, bytes]] = []  # the first few of them (db, key)
+        self.hash_field_ttls = 0  # hash fields with a TTL of their own
+        self.hashes_with_field_ttls = 0
+        self._modules: dict[int, list[int]] = {}  # module id: [values, serialized bytes]
         # TTLs are counted from the snapshot's time (its `ctime` aux field, which Redis writes
         # before the keys; files older than Redis 4 have none: then from now).
         self.snapshot_ms = int(time.time() * 1000)
         self._record_start = 0
+        self._key = b""
+        self._types = TYPES
+        self._seen: dict[int, set[bytes]] = {}
 
     @property
     def offset(self) -> int:
         """Bytes read so far."""
         return self._in.offset
+
+    @property
+    def module_types(self) -> list[ModuleType]:
+        """The module types whose values the file holds, most bytes first."""
+        found = [
+            ModuleType(name, ident, MODULE_NAMES.get(name), keys, size)
+            for ident, (keys, size) in self._modules.items()
+            for name in (module_type_name(ident),)
+        ]
+        return sorted(found, key=lambda module: (-module.bytes, module.name))
 
     def records(self) -> Iterator[RdbKey]:
         """Every key in file order; raises RdbError with the offset when the file is bad,
@@ -279,37 +370,42 @@ class RdbReader:
         except _Truncated:
             raise RdbError(
                 f"RDB truncated at byte {self._in.base + len(self._in.buf):,}: the file ends "
-                f"inside the record that starts at byte {self._record_start:,}"
+                f"inside the record that starts at byte {self._record_start:,}" + self._of_key()
             ) from None
+        except UnknownRdbFormat as exc:
+            raise RdbError(str(exc)) from None
         except (ValueError, IndexError, KeyError, OverflowError, struct.error) as exc:
             raise RdbError(
                 f"RDB corrupted near byte {self._in.offset:,} (record at byte "
-                f"{self._record_start:,}): {exc}"
+                f"{self._record_start:,}{self._of_key(',')}): {exc}"
             ) from None
+
+    def _of_key(self, joint: str = "") -> str:
+        if not self._key:
+            return ""
+        return f"{joint} key {_shown(self._key)}"
 
     def _batches(self) -> Iterator[list[tuple]]:
         read = self._in
-        header = read.read(9)
-        if not header.startswith(RDB_MAGIC):
-            raise ValueError("not an RDB file (no REDIS header)")
         try:
-            version = int(header[5:])
-        except ValueError:
-            raise ValueError("RDB header has no version") from None
-        if not 1 <= version <= NEWEST_KNOWN_RDB_VERSION:
-            raise ValueError(
-                f"RDB version {version} is not one this reader knows (1 to "
-                f"{NEWEST_KNOWN_RDB_VERSION})"
-            )
-        self.version = version
+            found = rdb_format(read.read(HEADER_BYTES))
+        except ValueError as exc:  # no RDB at all: not a corrupted one
+            raise UnknownRdbFormat(str(exc)) from None
+        self.flavour, self.version = found.flavour, found.version
+        if found.flavour == "valkey":
+            self._types = VALKEY_TYPES
+        version = found.version
+        listpack_lists = version >= LISTPACK_LISTS_SINCE
         db, expire, byte = 0, -1, read.byte
-        value, rows = self._value, []
+        value, rows, types, checked = self._value, [], self._types, 0
         while True:
             if len(read.buf) - read.pos < WINDOW // 2:
                 read.prefetch(WINDOW)
             origin = self.snapshot_ms
             while True:
-                read.pos, expire, cut = _fast_records(read.buf, read.pos, db, expire, origin, rows)
+                read.pos, expire, cut = _fast_records(
+                    read.buf, read.pos, db, expire, origin, rows, listpack_lists
+                )
                 ahead = len(read.buf) - read.pos
                 if not cut or ahead >= MAX_WINDOW:
                     break
@@ -317,19 +413,25 @@ class RdbReader:
                 if len(read.buf) - read.pos == ahead:  # the data ends there
                     break
             if len(rows) >= BATCH:
+                self._check_duplicates(db, rows, checked)
                 yield rows
-                rows = []
+                rows, checked = [], 0
             self._record_start = read.offset
+            self._key = b""
             kind = byte()
-            if kind < SLOT_INFO:
-                if kind not in TYPES:
-                    raise ValueError(f"unknown value type {kind}")
-                key = read.string()
-                rows.append(value(db, key, kind, expire, origin))
+            if kind < SLOT_IMPORT:
+                if kind not in types:
+                    raise ValueError(f"unknown value type {kind}{_foreign_type(found, kind)}")
+                self._key = key = read.string()
+                row = value(db, key, kind, expire, origin, listpack_lists)
+                if row is not None:
+                    rows.append(row)
                 expire = -1
             elif kind == EXPIRETIME_MS:
                 expire = int.from_bytes(read.read(8), "little", signed=True)
             elif kind == SELECTDB:
+                self._check_duplicates(db, rows, checked)
+                checked = len(rows)
                 db = read.length()
             elif kind == RESIZEDB:
                 read.length()
@@ -349,12 +451,16 @@ class RdbReader:
                 read.string_size()
                 self.functions += 1
             elif kind == MODULE_AUX:
-                self._module_id(read.length())
+                read.length()
                 self._skip_module_value()
             elif kind == SLOT_INFO:
                 read.length()
                 read.length()
                 read.length()
+            elif kind == SLOT_IMPORT:  # Valkey 9: a slot import's name and slot ranges
+                read.string_size()
+                for _ in range(2 * read.length()):
+                    read.length()
             elif kind == FUNCTION_PRE_GA:  # Redis 7.0 release candidates: name, engine,
                 read.string_size()  # a description flag and description, then the code
                 read.string_size()
@@ -364,30 +470,61 @@ class RdbReader:
                 self.functions += 1
             else:  # EOF
                 break
+        self._check_duplicates(db, rows, checked)
         if rows:
             yield rows
         self._record_start = read.offset
+        self._key = b""
         if version >= CHECKSUM_SINCE_VERSION:
-            read.read(8)
-        if not read.at_end():
-            raise ValueError(f"unexpected data after the end of the RDB at byte {read.offset:,}")
-        facts = self._checker.finish()
-        if facts.problems:
-            raise ValueError(f"{'; '.join(facts.problems)} (trailer at byte {read.offset - 8:,})")
+            content = read.checksum_to_here()
+            trailer = int.from_bytes(read.read(8), "little")
+            if trailer and trailer != content:
+                raise ValueError(
+                    f"CRC64 mismatch: the trailer says {trailer:016x}, the content gives "
+                    f"{content:016x} (trailer at byte {read.offset - 8:,})"
+                )
+            self.checksum = CRC_OK if trailer else CRC_DISABLED
+        self.trailing = read.rest()
 
-    def _value(self, db: int, key: bytes, kind: int, expire: int, origin: int) -> RdbKey:
-        type_name, encoding = TYPES[kind]
+    def _check_duplicates(self, db: int, rows: list[tuple], start: int) -> None:
+        """Redis refuses a file that holds a key twice in one db (rdb.c: "Duplicated key
+        found in RDB file"); `rows[start:]` are all of `db`."""
+        if start == len(rows):
+            return
+        seen = self._seen.setdefault(db, set())
+        keys = list(map(_KEY_OF, rows[start:] if start else rows))
+        before = len(seen)
+        if seen.isdisjoint(keys):
+            seen.update(keys)
+            if len(seen) - before == len(keys):
+                return
+            seen = set()  # a key repeats among these: find which
+        for key in keys:
+            if key in seen:
+                self._key = b""
+                raise ValueError(
+                    f"key {_shown(key)} appears twice in db {db} (Redis refuses such a file)"
+                )
+            seen.add(key)
+
+    def _value(
+        self, db: int, key: bytes, kind: int, expire: int, origin: int, listpack_lists: bool
+    ) -> tuple | None:
+        """The key's row, or None for an empty collection (Redis skips it on load)."""
+        type_name, encoding = self._types[kind]
         read = self._in
         key_bytes = estimate.key_overhead(len(key))
         if kind == 0:
             elements, encoding = self._string_value()
             size = estimate.string_bytes(elements, encoding)
-        elif kind in (16, 17, 20, 13, 12, 10, 11, 9):
+        elif kind in _BLOB_COUNTS:
             blob_bytes, blob = read.blob(kind)
-            elements = _BLOB_COUNTS[kind](blob)
+            elements = _BLOB_COUNTS[kind](blob, blob_bytes)
             size = estimate.packed_bytes(blob_bytes)
         elif kind == 18 or kind == 14:
-            elements, size = self._quicklist(kind)
+            elements, size, packed = self._quicklist(kind)
+            if packed is not None and listpack_lists:
+                encoding, size = "listpack", estimate.packed_bytes(packed)
         elif kind == 4 or kind == 2:
             elements = read.length()
             strings = 0
@@ -415,22 +552,34 @@ class RdbReader:
         elif kind in (15, 19, 21):
             elements, size = self._stream(kind)
         elif kind in (22, 23, 24, 25):
-            elements, size = self._hash_with_field_expiry(kind)
+            if self.flavour == "valkey":
+                elements, size = self._valkey_hash_with_field_ttls()
+            else:
+                elements, size = self._hash_with_field_expiry(kind)
         elif kind == 7:
-            self._module_id(read.length())
+            start = read.offset
+            ident = read.length()
             self._skip_module_value()
-            self.modules_skipped += 1
-            elements, size = 0, 0
+            serialized = read.offset - start
+            type_name, elements, size = module_type_name(ident), 0, estimate.ROBJ + serialized
+            tally = self._modules.setdefault(ident, [0, 0])
+            tally[0] += 1
+            tally[1] += serialized
         else:  # 6: module values of Redis 4.0 release candidates carry no opcodes
             raise ValueError(
-                f"a module value in the pre-4.0 format ({self._module_id(read.length())}) "
+                f"a module value in the pre-4.0 format ({module_type_name(read.length())}) "
                 "cannot be skipped without its module"
             )
+        if not elements and type_name in COLLECTIONS:
+            self.empty_keys += 1
+            if len(self.empty_samples) < EMPTY_SAMPLES:
+                self.empty_samples.append((db, key))
+            return None
         if expire < 0:
             ttl = expire = -1
         else:
             ttl = max(0, expire - origin)
-        return RdbKey(db, key, type_name, key_bytes + size, ttl, encoding, elements, expire)
+        return (db, key, type_name, key_bytes + size, ttl, encoding, elements, expire)
 
     def _string_value(self) -> tuple[int, str]:
         read = self._in
@@ -451,20 +600,39 @@ class RdbReader:
             read.skip(size)
         return size, "embstr" if size <= estimate.EMBSTR_LIMIT else "raw"
 
-    def _quicklist(self, kind: int) -> tuple[int, int]:
+    def _quicklist(self, kind: int) -> tuple[int, int, int | None]:
+        """(elements, estimate as a quicklist, bytes of its only packed node if it has one
+        node of at most LISTPACK_LIST_BYTES, else None). Empty nodes are left out, as Redis
+        does on load."""
         read = self._in
         nodes = read.length()
-        elements = blobs = 0
+        elements = blobs = kept = 0
         size_class = estimate.size_class
+        packed = None
         for _ in range(nodes):
-            if kind == 18 and read.length() == 1:  # a plain node: one big element
+            container = read.length() if kind == 18 else 2
+            if container not in (1, 2):
+                raise ValueError(f"quicklist integrity check failed: container {container}")
+            if container == 1:  # a plain node: one big element
                 blob_bytes = read.string_size()
-                elements += 1
+                count = 1
             else:
                 blob_bytes, blob = read.blob(kind)
-                elements += (listpack_count if kind == 18 else ziplist_count)(blob)
-            blobs += size_class(blob_bytes)
-        return elements, estimate.quicklist_bytes(blobs, nodes)
+                if kind == 18:
+                    check_listpack(blob, blob_bytes)
+                    count = listpack_count(blob)
+                else:
+                    count = checked_ziplist_count(blob)
+                packed = blob_bytes
+            if not blob_bytes:
+                raise ValueError("quicklist node of 0 bytes")
+            if count:
+                elements += count
+                blobs += size_class(blob_bytes)
+                kept += 1
+        if kept != 1 or nodes != 1 or packed is None or packed > LISTPACK_LIST_BYTES:
+            packed = None
+        return elements, estimate.quicklist_bytes(blobs, kept), packed
 
     def _stream(self, kind: int) -> tuple[int, int]:
         read = self._in
@@ -507,19 +675,37 @@ class RdbReader:
         if kind in (24, 25):
             read.skip(8)  # the minimum field expiry
         if kind in (23, 25):
-            blob_bytes, blob = read.blob(kind)
-            return listpack_count(blob) // 3, estimate.packed_bytes(blob_bytes)
+            blob_bytes, blob = read.blob(kind, whole=True)
+            check_listpack(blob, blob_bytes)
+            items = listpack_items(blob)
+            self._count_field_ttls(sum(1 for ttl in items[2::3] if ttl))
+            return len(items) // 3, estimate.packed_bytes(blob_bytes)
         elements = read.length()
-        strings = 0
+        strings = ttls = 0
         for _ in range(elements):
-            read.length()  # the field's TTL (relative to the minimum in 24, absolute in 22)
+            ttls += read.length() != 0  # the field's TTL (relative to the minimum in 24)
             strings += estimate.sds_bytes(read.string_size())
             strings += estimate.sds_bytes(read.string_size())
+        self._count_field_ttls(ttls)
         return elements, estimate.hashtable_bytes(elements, strings)
 
-    def _module_id(self, module_id: int) -> str:
-        """The module's 9-character name, from the 64-bit id (its low 10 bits are a version)."""
-        return "".join(_MODULE_CHARSET[(module_id >> (64 - 6 * (i + 1))) & 63] for i in range(9))
+    def _valkey_hash_with_field_ttls(self) -> tuple[int, int]:
+        """Valkey 9's hashes with field TTLs (its type 22): field, value, and a 64-bit
+        expiry in ms (-1: none) per field."""
+        read = self._in
+        elements = read.length()
+        strings = ttls = 0
+        for _ in range(elements):
+            strings += estimate.sds_bytes(read.string_size())
+            strings += estimate.sds_bytes(read.string_size())
+            ttls += read.read(8) != _NO_FIELD_TTL
+        self._count_field_ttls(ttls)
+        return elements, estimate.hashtable_bytes(elements, strings)
+
+    def _count_field_ttls(self, fields: int) -> None:
+        if fields:
+            self.hash_field_ttls += fields
+            self.hashes_with_field_ttls += 1
 
     def _skip_module_value(self) -> None:
         """Skip a module value saved with opcodes (RDB_TYPE_MODULE_2 and module aux data)."""
@@ -537,6 +723,29 @@ class RdbReader:
                 raise ValueError(f"unknown module opcode {opcode}")
 
 
+def module_type_name(module_id: int) -> str:
+    """The module type's 9-character name, from the 64-bit id (module.c
+    moduleTypeEncodeId: 6 bits a character from the top, then a 10-bit encoding version)."""
+    return "".join(_MODULE_CHARSET[(module_id >> (64 - 6 * (i + 1))) & 63] for i in range(9))
+
+
+def _foreign_type(found, kind: int) -> str:
+    """What an unknown type byte suggests about the file's origin."""
+    if found.flavour == "valkey" and kind in TYPES:
+        return " (a Redis type Valkey does not write)"
+    return " (not one Redis or Valkey writes: another server's format, or damage)"
+
+
+def _shown(key: bytes) -> str:
+    """A key for a message: printable (escaped where it is not), cut at 100 bytes."""
+    return f"'{key_text(key[:100])}'" + ("…" if len(key) > 100 else "")
+
+
+_KEY_OF = itemgetter(1)
+_NO_FIELD_TTL = b"\xff" * 8
+EMPTY_SAMPLES = 10
+
+
 HEADER = 10  # a ziplist's count ends at byte 10; listpack, intset and zipmap counts before
 
 
@@ -552,14 +761,9 @@ def _expand_blob(kind: int, data: bytes, size: int) -> bytes:
 
 
 def _saturated(kind: int, head: bytes) -> bool:
-    """Whether a blob's header lacks its element count (so the entries must be walked)."""
-    if kind == 11:
-        return False
-    if kind == 9:
-        return head[0] >= 254
-    if kind in (10, 12, 13, 14):
-        return head[8:10] == b"\xff\xff"
-    return head[4:6] == b"\xff\xff"
+    """Whether a listpack's header lacks its element count (so the entries must be walked);
+    an intset's never does."""
+    return kind != 11 and head[4:6] == b"\xff\xff"
 
 
 def _is_long(text: bytes) -> bool:
@@ -572,20 +776,23 @@ def _is_long(text: bytes) -> bool:
     return -(2**63) <= int(text) < 2**63
 
 
-def _pairs(count: int) -> int:
-    return count // 2
-
-
 _BLOB_COUNTS = {
-    9: zipmap_count,
-    10: ziplist_count,
-    11: intset_count,
-    12: lambda blob: _pairs(ziplist_count(blob)),
-    13: lambda blob: _pairs(ziplist_count(blob)),
-    16: lambda blob: _pairs(listpack_count(blob)),
-    17: lambda blob: _pairs(listpack_count(blob)),
-    20: listpack_count,
+    9: lambda blob, size: checked_zipmap_count(blob),
+    10: lambda blob, size: checked_ziplist_count(blob),
+    11: checked_intset_count,
+    12: lambda blob, size: checked_ziplist_count(blob, pairs=True) // 2,
+    13: lambda blob, size: checked_ziplist_count(blob, pairs=True) // 2,
+    16: lambda blob, size: _checked_listpack_count(blob, size) // 2,
+    17: lambda blob, size: _checked_listpack_count(blob, size) // 2,
+    20: lambda blob, size: _checked_listpack_count(blob, size),
 }
+# Zipmaps and ziplists (Redis 2.x-6.x) are walked whole, as Redis does when it converts them.
+_WALKED_KINDS = frozenset((9, 10, 12, 13, 14))
+
+
+def _checked_listpack_count(blob: bytes, size: int) -> int:
+    check_listpack(blob, size)
+    return listpack_count(blob)
 
 
 # The fast path: records of the common kinds parsed straight from the buffer, without the
@@ -594,7 +801,7 @@ _BLOB_COUNTS = {
 # RdbReader._batches, which reads across chunks and skips big strings without buffering them.
 # Both must give the same record (tests read every file both ways).
 
-_PACKED_KINDS = frozenset((9, 10, 11, 12, 13, 16, 17, 20))
+_PACKED_KINDS = frozenset((11, 16, 17, 20))  # listpacks and intsets: header checks only
 _FAST_KINDS = frozenset((0, 2, 4, 18, *_PACKED_KINDS))
 _SHORT = 256  # lengths below this take their estimate from a table
 _KEY_BYTES = [estimate.key_overhead(n) for n in range(_SHORT)]
@@ -671,12 +878,14 @@ def _blob_at(buf: bytes, pos: int, kind: int) -> tuple[int, bytes, int]:
 
 
 def _fast_records(
-    buf: bytes, pos: int, db: int, expire: int, origin: int, rows: list
+    buf: bytes, pos: int, db: int, expire: int, origin: int, rows: list, listpack_lists: bool
 ) -> tuple[int, int, bool]:
     """Append the records from `pos` on that lie wholly in `buf` and are of a common kind.
 
     Returns where it stopped (a record for the general path), the expiry still pending, and
     whether a longer buffer would let it go on (a collection running past the end of `buf`).
+    A value that fails a check, or an empty collection, is left to the general path, which
+    says what is wrong or counts it.
     """
     end = len(buf)
     append, kinds, types = rows.append, _FAST_KINDS, TYPES
@@ -727,13 +936,21 @@ def _fast_records(
                 else:
                     blob_bytes, blob, at = _blob_at(buf, at, kind)
                 if kind >= 16:  # listpacks: the count is in the header unless it saturated
+                    if (
+                        blob_bytes < 7
+                        or int.from_bytes(blob[:4], "little") != blob_bytes
+                        or (len(blob) == blob_bytes and blob[-1] != 0xFF)
+                    ):
+                        raise _GeneralPath
                     elements = blob[4] | (blob[5] << 8)
                     if elements == 0xFFFF:
                         elements = listpack_count(blob)
                     if kind != 20:
                         elements >>= 1
                 else:
-                    elements = _BLOB_COUNTS[kind](blob)
+                    elements = checked_intset_count(blob, blob_bytes)
+                if not elements:
+                    raise _GeneralPath
                 if blob_bytes < packed_short:
                     size = packed_bytes[blob_bytes]
                 else:
@@ -742,18 +959,41 @@ def _fast_records(
                 nodes, at = _length_at(buf, at)
                 elements = blobs = 0
                 for _ in range(nodes):
-                    if buf[at] > 2:  # not a one-byte container kind
-                        raise _GeneralPath
-                    if buf[at] == 1:  # a plain node: one big element
+                    container = buf[at]
+                    if container == 1:  # a plain node: one big element
                         blob_bytes, at = _string_at(buf, at + 1)
-                        elements += 1
-                    else:
+                        count = 1
+                    elif container == 2:
                         blob_bytes, blob, at = _blob_at(buf, at + 1, kind)
-                        elements += listpack_count(blob)
+                        if (
+                            blob_bytes < 7
+                            or int.from_bytes(blob[:4], "little") != blob_bytes
+                            or (len(blob) == blob_bytes and blob[-1] != 0xFF)
+                        ):
+                            raise _GeneralPath
+                        count = listpack_count(blob)
+                    else:
+                        raise _GeneralPath
+                    if not count:  # an empty node (Redis drops it) or list
+                        raise _GeneralPath
+                    elements += count
                     blobs += estimate.size_class(blob_bytes)
-                size = estimate.quicklist_bytes(blobs, nodes)
+                if not nodes:
+                    raise _GeneralPath
+                if (
+                    listpack_lists
+                    and nodes == 1
+                    and container == 2
+                    and blob_bytes <= LISTPACK_LIST_BYTES
+                ):
+                    encoding = "listpack"
+                    size = estimate.packed_bytes(blob_bytes)
+                else:
+                    size = estimate.quicklist_bytes(blobs, nodes)
             else:  # 2, 4: a set or hash as a hash table
                 elements, at = _length_at(buf, at)
+                if not elements:
+                    raise _GeneralPath
                 strings = 0
                 for _ in range(elements * 2 if kind == 4 else elements):
                     first = buf[at]
