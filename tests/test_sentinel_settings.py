@@ -57,6 +57,25 @@ def test_drift_is_flagged_and_remove_then_monitor_keeps_every_setting(make_lab, 
     assert "sentinels agree: sentinels disagree on down-after-milliseconds" in refused.stderr
     sentinel_set(state, "sentinel-2", "down-after-milliseconds", "2500")
 
+    # Removed from one sentinel only (the runbook half done): flagged, and put back.
+    partial = tmp_path / "sentinel-3.json"
+    run = redisops(
+        "-i", inventory, "-l", "sentinel-3", "sentinel", "remove", "--master", "lab",
+        "--save", str(partial), "--yes",
+    )  # fmt: skip
+    assert run.exit_code == 0, run.stderr
+    assert settings(state, "sentinel-3") is None
+    status = redisops("-i", inventory, "-o", "json", "sentinel", "status")
+    assert status.exit_code == 1
+    (master,) = status.json()["summary"]["masters"]
+    assert master["problems"][0]["message"].startswith(
+        "sentinel-3 no longer monitors lab, though the other sentinels know it as a peer"
+    )
+    run = redisops("-i", inventory, "sentinel", "monitor", "--from", str(partial), "--yes")
+    assert run.exit_code == 0, run.stderr
+    assert settings(state, "sentinel-3") == before["sentinel-3"]
+    wait_until_healthy(state, seconds=60)
+
     # Remove: the settings are saved first (0600, no secret), then every sentinel forgets lab.
     saved = tmp_path / "private" / "lab.sentinel.json"
     run = redisops(

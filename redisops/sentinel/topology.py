@@ -12,7 +12,7 @@ import functools
 import socket
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from redisops.fleet.connection import redis_client
@@ -225,10 +225,31 @@ def sentinel_status(
     for name, named in views.items():
         host = masters[name]
         info_row = infos.get(host.name) if host else None
-        judged.append(
-            _judge(chosen[name], named, host, info_row, inventory, silent=silent, max_lag=max_lag)
+        status = _judge(
+            chosen[name], named, host, info_row, inventory, silent=silent, max_lag=max_lag
         )
+        absent = _forgotten(results, named)
+        if absent:
+            problem = Problem(
+                "sentinels",
+                f"{', '.join(absent)} no longer monitor{'s' * (len(absent) == 1)} {name}, "
+                "though the other sentinels know it as a peer (a half-done SENTINEL REMOVE: "
+                "`redisops sentinel monitor --from FILE` puts it back)",
+            )
+            status = replace(status, problems=(problem, *status.problems), healthy=False)
+        judged.append(status)
     return SentinelStatus(results, tuple(judged))
+
+
+def _forgotten(
+    results: list[HostResult[SentinelReport]], named: list[tuple[str, MasterView]]
+) -> list[str]:
+    """Answering sentinels that do not monitor the master while those that do list them as a
+    peer of it: the master was removed from some sentinels only. (Sentinels of other masters,
+    that never watched this one, are not peers of it.)"""
+    peers = {address_of(p.ip, p.port) for _, view in named for p in view.peers}
+    watching = {sentinel for sentinel, _ in named}
+    return [r.host for r in results if r.ok and r.host not in watching and r.address in peers]
 
 
 @functools.lru_cache(maxsize=256)
