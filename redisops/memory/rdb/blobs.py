@@ -103,7 +103,11 @@ def zipmap_count(blob: bytes) -> int:
 def check_listpack(blob: bytes, size: int) -> None:
     """A listpack's header against its length; `blob` may be only its first bytes (then the
     end byte is not checked: the rest is LZF-compressed and not expanded)."""
-    if size < 7 or int.from_bytes(blob[:4], "little") != size:
+    if size < 7:
+        raise ValueError(
+            f"listpack integrity check failed: {size} bytes, shorter than a listpack's header"
+        )
+    if int.from_bytes(blob[:4], "little") != size:
         raise ValueError(
             f"listpack integrity check failed: its header says {int.from_bytes(blob[:4], 'little')}"
             f" bytes, the value has {size}"
@@ -130,7 +134,9 @@ def checked_ziplist_count(blob: bytes, *, pairs: bool = False) -> int:
     def fail(why: str) -> ValueError:
         return ValueError(f"ziplist integrity check failed: {why}")
 
-    if size < 11 or int.from_bytes(blob[:4], "little") != size:
+    if size < 11:
+        raise fail(f"{size} bytes, shorter than a ziplist's header and end")
+    if int.from_bytes(blob[:4], "little") != size:
         raise fail(f"its header says {int.from_bytes(blob[:4], 'little')} bytes, it has {size}")
     if blob[-1] != 0xFF:
         raise fail("no end byte")
