@@ -41,6 +41,7 @@ LONG_PATTERN = "tenant:acme-corporation-eu-west:session:{id}:shopping-cart-conte
 LONG_FINGERPRINT = f"SET {LONG_PATTERN}"
 BIDI_KEY = "invoice:\u202efdp.exe:\u200b\u2066x"
 BIDI_SHOWN = "invoice:\\u202efdp.exe:\\u200b\\u2066x"
+PLAYBOOKS = Path(__file__).parent.parent / "playbooks"
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
@@ -120,6 +121,12 @@ def commands(fleet: dict) -> dict[str, tuple[list[str], list[str]]]:
             [NAMES["node-1"], fleet["backup_id"]],
         ),
         "lab status": (["lab", "status", "--dir", fleet["lab"]], []),
+        "memory rdb": (
+            [*primary, "memory", "rdb", fleet["backup_id"], *dest],
+            [LONG_PATTERN, LONG_KEY.format(n=1000), BIDI_SHOWN],
+        ),
+        "sentinel drill": (["sentinel", "drill", "--master", "lab", "--dry-run"], hosts),
+        "playbook run": (["playbook", "run", str(PLAYBOOKS / "latency-spike.yaml")], hosts),
     }
 
 
@@ -136,7 +143,8 @@ def screen(
 COMMANDS = (
     "inventory list", "inventory check", "memory summary", "memory report", "slowlog triage",
     "slowlog reset", "config audit", "config diff", "config apply", "sentinel status",
-    "backup list", "backup verify", "backup prune", "backup restore", "lab status",
+    "backup list", "backup verify", "backup prune", "backup restore", "lab status", "memory rdb",
+    "sentinel drill", "playbook run",
 )  # fmt: skip
 
 
