@@ -24,7 +24,6 @@ from rich.table import Table
 
 if TYPE_CHECKING:
     from rich.console import Console, ConsoleOptions, RenderResult
-    from rich.measure import Measurement
     from rich.table import Column
 
 # Wide enough that measuring never caps a cell: measured widths are the cells' own.
@@ -58,12 +57,16 @@ class FitTable(Table):
     def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
         from rich.text import Text
 
+        # Each column measured once: dropping one does not change the others' cells.
+        measure = options.update_width(_MEASURE_WIDTH)
+        spans = [self._span(console, measure, column) for column in self.columns]
         hidden: list[str] = []
         for header in (None, *self.drop):
             if header is not None:
                 hidden.append(header)
-            table = self._with_columns([c for c in self.columns if c.header not in hidden])
-            if _fit(table, console, options, self.essential):
+            shown = [i for i, column in enumerate(self.columns) if column.header not in hidden]
+            table = self._with_columns([self.columns[i] for i in shown])
+            if _fit(table, [spans[i] for i in shown], options.max_width):
                 yield table
                 if hidden:
                     names = ", ".join(name or "bar" for name in hidden)
@@ -74,6 +77,20 @@ class FitTable(Table):
                     )
                 return
         yield from self._vertical()
+
+    def _span(self, console: Console, options: ConsoleOptions, column: Column) -> tuple[int, int]:
+        """The narrowest and widest a column's content can be, padding not included: its
+        longest word, except that a short cell (`7.2 MiB`, `no limit`) is kept whole, and an
+        essential column's longest cell."""
+        from rich.measure import Measurement
+
+        low = high = 0
+        cells = [column.header, *column.cells] if self.show_header else list(column.cells)
+        for cell in cells:
+            span = Measurement.get(console, options, cell)
+            low = max(low, span.maximum if span.maximum <= ATOM_WIDTH else span.minimum)
+            high = max(high, span.maximum)
+        return (high if column.header in self.essential else low), high
 
     def _with_columns(self, columns: list[Column]) -> Table:
         """A plain Table sharing this one's rows and settings, with only `columns`."""
@@ -103,44 +120,23 @@ class FitTable(Table):
             yield self.caption if isinstance(self.caption, Text) else Text(self.caption)
 
 
-def _fit(table: Table, console: Console, options: ConsoleOptions, essential: frozenset) -> bool:
-    """Fix each column's width so the table fits `options.max_width` with no cell cut.
+def _fit(table: Table, spans: list[tuple[int, int]], max_width: int) -> bool:
+    """Fix each column's width so the table fits `max_width` with no cell cut; False (and
+    nothing changed) when the columns' minimums are already wider than that.
 
-    False (and nothing changed) when the columns' minimums are already wider than that.
+    Padding and borders are Rich's own (private, but the widths must add up as Rich's do).
     """
-    measure = options.update_width(_MEASURE_WIDTH)
-    ranges = [_measure(table, console, measure, column) for column in table.columns]
-    lows = [
-        span.maximum if column.header in essential else span.minimum
-        for span, column in zip(ranges, table.columns, strict=True)
-    ]
-    highs = [span.maximum for span in ranges]
-    room = options.max_width - table._extra_width
-    spare = room - sum(lows)
+    padding = [table._get_padding_width(index) for index in range(len(table.columns))]
+    lows = [low + pad for (low, _), pad in zip(spans, padding, strict=True)]
+    highs = [high + pad for (_, high), pad in zip(spans, padding, strict=True)]
+    spare = max_width - table._extra_width - sum(lows)
     if spare < 0:
         return False
     needs = [high - low for low, high in zip(lows, highs, strict=True)]
     widths = highs if sum(needs) <= spare else _share(lows, needs, spare)
-    for index, (column, width) in enumerate(zip(table.columns, widths, strict=True)):
-        column.width = max(1, width - table._get_padding_width(index))
+    for column, width, pad in zip(table.columns, widths, padding, strict=True):
+        column.width = max(1, width - pad)
     return True
-
-
-def _measure(
-    table: Table, console: Console, options: ConsoleOptions, column: Column
-) -> Measurement:
-    """A column's narrowest and widest width, padding included: its longest word, except
-    that a short cell (`7.2 MiB`, `no limit`) is kept whole rather than broken in two."""
-    from rich.measure import Measurement
-
-    low = high = 0
-    cells = [column.header, *column.cells] if table.show_header else list(column.cells)
-    for cell in cells:
-        span = Measurement.get(console, options, cell)
-        low = max(low, span.maximum if span.maximum <= ATOM_WIDTH else span.minimum)
-        high = max(high, span.maximum)
-    padding = table._get_padding_width(column._index)
-    return Measurement(low + padding, high + padding)
 
 
 def _share(lows: list[int], needs: list[int], spare: int) -> list[int]:
