@@ -151,9 +151,15 @@ def test_one_bad_value_among_several_changes_nothing(make_lab, tmp_path):
     assert run.exit_code == 1
     assert snapshot(state) == before
     document = run.json()
-    assert [r["data"]["outcome"] for r in document["results"]] == ["rejected", "rejected"]
+    # The first host takes the change alone: its rejection stops the apply there.
+    assert [r["data"]["outcome"] for r in document["results"]] == ["rejected", "not applied"]
     assert "nothing was changed" in document["results"][0]["error"]
-    assert {r["outcome"] for r in log_records(log)} == {"rejected"}
+    assert document["results"][1]["error"] == "not applied: node-1 failed first"
+    assert document["summary"]["outcome"] == "rolled back"
+    assert {(r["host"], r["outcome"]) for r in log_records(log)} == {("node-1", "rejected")}
+    assert run.stderr.splitlines()[-1] == (
+        "error: config apply failed on node-1; 0 host(s) set back: every host holds its old values"
+    )
 
 
 def test_wrong_read_back_rolls_the_host_back(make_lab, tmp_path):
@@ -211,9 +217,15 @@ def test_forced_protected_config_is_still_refused_by_redis(make_lab, tmp_path):
         "-i", state.inventory_path, "config", "apply", "--yes", "--force",
         "--audit-log", str(tmp_path / "changes.jsonl"), "--set", f"dir={tmp_path}",
     )  # fmt: skip
-    assert run.exit_code == 1
-    assert "can't set protected config; nothing was changed" in run.stdout
+    # Found while planning (a CONFIG SET of the value it holds), before any host is touched.
+    assert run.exit_code == 3
+    assert run.stderr.splitlines()[-3:-1] == [
+        "error: node-1: CONFIG SET: Redis refuses it here: CONFIG SET failed (possibly related "
+        "to argument 'dir') - can't set protected config",
+        "error: refused: CONFIG SET on node-1; nothing was changed",
+    ]
     assert node.config_get("dir")["dir"] == before
+    assert not (tmp_path / "changes.jsonl").exists()
 
 
 def test_server_without_a_config_file_is_changed_but_not_persisted(tmp_path):

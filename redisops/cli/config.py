@@ -180,7 +180,14 @@ def apply(
     """
     from redisops.fleet.selection import split_sentinels
     from redisops.render.config import changes_view
-    from redisops.tuning.apply import apply_fleet, parse_assignments, plan_fleet, refusal
+    from redisops.tuning.apply import (
+        APPLIED,
+        apply_fleet,
+        parse_assignments,
+        plan_fleet,
+        refusal,
+        refusal_reasons,
+    )
     from redisops.tuning.auditlog import AuditLog, default_audit_log
 
     options = global_options(ctx)
@@ -210,6 +217,8 @@ def apply(
         )
         output.skipped_sentinels(sentinels, "Redis configuration")
         if refused:
+            for reason in refusal_reasons(plans):
+                output.error(reason)
             raise refused
         if dry_run:
             output.err.print("dry run: nothing was changed", style="dim", highlight=False)
@@ -218,12 +227,15 @@ def apply(
     with closing(AuditLog(log_path)) as log:
         targets = sum(1 for r in plans if r.data and r.data.changes)
         confirm_change(f"Apply {pending} change(s) to {targets} host(s)?", yes=yes)
-        results = apply_fleet(
+        fleet = apply_fleet(
             hosts, plans, timeout=options.timeout, parallel=options.parallel, log=log
         )
+    summary["outcome"] = fleet.outcome
     code = output.host_results(
-        "config apply", results, lambda rows: changes_view(output, rows), summary=summary
+        "config apply", fleet.results, lambda rows: changes_view(output, rows), summary=summary
     )
+    if fleet.outcome != APPLIED:
+        output.error(fleet.message)
     output.skipped_sentinels(sentinels, "Redis configuration")
     output.note(f"changes recorded in {log_path}")
     return code

@@ -132,6 +132,9 @@ def describe_redis_error(exc: Exception, host: Host, timeout: float) -> str:
         return f"{host.address} did not answer within {timeout:g}s"
     if isinstance(exc, redis.ConnectionError):
         return f"cannot connect to {host.address}: {_connection_reason(exc)}"
+    if isinstance(exc, redis.exceptions.NoPermissionError) or "no permissions to run" in str(exc):
+        user = host.username or "default"
+        return f"{host.address}: the ACL denies it to user {user!r}: {_first_line(exc)}"
     if isinstance(exc, redis.ResponseError):
         return f"{host.address} replied with an error: {_first_line(exc)}"
     return f"{host.address}: {_first_line(exc)}"
@@ -140,12 +143,13 @@ def describe_redis_error(exc: Exception, host: Host, timeout: float) -> str:
 def needs_password(error: Exception | str, host: Host) -> bool:
     """Whether `error` is the server asking for a password `host` has none configured for.
 
-    Redis says NOAUTH to a command, or, to redis-py's opening HELLO, "HELLO must be called with
-    the client already authenticated"."""
+    Redis says NOAUTH to a command (redis-py keeps the code in `status_code`), or, to
+    redis-py's opening HELLO, "HELLO must be called with the client already authenticated"."""
     text = str(error)
-    return not has_password_source(host) and text.startswith(
+    asked = getattr(error, "status_code", None) == "NOAUTH" or text.startswith(
         ("NOAUTH", "HELLO must be called with the client already authenticated")
     )
+    return asked and not has_password_source(host)
 
 
 def has_password_source(host: Host) -> bool:
