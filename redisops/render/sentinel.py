@@ -122,6 +122,7 @@ def settings_table(output: Output, results: Sequence[HostResult[MasterSettings]]
     table = output.table(
         "sentinel", "master at", "quorum", "down-after", "failover-timeout", "parallel-syncs",
         "status",
+        essential=("sentinel", "master at"),
     )  # fmt: skip
     for result in results:
         view = result.data
