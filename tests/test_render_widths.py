@@ -289,3 +289,12 @@ def test_a_cell_wider_than_the_screen_folds_and_is_never_cut():
     text = buffer.getvalue()
     assert "…" not in text
     assert "".join(line.split()[-1] for line in text.splitlines()[:2]) == key
+
+
+def test_every_cell_and_diagnostic_escapes_what_a_terminal_would_act_on(capsys):
+    """Behind key_text, a safety net: any cell or stderr line (a key in an error message)
+    is shown with ESC and bidi controls escaped; line breaks in a cell stay."""
+    output = Output()
+    assert output.cell("a\x1b[2Jb\u202ec\nd") == "a\\x1b[2Jb\\u202ec\nd"
+    output.error(f"cannot restore key {BIDI_KEY}")
+    assert capsys.readouterr().err == f"error: cannot restore key {BIDI_SHOWN}\n"
