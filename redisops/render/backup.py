@@ -41,11 +41,15 @@ def _age(stamp: str) -> str:
     return human_duration(max(0.0, (now_utc() - parse_time(stamp)).total_seconds()))
 
 
+# A backup id starts with its host's name (`<host>-<UTC time>`): the host column is the first
+# to go on a narrow terminal, the id (the name to copy) is never cut.
+
+
 def run_table(output: Output, results: Sequence[HostResult[Backup]]) -> Table:
     table = output.table(
         "host", "backup id", "kind", "via", "size", "keys", "took", "verified", "status",
-        essential=("host", "backup id"),
-        drop=("via", "took", "kind", "keys"),
+        essential=("backup id",),
+        drop=("host", "via", "took", "kind", "keys"),
     )  # fmt: skip
     for result in results:
         backup = result.data
@@ -70,8 +74,8 @@ def run_table(output: Output, results: Sequence[HostResult[Backup]]) -> Table:
 def list_table(output: Output, results: Sequence[HostResult[Backup]]) -> Table:
     table = output.table(
         "host", "backup id", "kind", "finished (UTC)", "age", "size", "keys", "verified", "reason",
-        essential=("host", "backup id"),
-        drop=("finished (UTC)", "kind", "keys", "size"),
+        essential=("backup id",),
+        drop=("host", "finished (UTC)", "kind", "keys", "size"),
     )  # fmt: skip
     for result in results:
         backup = result.data
@@ -105,8 +109,8 @@ def safety_note(output: Output, count: int) -> None:
 def verify_table(output: Output, results: Sequence[HostResult[VerifyResult]]) -> Table:
     table = output.table(
         "host", "backup id", "kind", "size", "result", "detail",
-        essential=("host", "backup id"),
-        drop=("kind", "size"),
+        essential=("backup id",),
+        drop=("host", "kind", "size"),
     )  # fmt: skip
     for result in results:
         checked = result.data
@@ -127,8 +131,8 @@ def verify_table(output: Output, results: Sequence[HostResult[VerifyResult]]) ->
 def prune_table(output: Output, results: Sequence[HostResult[PruneDecision]]) -> Table:
     table = output.table(
         "host", "backup id", "kind", "finished (UTC)", "size", "verified", "action", "why",
-        essential=("host", "backup id"),
-        drop=("finished (UTC)", "kind", "size"),
+        essential=("backup id",),
+        drop=("host", "finished (UTC)", "kind", "size"),
     )  # fmt: skip
     for result in results:
         decision = result.data
