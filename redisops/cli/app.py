@@ -15,16 +15,20 @@ from typer.core import TyperGroup
 from redisops import __version__
 from redisops.cli.argv import Arranged, arrange_arguments
 from redisops.cli.coercion import install_plain_coercion
-from redisops.cli.common import GlobalOptions, OutputFormat, command_line
+from redisops.cli.common import (
+    MAX_TIMEOUT,
+    MIN_TIMEOUT,
+    GlobalOptions,
+    OutputFormat,
+    check_timeout,
+    command_line,
+)
 from redisops.cli.groups import COMMAND_GROUPS, ROOT_EXAMPLES, write_examples
 from redisops.errors import ExitCode, RedisopsError, UsageError
 from redisops.interrupt import Interrupted, stop_on_signals
 from redisops.render.output import Output, recording_documents
 
 install_plain_coercion()
-
-MIN_TIMEOUT = 0.1
-MAX_TIMEOUT = 86400.0  # one day
 
 
 class RedisopsGroup(TyperGroup):
@@ -210,12 +214,7 @@ def root(
 ) -> None:
     if parallel < 1:
         raise UsageError(f"--parallel must be at least 1, got {parallel}")
-    # A timeout past a day overflows the clocks of sockets and threads (OverflowError);
-    # one under 0.1 s fails every host and says nothing about the fleet.
-    if not MIN_TIMEOUT <= timeout <= MAX_TIMEOUT:
-        raise UsageError(
-            f"--timeout must be {MIN_TIMEOUT:g} to {MAX_TIMEOUT:g} seconds, got {timeout:g}"
-        )
+    check_timeout(timeout)
     ctx.obj = GlobalOptions(
         inventory=inventory_path,
         limit=",".join(limit) if limit else None,

@@ -12,12 +12,17 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from redisops.commandline import CommandLine
-from redisops.errors import RefusedError
+from redisops.errors import RefusedError, UsageError
 from redisops.fleet.host import Host
 from redisops.render.output import Output
 
 if TYPE_CHECKING:
     from redisops.fleet.inventory import Inventory
+
+# A timeout past a day overflows the clocks of sockets and threads (OverflowError); one under
+# 0.1 s fails every host and says nothing about the fleet.
+MIN_TIMEOUT = 0.1
+MAX_TIMEOUT = 86400.0
 
 # Set to 1 or 0 to override the stdin terminal check (tests, and wrappers such as `expect`).
 INTERACTIVE_ENV = "REDISOPS_INTERACTIVE"
@@ -62,6 +67,15 @@ def command_line(inventory: str | None, limit: str | None) -> CommandLine:
 
 def global_options(ctx: typer.Context) -> GlobalOptions:
     return ctx.find_root().obj
+
+
+def check_timeout(seconds: float) -> float:
+    """`seconds` when it is a usable --timeout; UsageError (exit 2) when not (inf, nan, 1e12)."""
+    if not MIN_TIMEOUT <= seconds <= MAX_TIMEOUT:
+        raise UsageError(
+            f"--timeout must be {MIN_TIMEOUT:g} to {MAX_TIMEOUT:g} seconds, got {seconds:g}"
+        )
+    return seconds
 
 
 def make_output(options: GlobalOptions) -> Output:

@@ -15,6 +15,7 @@ from redisops.cli.common import (
     GlobalOptions,
     OutputFormat,
     YesOption,
+    check_timeout,
     confirm_change,
     global_options,
     make_output,
@@ -204,6 +205,7 @@ def _step_options(options: dict[str, str], *, verbose: bool) -> GlobalOptions:
         parallel, timeout = int(options["parallel"]), float(options["timeout"])
     except ValueError as exc:
         raise UsageError(f"bad --parallel or --timeout for the step: {exc}") from None
+    check_timeout(timeout)
     return GlobalOptions(
         inventory=Path(options["inventory"]) if options.get("inventory") else None,
         limit=options.get("limit") or None,
