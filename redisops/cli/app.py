@@ -70,7 +70,7 @@ class RedisopsGroup(TyperGroup):
         **extra: Any,
     ) -> Any:
         given = list(sys.argv[1:] if args is None else args)
-        run = Arranged(given, "", json=False, inventory=None, limits=())
+        run = Arranged(given, "", json=False, inventory=None)
         with recording_documents() as written:
             try:
                 with stop_on_signals():
@@ -124,7 +124,8 @@ def _report(run: Arranged, message: str, hint: str | None, code: int, written: b
 def _hint(run: Arranged, exc: RedisopsError) -> str | None:
     """The error's hint, its `redisops …` commands given this run's inventory, and with the
     whole command line to paste when an option such as --yes would go ahead."""
-    invoked = command_line(run.inventory, ",".join(run.limits) or None)
+    # Not this run's --limit: the hint may be about the limit (`-l node-9` matches nothing).
+    invoked = command_line(run.inventory, None)
     hint = invoked.with_inventory(exc.hint) if exc.hint else exc.hint
     if exc.rerun_with is None:
         return hint

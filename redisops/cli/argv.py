@@ -27,7 +27,6 @@ class Arranged:
     command: str  # the command path as far as it could be read, e.g. "inventory list"
     json: bool  # -o json was asked for: a failure still owes stdout one JSON document
     inventory: str | None  # -i as given
-    limits: tuple[str, ...]  # each -l as given
 
 
 def arrange_arguments(root: Any, args: list[str]) -> Arranged:
@@ -73,7 +72,6 @@ def arrange_arguments(root: Any, args: list[str]) -> Arranged:
         command=" ".join(path),
         json=values.get("output", [""])[-1] == "json",
         inventory=values.get("inventory_path", [None])[-1],
-        limits=tuple(values.get("limit", ())),
     )
 
 
