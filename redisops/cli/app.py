@@ -26,7 +26,7 @@ from redisops.cli.common import (
 from redisops.cli.groups import COMMAND_GROUPS, ROOT_EXAMPLES, write_examples
 from redisops.errors import ExitCode, RedisopsError, UsageError
 from redisops.interrupt import Interrupted, stop_on_signals
-from redisops.render.output import Output, recording_documents
+from redisops.render.documents import recording_documents
 
 install_plain_coercion()
 
@@ -107,6 +107,8 @@ class _Stopped(Exception):
 
 
 def _report_interrupted(interrupted: Interrupted) -> int:
+    from redisops.render.output import Output
+
     Output().interrupted(str(interrupted), interrupted.done)
     return interrupted.exit_code
 
@@ -114,6 +116,8 @@ def _report_interrupted(interrupted: Interrupted) -> int:
 def _report(run: Arranged, message: str, hint: str | None, code: int, written: bool) -> int:
     """One `error:` line (and hint) on stderr; with -o json, also the failure's JSON document
     unless the command wrote its own already."""
+    from redisops.render.output import Output
+
     output = Output()
     output.error(message, hint)
     if run.json and not written:

@@ -13,11 +13,11 @@ import typer
 
 from redisops.commandline import CommandLine
 from redisops.errors import RefusedError, UsageError
-from redisops.fleet.host import Host
-from redisops.render.output import Output
 
 if TYPE_CHECKING:
+    from redisops.fleet.host import Host
     from redisops.fleet.inventory import Inventory
+    from redisops.render.output import Output
 
 # A timeout past a day overflows the clocks of sockets and threads (OverflowError); one under
 # 0.1 s fails every host and says nothing about the fleet.
@@ -79,6 +79,8 @@ def check_timeout(seconds: float) -> float:
 
 
 def make_output(options: GlobalOptions) -> Output:
+    from redisops.render.output import Output
+
     return Output(options.output.value, verbose=options.verbose)
 
 

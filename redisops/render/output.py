@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from redisops.errors import ExitCode
 from redisops.fleet.fanout import HostResult
 from redisops.fleet.secrets import redact
+from redisops.render.documents import note_document
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
@@ -27,8 +28,6 @@ PIPED_WIDTH = 200
 
 # Set while a playbook step runs with -o json: the tables it would have shown are kept here.
 _step_views: ContextVar[list[Any] | None] = ContextVar("redisops_step_views", default=None)
-# Set by the CLI's error boundary for one run: the commands whose JSON reached stdout.
-_documents: ContextVar[list[str] | None] = ContextVar("redisops_documents", default=None)
 
 
 @contextmanager
@@ -41,18 +40,6 @@ def collecting_views() -> Iterator[list[RenderableType]]:
         yield views
     finally:
         _step_views.reset(token)
-
-
-@contextmanager
-def recording_documents() -> Iterator[list[str]]:
-    """Note each JSON document written inside, so the error boundary writes one only when the
-    command did not (with -o json, stdout carries exactly one)."""
-    written: list[str] = []
-    token = _documents.set(written)
-    try:
-        yield written
-    finally:
-        _documents.reset(token)
 
 
 class Output:
@@ -165,9 +152,7 @@ class Output:
     def _write_document(self, command: str, text: str) -> None:
         sys.stdout.write(text + "\n")
         sys.stdout.flush()
-        written = _documents.get()
-        if written is not None:
-            written.append(command)
+        note_document(command)
 
     def skipped_sentinels(self, names: Sequence[str], holds: str) -> None:
         """Say on stderr which Sentinels were left out, so a shorter table is no surprise."""
