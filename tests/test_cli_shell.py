@@ -359,3 +359,16 @@ def test_the_playbooks_the_examples_name_are_shipped():
     words = [word for line in _examples(_help("redisops playbook run")) for word in line.split()]
     named = {Path(word).name for word in words if word.startswith("playbooks/")}
     assert named and named <= shipped
+
+
+def test_a_playbook_steps_own_timeout_is_bounded_too(lab, tmp_path):
+    """The doctor built-in runs without the root command, so it checks the bound itself."""
+    playbook = tmp_path / "doctor.yaml"
+    playbook.write_text(
+        "name: doctor\ndescription: one step\n"
+        "steps:\n  - id: doctor\n    doctor: latency\n    timeout: 1e12\n    limit: node-1\n"
+    )
+    run = redisops("-i", lab.inventory_path, "-o", "json", "playbook", "run", str(playbook))
+    assert "Traceback" not in run.stderr
+    assert "error: --timeout must be 0.1 to 86400 seconds, got 1e+12" in run.stderr
+    assert run.exit_code != 0
