@@ -742,6 +742,7 @@ def _shown(key: bytes) -> str:
 
 
 _KEY_OF = itemgetter(1)
+_INTEGER_START = frozenset(b"-0123456789")
 _NO_FIELD_TTL = b"\xff" * 8
 EMPTY_SAMPLES = 10
 
@@ -914,8 +915,14 @@ def _fast_records(
                     elements, after = first, at + 1 + first
                 else:
                     elements, after = _string_at(buf, at)
-                if 0xC0 <= first < 0xC3 or (
-                    first < 0xC0 and elements <= 20 and _is_long(buf[after - elements : after])
+                if (
+                    0xC0 <= first < 0xC3
+                    or (
+                        first < 0xC0
+                        and 0 < elements <= 20
+                        and buf[after - elements] in _INTEGER_START  # most text is not a number
+                        and _is_long(buf[after - elements : after])
+                    )
                 ):
                     encoding, size = "int", estimate.ROBJ
                 elif elements < short:
