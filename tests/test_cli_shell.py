@@ -5,8 +5,13 @@ command lines redisops prints being pasteable (issue 20 items 6, 8, 9, 10; issue
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -372,3 +377,49 @@ def test_a_playbook_steps_own_timeout_is_bounded_too(lab, tmp_path):
     assert "Traceback" not in run.stderr
     assert "error: --timeout must be 0.1 to 86400 seconds, got 1e+12" in run.stderr
     assert run.exit_code != 0
+
+
+def test_an_interrupted_run_under_json_still_prints_one_document(make_lab):
+    lab = make_lab(seed_keys=3000)
+    password = (Path(lab.dir) / "secret").read_text().strip()
+    port = lab.processes[0].port
+    before = _scan_calls(port, password)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "redisops", "-i", lab.inventory_path, "-l", "node-1",
+         "memory", "report", "--rate", "200", "-o", "json"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while _scan_calls(port, password) <= before + 1:  # the scan is under way
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "the scan never started"
+            time.sleep(0.05)
+        os.kill(process.pid, signal.SIGINT)
+        stdout, stderr = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 130, stderr
+    document = json.loads(stdout)
+    assert document == {
+        "command": "memory report",
+        "ok": False,
+        "error": "interrupted: SIGINT; 0 of 1 hosts finished",
+        "hint": None,
+        "exit_code": 130,
+        "results": [],
+        "summary": {},
+    }
+    assert stderr.strip().splitlines()[-1] == "interrupted: SIGINT; 0 of 1 hosts finished"
+
+
+def _scan_calls(port: int, password: str) -> int:
+    import redis
+
+    client = redis.Redis(port=port, password=password, socket_timeout=5)
+    try:
+        return int(client.info("commandstats").get("cmdstat_scan", {}).get("calls", 0))
+    finally:
+        client.close()

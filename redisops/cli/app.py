@@ -84,7 +84,7 @@ class RedisopsGroup(TyperGroup):
                     )
                 code = int(returned) if isinstance(returned, int) else ExitCode.OK
             except _Stopped as stopped:
-                code = _report_interrupted(stopped.interrupted)
+                code = _report_interrupted(run, stopped.interrupted, bool(written))
             except RedisopsError as exc:
                 code = _report(run, exc.message, _hint(run, exc), exc.exit_code, bool(written))
             except typer.Abort:
@@ -106,10 +106,18 @@ class _Stopped(Exception):
         self.interrupted = interrupted
 
 
-def _report_interrupted(interrupted: Interrupted) -> int:
+def _report_interrupted(run: Arranged, interrupted: Interrupted, written: bool) -> int:
+    """The one `interrupted:` line; with -o json, also a document saying so (never a half
+    report that looks whole)."""
     from redisops.render.output import Output
 
-    Output().interrupted(str(interrupted), interrupted.done)
+    output = Output()
+    done = interrupted.done or "stopped before any result"
+    output.interrupted(str(interrupted), done)
+    if run.json and not written:
+        output.failure(
+            run.command, f"interrupted: {interrupted}; {done}", None, interrupted.exit_code
+        )
     return interrupted.exit_code
 
 
