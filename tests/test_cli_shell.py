@@ -141,6 +141,20 @@ def test_other_global_options_given_twice_are_refused(args, message):
     assert run.stderr.splitlines()[0] == message
 
 
+def test_a_global_option_without_its_value_at_the_end_says_so():
+    run = redisops("inventory", "list", "-l")
+    assert (run.exit_code, run.stderr) == (2, "error: Option '-l' requires an argument.\n")
+    run = redisops("-o", "json", "inventory", "list", "--timeout")
+    assert run.exit_code == 2
+    assert run.json()["error"] == "Option '--timeout' requires an argument."
+
+
+def test_the_same_value_twice_is_no_conflict(hosts_file):
+    run = redisops("-o", "json", "-i", hosts_file, "inventory", "list", "-o", "json")
+    assert run.exit_code == 0, run.stderr
+    assert len(_hosts(run)) == 3
+
+
 def test_values_and_double_dash_are_never_taken_for_global_options():
     def arranged(*args: str) -> list[str]:
         return arrange_arguments(ROOT, list(args)).args

@@ -75,6 +75,8 @@ class RedisopsGroup(TyperGroup):
             try:
                 with stop_on_signals():
                     run = arrange_arguments(self, given)
+                    if run.error:
+                        raise run.error
                     returned = super().main(
                         args=run.args,
                         prog_name=prog_name or "redisops",

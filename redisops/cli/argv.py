@@ -27,12 +27,15 @@ class Arranged:
     command: str  # the command path as far as it could be read, e.g. "inventory list"
     json: bool  # -o json was asked for: a failure still owes stdout one JSON document
     inventory: str | None  # -i as given
+    error: UsageError | None = None  # what is wrong with the global options, to raise
 
 
 def arrange_arguments(root: Any, args: list[str]) -> Arranged:
     """Move the root's options found after the command path in front of it.
 
-    Raises UsageError when a root option other than -l/-v is given twice.
+    `error` says when a root option lacks its value, or one other than -l is given twice with
+    two values;
+    it is returned, not raised, so that the caller knows the output format first.
     """
     root_options = _option_table(root.params)
     front: list[str] = []
@@ -62,7 +65,6 @@ def arrange_arguments(root: Any, args: list[str]) -> Arranged:
             leaf=not hasattr(node, "get_command"),
         )
     rest.extend(args[index:])
-    _refuse_repeats(given)
     hoisted = [token for _, typed, value in given for token in _tokens(typed, value)]
     values: dict[str, list[str]] = {}
     for name, _, value in given:
@@ -72,6 +74,7 @@ def arrange_arguments(root: Any, args: list[str]) -> Arranged:
         command=" ".join(path),
         json=values.get("output", [""])[-1] == "json",
         inventory=values.get("inventory_path", [None])[-1],
+        error=_problem(given, root_options),
     )
 
 
@@ -123,7 +126,7 @@ def _take_options(
             given.append((name, token, args[index + 1]))
             index += 1
         else:
-            kept.append(token)  # no value: click says so
+            given.append((name, token, None))  # _problem() says the value is missing
         index += 1
     return index
 
@@ -156,16 +159,22 @@ def _option_table(params: list[Any]) -> dict[str, tuple[str, bool]]:
     return table
 
 
-def _refuse_repeats(given: list[tuple[str, str, str | None]]) -> None:
+def _problem(
+    given: list[tuple[str, str, str | None]], root_options: dict[str, tuple[str, bool]]
+) -> UsageError | None:
     seen: dict[str, tuple[str, str | None]] = {}
     for name, typed, value in given:
-        if name in seen and name not in _COMBINED and value is not None:
+        if value is None and root_options[typed][1]:
+            return UsageError(f"Option '{typed}' requires an argument.")
+        repeated = name in seen and name not in _COMBINED and value is not None
+        if repeated and value != seen[name][1]:
             first_typed, first_value = seen[name]
-            raise UsageError(
+            return UsageError(
                 f"{typed} given twice ({first_value!r} and {value!r})",
                 hint=f"give {first_typed} once; only -l may be repeated (the values add up)",
             )
         seen.setdefault(name, (typed, value))
+    return None
 
 
 def _tokens(typed: str, value: str | None) -> list[str]:
