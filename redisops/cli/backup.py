@@ -20,7 +20,7 @@ from redisops.cli.common import (
     selected_hosts,
 )
 from redisops.cli.groups import command_group
-from redisops.errors import ExitCode, RefusedError, UsageError
+from redisops.errors import ExitCode, HostError, RefusedError, UsageError
 
 app = command_group("backup")
 
@@ -369,7 +369,8 @@ def restore(
         bool,
         typer.Option(
             "--force",
-            help="Go ahead despite a failed verification, replicas, or watching sentinels.",
+            help="Go ahead despite replicas or watching sentinels (never with a backup that "
+            "does not verify).",
         ),
     ] = False,
     no_safety_backup: Annotated[
@@ -386,11 +387,13 @@ def restore(
     """Restore a backup onto the one host given with -l.
 
     Re-verifies the backup and shows the plan: what is replaced, sizes, key counts, steps.
-    Refuses (exit 3), unless --force, a backup that does not verify, a replica, a master
-    with connected replicas, and a master the inventory's sentinels monitor. Then: safety
-    backup, data uploaded beside the live files, stop (service_stop, else SHUTDOWN NOSAVE),
-    atomic rename into place (with appendonly on, as the base of a fresh AOF), start
-    (service_start), wait for loading, key count check (exit 1 on a mismatch).
+    Refuses (exit 3), unless --force, a replica, a master with connected replicas, and a
+    master the inventory's sentinels monitor; never restores a backup that does not verify.
+    Then: safety backup, data uploaded beside the live files, stop (service_stop, else
+    SHUTDOWN NOSAVE), atomic rename into place (as the server will load it at start: with
+    appendonly on in its config file, as the base of a fresh AOF), start (service_start),
+    wait for loading, key count check (exit 1 on a mismatch). If the server does not come
+    up, the previous data goes back and it is started again on that (exit 1).
     """
     from redisops.backup.catalogue import catalogue_dirs, load_catalogue, resolve_backup
     from redisops.backup.lock import host_locks
@@ -441,24 +444,26 @@ def restore(
             row = HostResult(target.name, target.address, True, None, plan)
             return output.host_results("backup restore", [row], lambda rows: "", noun="hosts")
         confirm_change(f"Replace the data of {target.name} with {backup.backup_id}?", yes=yes)
-        with transfer_progress(output) as progress:
-            result = execute_restore(
-                plan,
-                backup,
-                target,
-                folder,
-                timeout=options.timeout,
-                wait=wait,
-                progress=progress,
+        try:
+            with transfer_progress(output) as progress:
+                result = execute_restore(
+                    plan,
+                    backup,
+                    target,
+                    folder,
+                    timeout=options.timeout,
+                    wait=wait,
+                    progress=progress,
+                )
+            row = HostResult(
+                target.name, target.address, not result.problem, result.problem, result
             )
-    error = None
-    if result.keys_match is False:
-        error = (
-            f"restored, but {target.name} loaded {result.keys_loaded} keys "
-            f"(+{result.keys_expired_on_load} expired) where the backup holds "
-            f"{result.keys_expected}"
-        )
-    row = HostResult(target.name, target.address, error is None, error, result)
+        except HostError as exc:
+            row = HostResult(target.name, target.address, False, exc.message, None)
+            output.error(f"{target.name}: {exc.message}", exc.hint)
+        else:
+            if result.problem:
+                output.error(f"{target.name}: {result.problem}")
     return output.host_results(
         "backup restore",
         [row],
