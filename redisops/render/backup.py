@@ -212,11 +212,15 @@ def restore_result_view(output: Output, results: Sequence[HostResult[RestoreResu
         if restored.keys_match is None:
             check = f"{count(restored.keys_now)} keys now (backup: {count(restored.keys_expected)})"
         else:
-            loaded = (
-                f"{count(restored.keys_loaded)} loaded + {count(restored.keys_expired_on_load)}"
-            )
             verdict = "[green]match[/]" if restored.keys_match else "[red]MISMATCH[/]"
-            check = f"{loaded} expired vs {count(restored.keys_expected)} in the backup: {verdict}"
+            if restored.keys_loaded is None:  # no load counters (AOF, before Redis 7.0)
+                loaded = f"{count(restored.keys_now)} keys now"
+            else:
+                loaded = (
+                    f"{count(restored.keys_loaded)} loaded + "
+                    f"{count(restored.keys_expired_on_load)} expired"
+                )
+            check = f"{loaded} vs {count(restored.keys_expected)} in the backup: {verdict}"
         table.add_row("keys", "", check)
         if restored.set_aside:
             table.add_row("kept", "", output.cell(f"the previous AOF is at {restored.set_aside}"))
