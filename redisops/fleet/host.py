@@ -56,6 +56,7 @@ class Host:
     username: str | None = None
     password_env: str | None = None
     password_file: str | None = None
+    password_file_strict: bool = False
     password: Secret | None = field(default=None, repr=False)
     db: int = 0
     tls: TlsSettings | None = None

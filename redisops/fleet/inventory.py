@@ -19,6 +19,7 @@ from typing import Any, TypeVar
 
 from redisops.errors import InventoryError, UsageError
 from redisops.fleet.host import Host, Secret, TlsSettings
+from redisops.fleet.secrets import password_file_warnings
 
 T = TypeVar("T")
 
@@ -229,6 +230,7 @@ class _Builder:
         if not self.host_order:
             raise InventoryError(f"{self.path}: the inventory defines no hosts")
         hosts = tuple(self._host(name) for name in self.host_order)
+        self.warnings.extend(password_file_warnings(hosts))
         groups = {name: tuple(members) for name, members in self.group_hosts.items()}
         return Inventory(self.path, hosts, groups, tuple(self.warnings))
 
@@ -516,6 +518,7 @@ _VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "username": _string(),
     "password_env": _string(_ENV_NAME, "environment variable name"),
     "password_file": _path,
+    "password_file_strict": _boolean,
     "password": _secret,
     "db": _integer(0, 1_000_000),
     "tls": _tls,

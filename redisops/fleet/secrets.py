@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import stat
 import threading
+from collections.abc import Iterable
 
 from redisops.errors import HostError
 from redisops.fleet.host import Host
@@ -30,6 +32,13 @@ def resolve_password(host: Host) -> str | None:
     elif host.password_file:
         try:
             with open(host.password_file, encoding="utf-8") as handle:
+                mode = loose_mode(os.fstat(handle.fileno()).st_mode)
+                if mode is not None and host.password_file_strict:
+                    raise HostError(
+                        f"password_file {host.password_file} is open to other users "
+                        f"(mode {mode:04o}): refused, password_file_strict is set",
+                        hint=f"chmod 600 {host.password_file}",
+                    )
                 value = handle.read().rstrip("\r\n")
         except OSError as exc:
             raise HostError(
@@ -43,6 +52,35 @@ def resolve_password(host: Host) -> str | None:
         return None
     remember_secret(value)
     return value
+
+
+def loose_mode(st_mode: int) -> int | None:
+    """The permission bits when group or others may read or write the file, else None."""
+    bits = stat.S_IMODE(st_mode)
+    return bits if bits & 0o077 else None
+
+
+def password_file_warnings(hosts: Iterable[Host]) -> list[str]:
+    """One warning per password_file that other users can read or write, naming its hosts;
+    those with password_file_strict are refused when the password is read (resolve_password).
+    A file that cannot be read is left to resolve_password too."""
+    users: dict[str, list[str]] = {}
+    for host in hosts:
+        if host.password_file:
+            users.setdefault(host.password_file, []).append(host.name)
+    warnings = []
+    for path, names in users.items():
+        try:
+            mode = loose_mode(os.stat(path).st_mode)
+        except OSError:
+            continue
+        if mode is not None:
+            used = names[0] if len(names) == 1 else f"{names[0]} and {len(names) - 1} more"
+            warnings.append(
+                f"password_file {path} is open to other users (mode {mode:04o}; {used}): "
+                f"chmod 600 {path}"
+            )
+    return warnings
 
 
 def remember_secret(value: str) -> None:

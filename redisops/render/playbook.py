@@ -126,10 +126,14 @@ def key_figures(record: StepRecord) -> str:
 
 def save_export(console: Console, path: Path) -> None:
     """The whole run as an incident record, in the format the file name asks for."""
+    from redisops.privatefile import private_file
+
     suffix = path.suffix.lower()
     if suffix == ".html":
-        console.save_html(str(path))
+        record = console.export_html()
     elif suffix == ".svg":
-        console.save_svg(str(path), title=path.stem)
+        record = console.export_svg(title=path.stem)
     else:
-        console.save_text(str(path))
+        record = console.export_text()
+    with private_file(path) as handle:  # 0600: a run's record can name keys and hosts
+        handle.write(record)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import csv
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from redisops.memory.report import (
     finish_report,
     top_keys,
 )
+from redisops.privatefile import private_file
 
 CSV_COLUMNS = ("db", "key", "key_base64", "type", "encoding", "elements", "bytes", "ttl_ms")
 
@@ -139,25 +139,19 @@ def _report(
 
     started = time.monotonic()
     reader = RdbReader(raw_chunks(source.path, source.compression))
-    partial = keys_csv.with_name(f".{keys_csv.name}.part") if keys_csv is not None else None
     try:
         with contextlib.ExitStack() as stack:
             writer = None
-            if partial is not None:
-                handle = stack.enter_context(open(partial, "w", newline="", encoding="utf-8"))
+            if keys_csv is not None:
+                # Key names can be sensitive: 0600, and only a whole read leaves a file.
+                handle = stack.enter_context(private_file(keys_csv, newline=""))
                 writer = csv.writer(handle)
                 writer.writerow(CSV_COLUMNS)
             aggregate, elements = _aggregate(reader, source, options, writer, progress)
-        if partial is not None and keys_csv is not None:
-            os.replace(partial, keys_csv)
     except CorruptData as exc:
         raise RdbError(f"{source.address}: {exc}") from None
     except OSError as exc:
         raise HostError(f"cannot read {source.address}: {exc.strerror or exc}") from None
-    finally:
-        if partial is not None:
-            with contextlib.suppress(FileNotFoundError):
-                partial.unlink()
     top = top_keys(aggregate)
     report = finish_report(
         aggregate,
