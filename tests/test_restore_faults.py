@@ -231,6 +231,37 @@ def test_a_failed_upload_leaves_nothing_in_the_data_dir(seeded, tmp_path):
     assert contents(client_for(seeded)) == before
 
 
+def test_still_loading_at_the_wait_keeps_the_previous_file_and_blocks_a_rerun(seeded, tmp_path):
+    dest = tmp_path / "backups"
+    c = client_for(seeded)
+    restored = contents(c)
+    taken = backup(seeded, dest)
+    add_keys(c, "after", 40)
+    slow_loading(seeded)
+    run = restore(seeded, taken["backup_id"], "--dest", str(dest), "--yes",
+                  "--no-safety-backup", "--wait", "3")  # fmt: skip
+    assert run.exit_code == 1, run.stderr
+    kept = data_dir(seeded) / f".redisops-restore-{taken['backup_id']}.previous.rdb"
+    assert run.json()["results"][0]["error"] == (
+        "node-1 was started but has not loaded its data within 3s: still loading; the "
+        f"previous data file is kept at {kept}"
+    )
+    wait_until(lambda: answers(seeded) and not _loading(seeded), "the load")
+    assert contents(client_for(seeded)) == restored
+    assert leftovers(seeded) == [kept.name]
+    again = restore(seeded, taken["backup_id"], "--dest", str(dest), "--yes")
+    assert again.exit_code == 3
+    assert f"{kept} is left from an interrupted restore of {taken['backup_id']}" in again.stderr
+
+
+def slow_loading(state) -> None:
+    """From the next start on, loading takes seconds (20 ms a key), and the server answers
+    INFO while it loads (by default only every 2 MB loaded)."""
+    config = data_dir(state) / "redis.conf"
+    config.write_text(config.read_text() + "key-load-delay 20000\n"
+                      "loading-process-events-interval-bytes 1024\n")  # fmt: skip
+
+
 # --- issue 20 item 4: a real signal at a chosen moment --------------------------------------
 
 
@@ -294,11 +325,7 @@ def test_sigint_while_the_restored_data_loads_completes_the_restore(seeded, tmp_
     restored = contents(c)
     taken = backup(seeded, dest)
     add_keys(c, "after", 40)
-    # From the next start on (the restore's own), loading takes seconds (20 ms a key) and the
-    # server answers INFO while it loads (by default only every 2 MB loaded).
-    config = data_dir(seeded) / "redis.conf"
-    config.write_text(config.read_text() + "key-load-delay 20000\n"
-                      "loading-process-events-interval-bytes 1024\n")  # fmt: skip
+    slow_loading(seeded)  # the restore's own start loads for seconds
     process = _start_restore(seeded, taken["backup_id"], dest)
     stderr = _signal_when(process, lambda: _loading(seeded), "the load", signal.SIGINT)
     assert process.returncode == 130, stderr

@@ -651,6 +651,10 @@ def _load_or_roll_back(
         if held:
             raise Interrupted(held[0], message) from None
         raise HostError(message, hint=_log_hint(plan.target)) from None
+    except HostError as exc:  # still loading the restored data when --wait ran out
+        kept = _exists(access, layout.previous_rdb)
+        where = f"; the previous data file is kept at {layout.previous_rdb}" if kept else ""
+        raise HostError(f"{exc.message}{where}", hint=_log_hint(plan.target)) from None
     except Interrupted as exc:
         with _held_signals():
             if _comes_up(target, min(START_GRACE, wait)):
