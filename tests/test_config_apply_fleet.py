@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import select
+import signal
 import subprocess
 import sys
 import time
@@ -98,10 +99,14 @@ def test_a_host_denied_config_by_its_acl_refuses_the_whole_apply(make_lab, tmp_p
 PROMPT_SECONDS = 60
 
 
-def run_confirming_after(action: Callable[[], None], *args: str) -> Run:
+def run_confirming_after(
+    action: Callable[[], None],
+    *args: str,
+    answered: Callable[[subprocess.Popen], None] | None = None,
+) -> Run:
     """Run redisops as a real process that asks for confirmation; when the prompt shows, do
     `action` (a change of the fleet between plan and apply, at the one moment the command
-    waits for the operator), then answer "y"."""
+    waits for the operator), then answer "y", then call `answered` with the process."""
     process = subprocess.Popen(
         [sys.executable, "-m", "redisops", *args],
         stdin=subprocess.PIPE,
@@ -121,7 +126,11 @@ def run_confirming_after(action: Callable[[], None], *args: str) -> Run:
             assert chunk or not ready, f"redisops ended before asking: {shown.decode()}"
             shown += chunk
         action()
-        stdout, rest = process.communicate(b"y\n", timeout=PROMPT_SECONDS)
+        process.stdin.write(b"y\n")
+        process.stdin.flush()
+        if answered is not None:
+            answered(process)
+        stdout, rest = process.communicate(timeout=PROMPT_SECONDS)
     finally:
         if process.poll() is None:
             process.kill()
@@ -206,3 +215,42 @@ def test_a_host_that_cannot_be_planned_refuses_the_whole_apply(make_lab, tmp_pat
         "-l '!node-3'"
     )
     assert (snapshot(state), config_files(state)) == (before, files)
+
+
+def test_an_interrupt_during_the_apply_sets_back_the_hosts_changed(make_lab, tmp_path):
+    """SIGINT once node-1 holds the change while node-2 and node-3 are paused: every host
+    changed is set back before redisops exits 130."""
+    state = make_lab(replicas=2)
+    before = snapshot(state)
+    log = tmp_path / "changes.jsonl"
+    nodes = clients(state)
+
+    def pause_the_others() -> None:
+        for name in ("node-2", "node-3"):
+            nodes[name].execute_command("CLIENT", "PAUSE", "3000", "ALL")
+
+    def interrupt_once_node_1_changed(process: subprocess.Popen) -> None:
+        deadline = time.monotonic() + PROMPT_SECONDS
+        while nodes["node-1"].config_get("maxmemory")["maxmemory"] == "0":
+            assert time.monotonic() < deadline, "node-1 was never changed"
+            assert process.poll() is None, "redisops ended before node-1 was changed"
+            time.sleep(0.02)
+        process.send_signal(signal.SIGINT)
+
+    run = run_confirming_after(
+        pause_the_others,
+        "-i", state.inventory_path, "--timeout", "10", "config", "apply",
+        "--audit-log", str(log), *CHANGE,
+        answered=interrupt_once_node_1_changed,
+    )  # fmt: skip
+    assert run.exit_code == 130, run.stderr
+    # After the prompt, which has no newline of its own; the paused hosts may or may not have
+    # started before the signal, so the count is 1 or 3.
+    last = run.stderr.splitlines()[-1].split("[y/N]:")[-1]
+    assert last in (
+        "interrupted: SIGINT; 1 of 3 hosts changed, all set back",
+        "interrupted: SIGINT; 3 of 3 hosts changed, all set back",
+    ), last
+    assert snapshot(state) == before
+    outcomes = {(r["host"], r["outcome"]) for r in log_records(log)}
+    assert ("node-1", "applied") in outcomes and ("node-1", "rolled back") in outcomes
