@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -19,6 +19,7 @@ import yaml
 from redisops.fleet.connection import build_client
 from redisops.fleet.inventory import load_inventory
 from tests.cli_helpers import Run, redisops
+from tests.test_backup_redis6 import Redis6
 from tests.test_config_apply import log_records, password_of, restart, snapshot
 from tests.test_config_diff import clients
 
@@ -254,3 +255,38 @@ def test_an_interrupt_during_the_apply_sets_back_the_hosts_changed(make_lab, tmp
     assert snapshot(state) == before
     outcomes = {(r["host"], r["outcome"]) for r in log_records(log)}
     assert ("node-1", "applied") in outcomes and ("node-1", "rolled back") in outcomes
+
+
+@pytest.fixture
+def redis6(tmp_path) -> Iterator[Redis6]:
+    folder = tmp_path / "redis6"
+    folder.mkdir()
+    server = Redis6(folder, appendonly=False)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_redis_6_2_applies_one_setting_and_refuses_several(redis6, tmp_path):
+    """Redis 6.2 has no ACL DRYRUN (the probe answers) and takes one setting per CONFIG SET:
+    several could not change all or nothing, so they are refused up front (was: rejected
+    half-way, exit 1)."""
+    server = redis6
+    client = server.client()
+    log = ("--audit-log", str(tmp_path / "changes.jsonl"))
+    one = redisops("-i", str(server.inventory), "config", "apply", "--yes", *log, "--set", "hz=12")
+    assert one.exit_code == 0, one.stderr
+    assert client.config_get("hz")["hz"] == "12"
+    several = redisops("-i", str(server.inventory), "config", "apply", "--yes", *log,
+                       "--set", "hz=13", "--set", "maxmemory=10mb")  # fmt: skip
+    assert several.exit_code == 3
+    assert [line for line in several.stderr.splitlines() if line.startswith("error: ")] == [
+        "error: old: CONFIG SET: this server takes one setting per CONFIG SET (before Redis 7), "
+        "so several cannot change all or nothing: apply one --set at a time",
+        "error: refused: CONFIG SET on old; nothing was changed",
+    ]
+    assert (client.config_get("hz")["hz"], client.config_get("maxmemory")["maxmemory"]) == (
+        "12",
+        "0",
+    )

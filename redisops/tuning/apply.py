@@ -48,6 +48,10 @@ ROLLBACK_FAILED = "rollback failed"
 UNKNOWN_STATE = "unknown"
 NOT_APPLIED = "not applied"
 ACL_DENIED = "the ACL denies it"
+ONE_AT_A_TIME = (
+    "this server takes one setting per CONFIG SET (before Redis 7), so several cannot change "
+    "all or nothing: apply one --set at a time"
+)
 
 NO_CONFIG_FILE = "no config file to rewrite: the change lasts until Redis restarts"
 SECRET_REFUSAL = "a secret: never set by redisops (its value would sit in argv or the inventory)"
@@ -77,9 +81,10 @@ class HostChanges:
     """One host's changes and what became of them.
 
     `outcome`: planned (not applied yet), applied, unchanged (nothing to do), rejected (Redis
-    refused a value; nothing changed), rolled back, rollback failed, or unknown (the connection
-    was lost after CONFIG SET was sent). `persisted` is whether CONFIG REWRITE wrote the config
-    file (None until applied); `note` says why not.
+    refused a value; nothing changed), rolled back (its change failed, or another host's
+    did), not applied (another host failed first), rollback failed, or unknown (the
+    connection was lost after CONFIG SET was sent). `persisted` is whether CONFIG REWRITE
+    wrote the config file (None until applied); `note` says why not.
     """
 
     changes: tuple[Change, ...]
@@ -181,6 +186,8 @@ def _preflight(client: redis.Redis, host: Host, changes: Sequence[Change]) -> li
         text = _first_line(exc)
         if isinstance(exc, redis.exceptions.NoPermissionError):
             return [Refusal("CONFIG SET", f"{ACL_DENIED} to user {user!r}: {text}", False)]
+        if len(changes) > 1 and "wrong number of arguments" in text:
+            return [Refusal("CONFIG SET", ONE_AT_A_TIME, False)]
         return [Refusal("CONFIG SET", f"Redis refuses it here: {text}", False)]
     return []
 
