@@ -383,3 +383,13 @@ def test_an_inventory_past_the_size_limit_is_refused_with_its_size(tmp_path):
         2,
         "error: /dev/zero: the inventory is larger than the limit of 4 MiB",
     )
+
+
+def test_bytes_that_are_not_utf8_name_file_line_and_column(tmp_path):
+    path = tmp_path / "inventory.yaml"
+    path.write_bytes(b"all:\n  hosts:\n    a: {host: caf\xe9}\n")
+    run = redisops_process("-i", str(path), "inventory", "list")
+    assert (run.exit_code, run.stdout) == (2, "")
+    assert run.stderr.splitlines() == [
+        f"error: {path}:3: not UTF-8: byte 0xE9 at column 18 (save the file as UTF-8)"
+    ]

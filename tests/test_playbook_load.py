@@ -193,3 +193,14 @@ def test_a_control_byte_in_a_playbook_is_one_line_naming_file_and_line(tmp_path,
         f"error: {path}:4: invalid YAML: control character U+{code} at column 15 "
         "(not allowed in YAML; remove it)"
     ]
+
+
+def test_a_playbook_that_is_not_utf8_is_one_line(tmp_path):
+    """Was an AttributeError traceback (UnicodeDecodeError has no strerror)."""
+    path = tmp_path / "p.yaml"
+    path.write_bytes(GOOD_HEAD.encode() + b"  - note: caf\xe9\n")
+    run = redisops_process("-i", str(tmp_path / "none.yaml"), "playbook", "run", str(path))
+    assert (run.exit_code, run.stdout) == (2, "")
+    assert run.stderr.splitlines() == [
+        f"error: {path}:4: not UTF-8: byte 0xE9 at column 14 (save the file as UTF-8)"
+    ]

@@ -120,7 +120,7 @@ def load_inventory(path: str | Path) -> Inventory:
             f"inventory file {shown} not found (use -i or {INVENTORY_ENV})",
             hint="inventory.example.yaml shows the format",
         ) from None
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         raise InventoryError(f"inventory {path} cannot be read: {_reason(exc)}") from None
 
     return compose_yaml(
@@ -170,8 +170,8 @@ def compose_yaml(
 def read_yaml_text(path: Path, error: type[UsageError], *, what: str) -> str:
     """The text of a YAML file redisops reads, refused past MAX_YAML_BYTES with its size named.
 
-    Reads at most one byte past the limit, so a huge file or a device costs nothing. Raises
-    OSError and UnicodeDecodeError for the caller to word.
+    Reads at most one byte past the limit, so a huge file or a device costs nothing. Bytes
+    that are not UTF-8 raise `error` naming their line; OSError is left for the caller.
     """
     with open(path, "rb") as handle:
         data = handle.read(MAX_YAML_BYTES + 1)
@@ -183,7 +183,15 @@ def read_yaml_text(path: Path, error: type[UsageError], *, what: str) -> str:
             f"{path}: the {what} is {shown} the limit of {MAX_YAML_BYTES // 1024 // 1024} MiB",
             hint="split it, or keep only the hosts this run needs",
         )
-    return data.decode("utf-8")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise error(
+            f"{path}:{line}: not UTF-8: byte 0x{data[exc.start]:02X} at column {column} "
+            "(save the file as UTF-8)"
+        ) from None
 
 
 def _check_printable(path: Path, text: str, error: type[UsageError]) -> None:

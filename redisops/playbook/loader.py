@@ -56,7 +56,7 @@ def load_playbook(
     path = Path(path)
     try:
         text = read_yaml_text(path, PlaybookError, what="playbook")
-    except (OSError, UnicodeDecodeError) as exc:
+    except OSError as exc:
         raise PlaybookError(f"playbook {path} cannot be read: {exc.strerror or exc}") from None
     return compose_yaml(
         path,
