@@ -80,12 +80,15 @@ def host_warnings(capture: HostCapture, *, incremental: bool) -> tuple[str, ...]
 
 
 def host_notes(capture: HostCapture) -> tuple[str, ...]:
-    """Things worth knowing that lose nothing: a restart, a reset done by this run."""
+    """Things worth knowing that lose nothing: a restart, a reset done by this run, key
+    positions the server would not give."""
     notes = []
     if capture.since_last == RESTARTED:
         notes.append("restarted since the last run (new run_id): all its entries are new")
     if capture.reset:
         notes.append("slowlog reset after reading")
+    if capture.keys_error:
+        notes.append(capture.keys_error)
     return tuple(notes)
 
 

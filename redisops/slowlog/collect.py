@@ -15,6 +15,8 @@ from typing import Any
 from redisops.fleet.connection import describe_redis_error, redis_client
 from redisops.fleet.host import Host
 from redisops.fleet.server import refuse_sentinel_as_redis
+from redisops.slowlog.fingerprint import KeyTable
+from redisops.slowlog.keyspecs import learn_key_positions
 
 COLLECTOR_NAME = "redisops-slowlog"
 # The client name given to commands a replica applies from its master's replication stream
@@ -81,6 +83,8 @@ class HostCapture:
     `entries` are oldest first, without redisops' own. `log_length` and `span_seconds` (from
     oldest to newest) describe the whole buffer; `bookmark` is where the next run starts.
     `missed` counts entries lost between runs when `since_last` is LOG_RESET or OVERFLOWED.
+    `keys` tells where the keys of this server's commands are (from its COMMAND INFO);
+    `keys_error` why the server could not say (then the static table answers).
     """
 
     run_id: str
@@ -95,6 +99,8 @@ class HostCapture:
     missed: int
     reset: bool
     bookmark: Bookmark
+    keys: KeyTable | None = None
+    keys_error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -146,10 +152,11 @@ def capture_slowlog(
             raw, _ = transaction.execute()
         else:
             raw = client.execute_command("SLOWLOG", "GET", "-1")
+        buffer = read_entries(raw, master_link=replication_address(info))
+        keys, keys_error = learn_key_positions(client, info, commands_of(buffer))
 
     settings = _settings(slowlog_config, latency_config)
     refused = next((r for r in (slowlog_config, latency_config) if isinstance(r, Exception)), None)
-    buffer = read_entries(raw, master_link=replication_address(info))
     run_id = str(info.get("run_id", ""))
     since_last, missed, after_id = compare_with(after, run_id, buffer, settings.max_len)
     own_address = connection_address(client_info)
@@ -167,7 +174,14 @@ def capture_slowlog(
         missed=missed,
         reset=reset,
         bookmark=next_bookmark(after, run_id, buffer, reset=reset),
+        keys=keys,
+        keys_error=keys_error,
     )
+
+
+def commands_of(entries: Sequence[SlowlogEntry]) -> set[bytes]:
+    """The distinct command names (raw, as logged) of `entries`."""
+    return {entry.args[0] for entry in entries if entry.args}
 
 
 def compare_with(

@@ -13,7 +13,15 @@ from dataclasses import dataclass
 
 from redisops.slowlog.advice import shape_hint
 from redisops.slowlog.collect import SlowlogEntry
-from redisops.slowlog.fingerprint import ASYNC, WHOLE_RANGE, Shape, fingerprint_args, redacted_args
+from redisops.slowlog.fingerprint import (
+    ASYNC,
+    STATIC_KEYS,
+    WHOLE_RANGE,
+    KeyTable,
+    Shape,
+    fingerprint_args,
+    redacted_args,
+)
 
 SORT_KEYS = ("total", "count", "max")
 # Upper bounds (µs) of the histogram buckets, half a decade apart; a last bucket holds the rest.
@@ -132,11 +140,14 @@ def digest_entries(
     since: int | None = None,
     until: int | None = None,
     show_args: bool = False,
+    key_tables: Mapping[str, KeyTable | None] | None = None,
 ) -> Digest:
     """Group entries by fingerprint and rank the groups by `sort` (total, count or max time).
 
     Entries outside [since, until] (unix seconds, inclusive) are left out. `top` None or 0
     keeps every fingerprint. `show_args` adds each fingerprint's slowest call, redacted.
+    `key_tables` says, per host, where its server's commands keep their keys (the static
+    Redis 7.0 table for hosts without one).
     """
     if sort not in SORT_KEYS:
         raise ValueError(f"sort must be one of {SORT_KEYS}, got {sort!r}")
@@ -150,8 +161,9 @@ def digest_entries(
         calls: dict[str, list[SlowlogEntry]] = {}
         shapes: dict[str, Shape] = {}
         flags: dict[str, dict[str, int]] = {}
+        keys = (key_tables or {}).get(host) or STATIC_KEYS
         for entry in entries:
-            shape = fingerprint_args(entry.args)
+            shape = fingerprint_args(entry.args, keys)
             fingerprint = shape.fingerprint
             same = calls.get(fingerprint)
             if same is None:

@@ -70,8 +70,62 @@ _KEY_RANGES_BY_SPEC = {
 }
 _KEY_RANGES = {name: spec for spec, names in _KEY_RANGES_BY_SPEC.items() for name in names.split()}
 _SINGLE_KEY = (1, 1, 1)
-_NAMED_BY_FIRST_ARG = CONTAINERS | SCRIPTS
 KeysOf = tuple[int, int, int] | Callable[[Sequence[bytes]], Sequence[bytes]]
+# Names a table caches per raw command name; past this, lookups are simply not cached.
+MAX_CACHED_NAMES = 4096
+
+
+class KeyTable:
+    """Where each command's keys are, for one server (from its COMMAND INFO) or offline.
+
+    `positions` maps a command name (`GET`, `OBJECT|ENCODING`) to (first, last, step) or a
+    function of the arguments, None for a command without keys. Names it does not hold are
+    looked up in `fallback` (the static Redis 7.0 table). `containers` are the commands whose
+    first argument names what they do. Lookups by raw name are cached: the digest asks once
+    per slowlog entry.
+    """
+
+    def __init__(
+        self,
+        positions: dict[str, KeysOf | None],
+        containers: frozenset[str],
+        fallback: KeyTable | None = None,
+    ) -> None:
+        self.positions = positions
+        self.containers = containers
+        self.fallback = fallback
+        self._by_raw: dict[bytes, tuple[str, KeysOf | None, bool]] = {}
+
+    def command(self, raw: bytes) -> tuple[str, KeysOf | None, bool]:
+        """(NAME, where its keys are, named by its first argument) for a raw command name."""
+        hit = self._by_raw.get(raw)
+        if hit is None:
+            name = _name(raw)
+            named = name in self.containers or name in SCRIPTS
+            hit = (name, _ALWAYS.get(name) or self.keys_of(name), named)
+            if len(self._by_raw) < MAX_CACHED_NAMES:
+                self._by_raw[raw] = hit
+        return hit
+
+    def keys_of(self, name: str) -> KeysOf | None:
+        """Where the keys of `name` (`GET`, `OBJECT|ENCODING`) are; None: it takes none."""
+        if name in self.positions:
+            return self.positions[name]
+        return self.fallback.keys_of(name) if self.fallback is not None else None
+
+    def subcommand(self, name: str, sub: str, container: KeysOf | None) -> KeysOf | None:
+        """Where the keys of `name sub` are; a server that knows `name` only as a whole
+        (Redis 6.2's OBJECT) gives the container's own positions."""
+        full = f"{name}|{sub}"
+        if full in self.positions or name not in self.positions:
+            return self.keys_of(full)
+        return container
+
+    def learn(self, positions: dict[str, KeysOf | None], containers: set[str]) -> None:
+        """Add what a server said; names already cached by raw bytes are looked up again."""
+        self.positions.update(positions)
+        self.containers = self.containers | containers
+        self._by_raw.clear()
 
 
 @dataclass(frozen=True)
@@ -84,20 +138,26 @@ class Shape:
     flag: str | None = None
 
 
-def fingerprint_args(args: Sequence[bytes]) -> Shape:
-    """The shape of one logged command (`args` as SLOWLOG GET returns them, command first)."""
+def fingerprint_args(args: Sequence[bytes], keys: KeyTable | None = None) -> Shape:
+    """The shape of one logged command (`args` as SLOWLOG GET returns them, command first).
+
+    `keys` says where the keys are on the server that logged it (see
+    redisops.slowlog.keyspecs); without it, the static Redis 7.0 table.
+    """
+    if keys is None:
+        keys = STATIC_KEYS
     if not args:
         return _shape("?", "", None)
-    name, keys_of = _command(args[0])
+    name, keys_of, named_by_first = keys.command(args[0])
     if len(args) == SERVER_MAX_ARGS and _MORE_ARGS.match(args[-1]):
         args = args[:-1]
     command = name
-    if len(args) > 1 and name in _NAMED_BY_FIRST_ARG:
-        if name in CONTAINERS:
-            sub = _name(args[1])
-            command, keys_of = f"{name} {sub}", _KEY_RANGES.get(f"{name}|{sub}")
-        else:
+    if len(args) > 1 and named_by_first:
+        if name in SCRIPTS:
             command = f"{name} {_script_id(name, args[1])}"
+        else:
+            sub = _name(args[1])
+            command, keys_of = f"{name} {sub}", keys.subcommand(name, sub, keys_of)
     if keys_of is None:
         pattern = ""
     elif keys_of == _SINGLE_KEY:  # most commands: one key, first argument (the fast path)
@@ -128,13 +188,6 @@ def redacted_args(args: Sequence[bytes]) -> tuple[str, ...]:
 @lru_cache(maxsize=8192)
 def _shape(command: str, pattern: str, flag: str | None) -> Shape:
     return Shape(f"{command} {pattern}" if pattern else command, command, pattern, flag)
-
-
-@lru_cache(maxsize=1024)
-def _command(raw: bytes) -> tuple[str, KeysOf | None]:
-    """A command's name and where its keys are: (first, last, step), or a function of args."""
-    name = _name(raw)
-    return name, _MOVABLE.get(name) or _KEY_RANGES.get(name)
 
 
 @lru_cache(maxsize=1024)
@@ -200,9 +253,11 @@ _MOVABLE: dict[str, Callable[[Sequence[bytes]], Sequence[bytes]]] = {
     "XREAD": _stream_keys,
     "XREADGROUP": _stream_keys,
     "MIGRATE": _migrate_keys,
-    # Not a key, but its glob reads like a key pattern and says what the caller was after.
-    "KEYS": lambda args: args[1:2],
 }
+# Not a key, but its glob reads like a key pattern and says what the caller was after: on
+# every server, whatever its COMMAND INFO says.
+_ALWAYS: dict[str, Callable[[Sequence[bytes]], Sequence[bytes]]] = {"KEYS": lambda a: a[1:2]}
+STATIC_KEYS = KeyTable({**_KEY_RANGES, **_MOVABLE}, CONTAINERS)
 
 
 def _patterns(keys: Sequence[bytes]) -> str:

@@ -18,6 +18,7 @@ from redisops.slowlog.collect import (
     RESTARTED,
     Bookmark,
     SlowlogEntry,
+    commands_of,
     compare_with,
     connection_address,
     next_bookmark,
@@ -26,7 +27,8 @@ from redisops.slowlog.collect import (
     refuse_sentinel,
     replication_address,
 )
-from redisops.slowlog.fingerprint import Shape, fingerprint_args
+from redisops.slowlog.fingerprint import KeyTable, Shape, fingerprint_args
+from redisops.slowlog.keyspecs import learn_key_positions
 
 FIRST_FETCH = 32
 # Each fetch asks for 4 times more; 8 fetches reach 500,000 entries, past any sane max-len.
@@ -38,13 +40,15 @@ class HostPoll:
     """One poll of one host: its new entries (oldest first, redisops' own left out).
 
     `bookmark` is where the next poll starts; `missed` counts entries that vanished between
-    polls (log reset or wrapped); `restarted` is true when the run_id changed.
+    polls (log reset or wrapped); `restarted` is true when the run_id changed; `keys` says
+    where this server's commands keep their keys.
     """
 
     bookmark: Bookmark
     entries: tuple[SlowlogEntry, ...]
     missed: int
     restarted: bool
+    keys: KeyTable | None = None
 
 
 @dataclass(frozen=True)
@@ -94,6 +98,7 @@ def poll_slowlog(host: Host, *, timeout: float, after: Bookmark | None, lines: i
             ):
                 break
             count *= 4
+        keys, _ = learn_key_positions(client, info, commands_of(theirs))
     since_last, missed, after_id = compare_with(after, run_id, buffer, None)
     fresh = tuple(e for e in theirs if e.id > after_id)
     if after is None:
@@ -103,6 +108,7 @@ def poll_slowlog(host: Host, *, timeout: float, after: Bookmark | None, lines: i
         entries=fresh,
         missed=missed,
         restarted=since_last == RESTARTED,
+        keys=keys,
     )
 
 
@@ -147,7 +153,7 @@ def follow_slowlogs(
                 )
             cursors[result.host] = poll.bookmark
             tailed.extend(
-                TailedEntry(result.host, result.address, e, fingerprint_args(e.args))
+                TailedEntry(result.host, result.address, e, fingerprint_args(e.args, poll.keys))
                 for e in poll.entries
             )
         tailed.sort(key=lambda t: (t.entry.started, t.host, t.entry.id))

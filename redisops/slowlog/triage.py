@@ -88,6 +88,7 @@ def triage_slowlogs(
         since=since,
         until=until,
         show_args=show_args,
+        key_tables={name: capture.keys for name, capture in captures.items()},
     )
     results = tuple(
         r
