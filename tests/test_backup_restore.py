@@ -33,6 +33,20 @@ def contents(c: redis.Redis) -> dict[bytes, tuple[object, bool]]:
     return found
 
 
+def aof_on(c: redis.Redis) -> None:
+    """appendonly yes, and its first rewrite done: a rewrite asked for while another child
+    runs (a backup's BGSAVE) is only scheduled, though `aof_enabled` already says 1."""
+    c.config_set("appendonly", "yes")
+
+    def written() -> bool:
+        info = c.info("persistence")
+        return info["aof_enabled"] == 1 and not (
+            info["aof_rewrite_in_progress"] or info["aof_rewrite_scheduled"]
+        )
+
+    wait_until(written, "AOF on")
+
+
 def backup(state, dest: Path, *args: str) -> dict:
     run = cli(state, "-o", "json", "backup", "run", "--dest", str(dest), *args)
     assert run.exit_code == 0, run.stderr
@@ -71,10 +85,8 @@ def test_restore_with_appendonly_on_installs_the_rdb_as_the_aof_base(seeded, tmp
     c = client_for(seeded)
     before = contents(c)
     taken = backup(seeded, dest)
-    c.config_set("appendonly", "yes")
+    aof_on(c)
     c.config_rewrite()  # on for good: the restart after the restore keeps it on
-    wait_until(lambda: c.info("persistence")["aof_enabled"] == 1
-               and not c.info("persistence")["aof_rewrite_in_progress"], "AOF on")  # fmt: skip
     c.flushall()
     c.set("written-after-the-backup", 1)
     run = restore(seeded, taken["backup_id"], "--dest", str(dest), "--yes", "--no-safety-backup")
@@ -105,9 +117,7 @@ def _answers(state) -> bool:
 def test_restore_an_aof_backup(seeded, tmp_path):
     dest = tmp_path / "backups"
     c = client_for(seeded)
-    c.config_set("appendonly", "yes")
-    wait_until(lambda: c.info("persistence")["aof_enabled"] == 1
-               and not c.info("persistence")["aof_rewrite_in_progress"], "AOF on")  # fmt: skip
+    aof_on(c)
     c.config_rewrite()
     before = contents(c)
     taken = backup(seeded, dest, "--kind", "aof", "--compress", "gzip")

@@ -20,7 +20,7 @@ from redisops.backup.restore import execute_restore, plan_restore
 from redisops.errors import HostError
 from redisops.fleet.inventory import load_inventory
 from tests.test_backup import backups_in, client_for, hosts_of, seeded, wait_until
-from tests.test_backup_restore import backup, contents, restore
+from tests.test_backup_restore import aof_on, backup, contents, restore
 
 __all__ = ["seeded"]  # the fixture, shared with test_backup
 POLL_SECONDS = 0.05
@@ -54,12 +54,6 @@ def restart(state, config_lines: tuple[str, ...] = ()) -> None:
     subprocess.run(["sh", "-c", node.service_start], check=True)
     wait_until(lambda: answers(state) and not client_for(state).info("persistence")["loading"],
                "the start")  # fmt: skip
-
-
-def aof_on(c: redis.Redis) -> None:
-    c.config_set("appendonly", "yes")
-    wait_until(lambda: c.info("persistence")["aof_enabled"] == 1
-               and not c.info("persistence")["aof_rewrite_in_progress"], "AOF on")  # fmt: skip
 
 
 def add_keys(c: redis.Redis, prefix: str, count: int) -> None:
