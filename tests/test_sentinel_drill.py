@@ -210,7 +210,9 @@ def test_hangs_short_and_long(make_lab, tmp_path):
     lines = [line.rstrip() for line in run.stdout.splitlines()]
     heading = next(line for line in lines if line.startswith("hang drill of lab: node-1"))
     assert heading.endswith("ok")
-    assert any(line.split()[:4] == ["T+0.00s", "drill", "trigger", "DEBUG"] for line in lines)
+    trigger = f"kill -STOP {old_pid} (node-1, 127.0.0.1:{lab.ports['node-1']}) for 7s"
+    assert any(line.split()[:3] == ["T+0.00s", "drill", "trigger"] for line in lines)
+    assert any(line.split()[3:] == trigger.split() for line in lines), run.stdout
     assert any(line.startswith("healthy after") and "yes" in line for line in lines)
     (record,) = [json.loads(line) for line in history.read_text().splitlines()]
     # The probe's writes to the sleeping master time out (1 s each) until the promotion.
@@ -219,6 +221,9 @@ def test_hangs_short_and_long(make_lab, tmp_path):
     assert record["detect_ms"] >= 1000
     assert record["write_downtime_ms"] >= record["detect_ms"]
     assert (record["writes_lost"], record["healthy_after"]) == (0, True)
+    thawed = [s for s in record["steps"] if s["event"] == "thawed"]
+    assert [s["detail"] for s in thawed] == [f"kill -CONT {old_pid} (node-1)"]
+    assert thawed[0]["at_ms"] - record["trigger_ms"] >= 7000  # down-after 2 s + 5 s
     lab.assert_healthy_under(record["new_master"])
     slept = lab.client("node-1")
     assert slept.info("server")["process_id"] == old_pid  # hung, not restarted
@@ -327,3 +332,50 @@ def test_ctrl_c_during_a_crash_drill_restarts_the_master_and_says_so(make_lab, t
     assert restarted.info("server")["process_id"] != old_pid
     restarted.close()
     wait_until_healthy(state, seconds=60)
+
+
+def test_ctrl_c_during_a_hang_drill_thaws_the_master_at_once(make_lab, tmp_path):
+    """SIGINT while the master is stopped (SIGSTOP): the drill sends SIGCONT on its way out
+    rather than leaving the master frozen for the rest of the hang (7 s here)."""
+    state = make_lab(replicas=2, sentinels=3)
+    lab = Lab(state)
+    pid = next(p.pid for p in state.processes if p.name == "node-1")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "redisops", "-i", lab.inventory, "sentinel", "drill",
+         "--master", "lab", "--mode", "hang", "--yes", "--history-file",
+         str(tmp_path / "drills.jsonl")],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while process_state(pid) != "T":  # stopped: the drill's fault
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "the drill never stopped the master"
+            time.sleep(0.02)
+        sent = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=30)
+        took = time.monotonic() - sent
+        state_after = process_state(pid)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+        os.kill(pid, signal.SIGCONT)
+    assert process.returncode == 130, stderr
+    assert took < 5, f"took {took:.2f}s to stop"
+    assert state_after != "T"  # thawed before the drill exited, not 7 s later
+    last = stderr.splitlines()[-1]
+    assert last.startswith("interrupted: SIGINT; hang drill of lab stopped "), stderr
+    assert "; node-1 thawed (kill -CONT); probe stopped after " in last
+    master = lab.client("node-1")
+    assert master.ping() is True
+    assert master.info("server")["process_id"] == pid  # thawed, never restarted
+    master.close()
+    wait_until_healthy(state, seconds=60)
+
+
+def process_state(pid: int) -> str:
+    """The state letter of /proc/PID/stat (R, S, T for stopped, …)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat[stat.rfind(")") + 2]

@@ -270,3 +270,35 @@ def test_faults_are_flagged_and_every_drill_refused(make_lab, tmp_path):
     assert not history.exists()
     for client in (master, sentinel):
         client.close()
+
+
+def test_hang_mode_plans_sigstop_with_host_access_and_debug_sleep_without(lab, tmp_path):
+    """Hang mode freezes the master with SIGSTOP where redisops can reach its machine (so a
+    Ctrl-C can thaw it at once), and falls back to DEBUG SLEEP where it cannot."""
+    node_1 = next(p for p in lab.processes if p.name == "node-1")
+    run = redisops(
+        "-i", lab.inventory_path, "-o", "json", "sentinel", "drill", "--master", "lab",
+        "--mode", "hang", "--dry-run",
+    )  # fmt: skip
+    assert run.exit_code == 0, run.stderr
+    plan = run.json()["results"][0]["data"]
+    assert (plan["hang_method"], plan["pid"], plan["hang_ms"]) == ("stop", node_1.pid, 7000)
+    assert plan["checks"][-1] == {
+        "name": "hang: freeze and thaw", "ok": True,
+        "detail": f"pid {node_1.pid} (redis-server) on node-1",
+    }  # fmt: skip
+    assert plan["actions"][1].startswith(f"kill -STOP {node_1.pid} on node-1 (127.0.0.1:")
+
+    data = yaml.safe_load(Path(lab.inventory_path).read_text())
+    data["all"]["children"]["redis"]["hosts"]["node-1"]["connection"] = "ssh"  # no way in
+    inventory = tmp_path / "inventory.yaml"
+    inventory.write_text(yaml.safe_dump(data))
+    run = redisops(
+        "-i", str(inventory), "-o", "json", "sentinel", "drill", "--master", "lab",
+        "--mode", "hang", "--dry-run",
+    )  # fmt: skip
+    assert run.exit_code == 0, run.stderr
+    plan = run.json()["results"][0]["data"]
+    assert (plan["hang_method"], plan["pid"]) == ("debug-sleep", None)
+    assert plan["checks"][-1]["name"] == "hang: DEBUG allowed"
+    assert plan["actions"][1].startswith("DEBUG SLEEP 7 on node-1 (127.0.0.1:")

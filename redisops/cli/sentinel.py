@@ -99,7 +99,7 @@ def drill(
         DrillMode,
         typer.Option(
             help="failover: SENTINEL FAILOVER; crash: SIGKILL the master (restarted after); "
-            "hang: DEBUG SLEEP it for down-after + 5s."
+            "hang: SIGSTOP it for down-after + 5s (DEBUG SLEEP without host access)."
         ),
     ] = DrillMode.failover,
     probe_rate: Annotated[

@@ -165,6 +165,7 @@ class _Drill:
         self.inventory_file: str | None = None
         self.probe: WriteProbe | None = None
         self.killed = False
+        self.frozen = False
         self.hang_until: float | None = None
 
     # --- the run --------------------------------------------------------------------------
@@ -226,6 +227,8 @@ class _Drill:
                 self.trigger_at = self._ask_failover("trigger")
             elif self.plan.mode == "crash":
                 self.trigger_at = self._kill()
+            elif self.plan.hang_method == "stop":
+                self.trigger_at = self._freeze()
             else:
                 self.trigger_at, hang = self._hang()
             new_address, self.promoted_at = self._await_master(
@@ -249,6 +252,12 @@ class _Drill:
         finally:
             if self.killed:
                 self._restart()
+            if self.frozen:
+                try:
+                    if not interrupted and self.hang_until is not None:
+                        time.sleep(max(0.0, self.hang_until - time.monotonic()))
+                finally:
+                    self._thaw()
             if hang is not None and not interrupted:  # DEBUG SLEEP cannot be cut short
                 hang.join(timeout=(self.plan.hang_ms or 0) / 1000 + self.timeout + 1)
         if new_address is not None:
@@ -266,18 +275,24 @@ class _Drill:
         self.step(event, f"SENTINEL FAILOVER {self.plan.master} via {sentinel.name}", at=sent)
         return sent
 
-    def _kill(self) -> float:
-        """SIGKILL the master, once its pid is still the one the pre-checks proved Redis."""
-        from redisops.fleet.hostaccess import open_host_access
-
+    def _checked_pid(self) -> int:
+        """The master's pid, once it is still the one the pre-checks proved Redis."""
         old = self.old
         with redis_client(old, timeout=self.timeout, decode=True, client_name=CLIENT_NAME) as c:
             pid = int(c.info("server")["process_id"])
         if pid != self.plan.pid:
             raise HostError(
                 f"{old.name} runs as pid {pid} now, not {self.plan.pid} as at the pre-checks; "
-                "not killing anything"
+                "no signal was sent"
             )
+        return pid
+
+    def _kill(self) -> float:
+        """SIGKILL the master; when it was sent."""
+        from redisops.fleet.hostaccess import open_host_access
+
+        old = self.old
+        pid = self._checked_pid()
         with open_host_access(old, timeout=self.timeout) as access:
             sent = time.monotonic()
             self.killed = True  # before the kill: a stop signal right after it must restart
@@ -297,6 +312,48 @@ class _Drill:
             self.step("restart failed", exc.message)
             return
         self.step("restarted", f"{old.name} with its service_start")
+
+    def _freeze(self) -> float:
+        """SIGSTOP the master; when it was sent. A timer started on the host with it sends the
+        SIGCONT at the end of the hang even if redisops dies or loses the host meanwhile; the
+        drill sends it itself too (`_thaw`), at once when it is stopped."""
+        from redisops.fleet.hostaccess import open_host_access
+
+        old = self.old
+        pid = self._checked_pid()
+        seconds = (self.plan.hang_ms or 0) / 1000
+        # The stop is sent before sh returns (its failure fails the command); only the timer
+        # runs on in the background, detached from the command's output.
+        script = (
+            f"kill -STOP {pid} || exit 1; (sleep {seconds:g}; kill -CONT {pid}) "
+            "</dev/null >/dev/null 2>&1 &"
+        )
+        with open_host_access(old, timeout=self.timeout) as access:
+            sent = time.monotonic()
+            self.frozen = True  # before the signal: a stop signal right after it must thaw
+            self.hang_until = sent + seconds
+            access.run(["sh", "-c", script])
+        self.step(
+            "trigger", f"kill -STOP {pid} ({old.name}, {old.address}) for {seconds:g}s", at=sent
+        )
+        return sent
+
+    def _thaw(self) -> None:
+        from redisops.fleet.hostaccess import open_host_access
+
+        old = self.old
+        try:
+            with open_host_access(old, timeout=self.timeout) as access:
+                access.run(["kill", "-CONT", str(self.plan.pid)])
+        except HostError as exc:
+            self.problems.append(
+                f"kill -CONT on {old.name} failed: {exc.message} (the timer on the host sends "
+                "it at the end of the hang)"
+            )
+            self.step("thaw failed", exc.message)
+            return
+        self.frozen = False
+        self.step("thawed", f"kill -CONT {self.plan.pid} ({old.name})")
 
     def _hang(self) -> tuple[float, threading.Thread]:
         """DEBUG SLEEP in a thread of its own (its connection is blocked for the whole sleep);
@@ -536,7 +593,14 @@ class _Drill:
             parts.append(f"{self.old.name} restarted with its service_start")
         elif "restart failed" in events:
             parts.append(f"restarting {self.old.name} FAILED: {events['restart failed']}")
-        if self.hang_until is not None and self.hang_until > time.monotonic():
+        if "thawed" in events:
+            parts.append(f"{self.old.name} thawed (kill -CONT)")
+        elif "thaw failed" in events:
+            parts.append(
+                f"kill -CONT on {self.old.name} FAILED: {events['thaw failed']}; the timer on "
+                "the host sends it at the end of the hang"
+            )
+        elif self.plan.hang_method == "debug-sleep" and (self.hang_until or 0) > time.monotonic():
             parts.append(
                 f"{self.old.name} is in DEBUG SLEEP (it cannot be woken early) and answers "
                 f"again by itself in {self.hang_until - time.monotonic():.1f}s"

@@ -67,6 +67,7 @@ class DrillPlan:
     pid: int | None = None
     hang_ms: int | None = None
     actions: tuple[str, ...] = ()
+    hang_method: str | None = None  # hang mode: "stop" (SIGSTOP/SIGCONT) or "debug-sleep"
 
     @property
     def refusal(self) -> str:
@@ -108,13 +109,18 @@ def plan_drill(
         )
     host = next((h for h in inventory if h.name == found.host), None)
     checks = _fleet_checks(status, found, max_lag)
-    pid = hang_ms = None
+    pid = hang_ms = hang_method = None
     if host is not None:
         if mode == "crash":
             check, pid = _crash_check(host, timeout)
             checks.append(check)
+        elif mode == "hang" and host.has_host_access:
+            # SIGSTOP can be undone at once (Ctrl-C); DEBUG SLEEP only where there is no way in.
+            hang_ms, hang_method = found.down_after_ms + MARGIN_MS, "stop"
+            check, pid = _process_check(host, timeout, "hang: freeze and thaw")
+            checks.append(check)
         elif mode == "hang":
-            hang_ms = found.down_after_ms + MARGIN_MS
+            hang_ms, hang_method = found.down_after_ms + MARGIN_MS, "debug-sleep"
             checks.append(_hang_check(host, timeout))
         if failback:
             checks.append(_failback_check(host, timeout))
@@ -136,6 +142,7 @@ def plan_drill(
         failover_timeout_ms=found.failover_timeout_ms,
         pid=pid,
         hang_ms=hang_ms,
+        hang_method=hang_method,
     )
     return _with_actions(plan, probe_rate)
 
@@ -232,8 +239,6 @@ def _can_take_over(replica: ReplicaStatus, max_lag: int) -> bool:
 
 def _crash_check(host: Host, timeout: float) -> tuple[Check, int | None]:
     """The master's pid, and proof that host access works and that pid is a Redis process."""
-    from redisops.fleet.hostaccess import open_host_access
-
     name = "crash: kill and restart"
     if not host.has_host_access or not host.service_start:
         return Check(
@@ -241,6 +246,13 @@ def _crash_check(host: Host, timeout: float) -> tuple[Check, int | None]:
             False,
             f"{host.name} needs host access and service_start to be killed and restarted",
         ), None
+    return _process_check(host, timeout, name)
+
+
+def _process_check(host: Host, timeout: float, name: str) -> tuple[Check, int | None]:
+    """The master's pid (INFO server), proven a Redis process through host access."""
+    from redisops.fleet.hostaccess import open_host_access
+
     try:
         with redis_client(host, timeout=timeout, decode=True, client_name=CLIENT_NAME) as client:
             pid = int(client.info("server")["process_id"])
@@ -254,7 +266,8 @@ def _crash_check(host: Host, timeout: float) -> tuple[Check, int | None]:
 
 
 def _hang_check(host: Host, timeout: float) -> Check:
-    """DEBUG SLEEP needs enable-debug-command yes, or local with redisops on loopback."""
+    """Without host access, hang mode uses DEBUG SLEEP: it needs enable-debug-command yes, or
+    local with redisops on loopback."""
     name = "hang: DEBUG allowed"
     try:
         with redis_client(host, timeout=timeout, decode=True, client_name=CLIENT_NAME) as client:
@@ -286,14 +299,24 @@ def _failback_check(host: Host, timeout: float) -> Check:
     return Check(name, True, f"{host.name} has replica-priority {priority}")
 
 
+def _hang_action(plan: DrillPlan, old: str) -> str:
+    seconds = f"{(plan.hang_ms or 0) / 1000:g}"
+    why = f"(down-after {plan.down_after_ms} ms + {MARGIN_MS} ms)"
+    if plan.hang_method == "stop":
+        return (
+            f"kill -STOP {plan.pid} on {old}, the master, through host access; kill -CONT "
+            f"{seconds}s later {why}, by the drill and by a timer on the host itself"
+        )
+    return f"DEBUG SLEEP {seconds} on {old}, the master {why}"
+
+
 def _with_actions(plan: DrillPlan, probe_rate: float) -> DrillPlan:
     old = f"{plan.old_master} ({plan.old_address})"
     first = plan.sentinels[0] if plan.sentinels else "a sentinel"
     trigger = {
         "failover": f"ask {first} for SENTINEL FAILOVER {plan.master}",
         "crash": f"kill -9 {plan.pid} on {old}, the master, through host access",
-        "hang": f"DEBUG SLEEP {(plan.hang_ms or 0) / 1000:g} on {old}, the master "
-        f"(down-after {plan.down_after_ms} ms + {MARGIN_MS} ms)",
+        "hang": _hang_action(plan, old),
     }[plan.mode]
     actions = [
         f"write {plan.key_prefix}<n> at {probe_rate:g}/s to the master the sentinels name, "
