@@ -259,8 +259,6 @@ def remove(
     sets them all again: SENTINEL MONITOR alone starts from Sentinel's defaults. Refused (exit
     3, nothing changed) unless every selected sentinel monitors the master at one address, or
     when FILE exists. FILE holds no secret: auth-pass is set again from the inventory.
-
-    Example: redisops -i prod.yaml sentinel remove --master cache --save cache.sentinel.json
     """
     from redisops.render.sentinel import settings_table
     from redisops.sentinel.settings import (
@@ -358,8 +356,6 @@ def monitor(
     from the file), then a read-back: a sentinel whose settings differ is an error (exit 1).
     A sentinel that monitors the master at another address is left alone (an error row).
     Then check with `sentinel status`: the sentinels find each other again within seconds.
-
-    Example: redisops -i prod.yaml sentinel monitor --from cache.sentinel.json --yes
     """
     from redisops.render.sentinel import settings_table
     from redisops.sentinel.settings import auth_host, load_settings, monitor_master, saved_for
