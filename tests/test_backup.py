@@ -283,7 +283,8 @@ def test_bgsave_failing_because_dir_is_not_writable(tmp_path):
             inventory.write_text(
                 f"all:\n  hosts:\n    solo: {{host: 127.0.0.1, port: {port}, connection: local}}\n"
             )
-            run = redisops("-i", str(inventory), "backup", "run", "--dest", str(tmp_path / "b"))
+            run = redisops("-i", str(inventory), "backup", "run", "--dest", str(tmp_path / "b"),
+                           "--via", "file")  # fmt: skip
         finally:
             process.kill()
             process.wait()
@@ -326,12 +327,13 @@ def test_backup_over_ssh_and_ssh_refused(seeded, sshd, tmp_path):
     fields = {"port": node.port, "password_file": node.password_file, "name": "node-1"}
     over_ssh = sshd.host(**fields)
     dest = tmp_path / "backups"
-    (good,) = run_backups([over_ssh], {"node-1": dest}, BackupSettings(timeout=10), parallel=1)
+    settings = BackupSettings(via="file", timeout=10)
+    (good,) = run_backups([over_ssh], {"node-1": dest}, settings, parallel=1)
     assert good.ok, good.error
     assert good.data.via == "file" and good.data.keys == 300 and good.data.verified
 
     wrong = sshd.host(**fields, ssh_known_hosts=str(sshd.wrong_known_hosts))
-    (refused,) = run_backups([wrong], {"node-1": dest}, BackupSettings(timeout=10), parallel=1)
+    (refused,) = run_backups([wrong], {"node-1": dest}, settings, parallel=1)
     assert not refused.ok
     assert refused.error.startswith(f"SSH host key of 127.0.0.1:{sshd.port} has CHANGED")
     assert backups_in(dest) == [good.data.backup_id]

@@ -1,9 +1,10 @@
 """`backup run`: capture RDB or AOF from each host into the catalogue, verified before it counts.
 
-Per host: take the host's lock, clear what a cut-short run left, capture into
-`DEST/<host>/.<id>.part/` (streamed: compressed, hashed and checked as it arrives), verify,
-write manifest.json, rename the folder to its id. Any failure removes the partial folder, so
-nothing half-done is ever listed.
+Per host: take the host's lock, clear what a cut-short run left (a partial folder, a server
+setting not put back), decide where the snapshot comes from and refuse a fork the machine
+cannot afford, capture into `DEST/<host>/.<id>.part/` (streamed: compressed, hashed and
+checked as it arrives), verify, write manifest.json, rename the folder to its id. Any failure
+or interrupt removes the partial folder, so nothing half-done is ever listed.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from redisops import __version__
-from redisops.backup import checktool
 from redisops.backup.catalogue import (
     VERIFIED,
     Backup,
@@ -35,6 +35,7 @@ from redisops.backup.catalogue import (
 from redisops.backup.datafile import DataFileWriter, StoredFile
 from redisops.backup.formats import parse_aof_manifest
 from redisops.backup.lock import host_locks
+from redisops.backup.temp_settings import Warn, repair_left_behind, temporarily_set
 from redisops.backup.verify import (
     Findings,
     abort_feeds,
@@ -43,12 +44,12 @@ from redisops.backup.verify import (
     feeds_for,
     new_findings,
 )
-from redisops.errors import HostError
+from redisops.errors import HostError, RefusedError
 from redisops.fleet.connection import redis_client
 from redisops.fleet.fanout import HostResult, run_on_hosts
 from redisops.fleet.host import Host
 from redisops.fleet.hostaccess import HostAccess, open_host_access
-from redisops.interrupt import pause
+from redisops.interrupt import pause, raise_if_stopped
 
 if TYPE_CHECKING:
     import redis
@@ -69,7 +70,9 @@ WRITEBACK_BYTES = 8 << 20
 
 @dataclass(frozen=True)
 class BackupSettings:
-    """How to back up. `via` None picks `file` for hosts with host access, else `replication`.
+    """How to back up. `via` None picks `replication` for a master (a snapshot that fails
+    there never blocks its writes, a failed BGSAVE does) and `file` for a replica with host
+    access; AOF backups always copy files.
 
     `timeout` bounds connecting and each command or wait for data; `save_timeout` bounds
     the server's BGSAVE or BGREWRITEAOF.
@@ -81,6 +84,17 @@ class BackupSettings:
     timeout: float = 5.0
     save_timeout: float = 3600.0
     reason: str = "manual"
+
+
+@dataclass(frozen=True)
+class BackupPlan:
+    """How one host will be backed up, decided before anything is asked of it: `refusal` says
+    why it must not be (the run then stops, exit 3), `warnings` what to know."""
+
+    via: str
+    role: str
+    refusal: str | None = None
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass
@@ -100,27 +114,62 @@ def run_backups(
     *,
     parallel: int,
     progress: Progress | None = None,
+    warn: Warn | None = None,
 ) -> list[HostResult[Backup]]:
     """Back up every host into its catalogue folder, `parallel` at once, in inventory order.
 
     Takes every host's lock first: RefusedError (exit 3) naming the holder when another run
-    has one, before anything is done. A host that fails is an error row; the others go on.
+    has one, before anything is done. Then plans every host (`plan_backup`): RefusedError
+    when any host must not fork, before any backup starts. A host that fails is an error row;
+    the others go on. `warn` gets each thing the operator should know, as it is found.
     """
+    say = warn or _ignore
     with host_locks([(dests[h.name], h.name) for h in hosts], purpose="backup run"):
-        return run_on_hosts(
+        plans = run_on_hosts(
             hosts,
-            lambda host: back_up_host(host, dests[host.name], settings, progress=progress),
+            lambda host: plan_backup(host, dests[host.name], settings, warn=say),
             parallel=parallel,
         )
+        refused = [f"{r.host}: {r.data.refusal}" for r in plans if r.data and r.data.refusal]
+        if refused:
+            raise RefusedError(
+                "; ".join(refused) + "; nothing was backed up",
+                hint="back up a replica of it (-l), or use --via replication: a snapshot that "
+                "fails there does not block the master's writes; or free memory",
+            )
+        ready = {r.host: r.data for r in plans if r.ok and r.data}
+        for name, plan in ready.items():
+            for warning in plan.warnings:
+                say(f"{name}: {warning}")
+
+        def back_up(host: Host) -> Backup:
+            plan = ready[host.name]
+            return back_up_host(
+                host, dests[host.name], settings, plan=plan, progress=progress, warn=say
+            )
+
+        ready_hosts = [h for h in hosts if h.name in ready]
+        taken = iter(run_on_hosts(ready_hosts, back_up, parallel=parallel))
+        return [next(taken) if r.ok else r for r in plans]  # type: ignore[misc]
 
 
-def back_up_host(
-    host: Host, dest: Path, settings: BackupSettings, *, progress: Progress | None = None
-) -> Backup:
-    """One backup of `host` into `dest` (the caller holds the host's lock); HostError if not."""
-    host_dir = host_folder(dest, host.name)
-    clean_partials(host_dir)
-    via = settings.via or ("file" if host.has_host_access else "replication")
+def _ignore(_message: str) -> None:
+    pass
+
+
+def plan_backup(
+    host: Host, dest: Path, settings: BackupSettings, *, warn: Warn | None = None
+) -> BackupPlan:
+    """Put back any setting an earlier run left changed on `host`, then decide where its
+    snapshot comes from and whether its machine can afford the fork (the caller holds the
+    host's lock). HostError when the host cannot be asked."""
+    repair_left_behind(
+        host, host_folder(dest, host.name), timeout=settings.timeout, warn=warn or _ignore
+    )
+    with redis_client(host, timeout=settings.timeout, decode=True) as client:
+        info = client.info("replication") | client.info("memory")
+    role = "replica" if info.get("role") == "slave" else "master"
+    via = settings.via or ("file" if host.has_host_access and role == "replica" else "replication")
     if settings.kind == "aof":
         via = "file"
     if via == "file" and not host.has_host_access:
@@ -128,6 +177,107 @@ def back_up_host(
             f"--via file needs host access to {host.name}",
             hint="set connection: local or ssh_* keys in the inventory, or use --via replication",
         )
+    if role != "master" or not host.has_host_access:
+        return BackupPlan(via, role)
+    try:
+        memory = _machine_memory(host, settings.timeout)
+    except HostError as exc:
+        if via == "file":
+            raise  # the copy needs this access too
+        return BackupPlan(via, role, warnings=(f"fork headroom not checked: {exc.message}",))
+    refusal, warning = fork_headroom(
+        rss=int(info.get("used_memory_rss", 0)),
+        memory=memory,
+        bgsave=via == "file" and settings.kind == "rdb",
+    )
+    return BackupPlan(via, role, refusal, (warning,) if warning else ())
+
+
+def _machine_memory(host: Host, timeout: float) -> dict[str, int]:
+    """/proc/meminfo (bytes) and vm.overcommit_memory (as `overcommit`) of the host's machine;
+    what cannot be read is left out."""
+    with open_host_access(host, timeout=timeout) as access:
+        result = access.run(["cat", "/proc/meminfo", "/proc/sys/vm/overcommit_memory"], check=False)
+    memory: dict[str, int] = {}
+    for line in result.stdout.decode(errors="replace").splitlines():
+        name, colon, value = line.partition(":")
+        words = value.split()
+        if colon and words and words[0].isdigit():
+            memory[name] = int(words[0]) * (1024 if words[1:] == ["kB"] else 1)
+        elif not colon and line.strip().isdigit():
+            memory["overcommit"] = int(line)
+    return memory
+
+
+def fork_headroom(
+    *, rss: int, memory: dict[str, int], bgsave: bool
+) -> tuple[str | None, str | None]:
+    """(refusal, warning) for asking a master of `rss` bytes to fork on a machine with
+    `memory` (from _machine_memory); `bgsave` when the fork is a BGSAVE to disk.
+
+    A fork duplicates the page tables, and copy-on-write needs up to the whole RSS again
+    while the child runs if the data set is rewritten meanwhile. Under strict overcommit
+    (vm.overcommit_memory=2) the kernel refuses a fork it cannot commit: certain failure,
+    refused. When less memory is available than the RSS, a busy save can run out: the OOM
+    killer then ends the child (or the server). A failed BGSAVE makes the master refuse
+    writes (stop-writes-on-bgsave-error), so that is refused; a failed replication
+    snapshot or AOF rewrite only fails the backup, so it is a warning.
+    """
+    commit_left = (
+        memory["CommitLimit"] - memory["Committed_AS"]
+        if "CommitLimit" in memory and "Committed_AS" in memory
+        else None
+    )
+    if memory.get("overcommit") == 2 and commit_left is not None and commit_left < rss:
+        return (
+            f"the kernel would refuse the fork a snapshot needs (vm.overcommit_memory=2: "
+            f"{_mib(max(0, commit_left))} left to commit, the server uses {_mib(rss)})",
+            None,
+        )
+    available = memory.get("MemAvailable")
+    if available is None or available >= rss:
+        return None, None
+    shortfall = (
+        f"{_mib(available)} of memory available, less than the server's {_mib(rss)} "
+        "that copy-on-write may need while it forks"
+    )
+    if bgsave:
+        return (
+            f"{shortfall}: a BGSAVE that runs out of memory fails, and the master then "
+            "refuses writes (stop-writes-on-bgsave-error)",
+            None,
+        )
+    return None, f"{shortfall}: a busy server may run out of memory during the backup"
+
+
+def _mib(size: int) -> str:
+    return f"{size / (1 << 20):,.1f} MiB"
+
+
+def back_up_host(
+    host: Host,
+    dest: Path,
+    settings: BackupSettings,
+    *,
+    plan: BackupPlan | None = None,
+    progress: Progress | None = None,
+    warn: Warn | None = None,
+) -> Backup:
+    """One backup of `host` into `dest` (the caller holds the host's lock); HostError if not.
+
+    Without a `plan`, plans it first (RefusedError when the host must not fork); an
+    interrupt stops it at the next chunk or wait, leaving nothing.
+    """
+    say = warn or _ignore
+    if plan is None:
+        plan = plan_backup(host, dest, settings, warn=say)
+        if plan.refusal:
+            raise RefusedError(f"{host.name}: {plan.refusal}; nothing was backed up")
+        for warning in plan.warnings:
+            say(f"{host.name}: {warning}")
+    host_dir = host_folder(dest, host.name)
+    clean_partials(host_dir)
+    via = plan.via
     from redisops.backup.replication import RdbSync
     from redisops.fleet.resp import RespConnection
 
@@ -152,7 +302,10 @@ def back_up_host(
         if settings.kind == "rdb":
             captured = _capture_rdb(host, partial, sync, settings, report)
         else:
-            captured = _capture_aof(host, partial, settings, report)
+            captured = _capture_aof(
+                host, partial, settings, report, host_dir=host_dir, run_id=server["run_id"],
+                warn=say,
+            )  # fmt: skip
         verification = captured.findings.verification()
         if captured.findings.problems:
             raise HostError(
@@ -187,12 +340,13 @@ def back_up_host(
             rdb_version=facts.version if facts else None,
             keys=tool.keys if exact else server["keys"],
             expires=tool.expires if exact else server["expires"],
-            keys_source=checktool.CHECK_RDB if exact else "info",
+            keys_source=tool.tool if exact else "info",
             aof_layout=captured.aof_layout,
             verification=verification,
             verified=verification.status == VERIFIED,
             redisops_version=__version__,
         )
+        raise_if_stopped()  # an interrupted run catalogues nothing
         return publish(partial, backup)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
@@ -273,7 +427,8 @@ def _capture_rdb(
 
 
 class _EarlyWriteback:
-    """Writes go to `writer`; every WRITEBACK_BYTES the file's writeback starts.
+    """Writes go to `writer`; every WRITEBACK_BYTES the file's writeback starts; an interrupt
+    stops the copy at the next chunk (`Interrupted` from `write`).
 
     POSIX_FADV_DONTNEED starts writing the dirty pages without waiting for them (and drops
     the pages already on disk); DataFileWriter.close still fsyncs before the file counts.
@@ -288,6 +443,7 @@ class _EarlyWriteback:
             self._fd = None
 
     def write(self, data: bytes | memoryview) -> None:
+        raise_if_stopped()
         self._writer.write(data)
         if self._fd is not None and self._writer.raw_bytes >= self._due:
             self._due = self._writer.raw_bytes + WRITEBACK_BYTES
@@ -326,13 +482,40 @@ def _bgsave(host: Host, settings: BackupSettings) -> str:
 
         info = _poll(client, host, deadline, "BGSAVE", finished)
         if info.get("rdb_last_bgsave_status") != "ok":
-            raise HostError(
-                f"BGSAVE failed on {host.address} (rdb_last_bgsave_status: "
-                f"{info.get('rdb_last_bgsave_status')})",
-                hint="see the server's log: its dir may not be writable, the disk full, "
-                "or the fork was killed; nothing was catalogued",
-            )
+            raise _bgsave_failed(client, host, info.get("rdb_last_bgsave_status"))
     return str(Path(folder) / filename)
+
+
+def _bgsave_failed(client: redis.Redis, host: Host, status: object) -> HostError:
+    """The error for a failed BGSAVE, saying whether the server now refuses writes.
+
+    With stop-writes-on-bgsave-error yes (the default) and save points set, a master whose
+    last BGSAVE failed refuses every write and even PING (MISCONF), so Sentinel may fail it
+    over. It lifts by itself only when a BGSAVE succeeds. PING tells which case this is.
+    """
+    import redis
+
+    failed = f"BGSAVE failed on {host.address} (rdb_last_bgsave_status: {status})"
+    try:
+        client.ping()
+        blocked = False
+    except redis.ResponseError as exc:
+        blocked = "MISCONF" in str(exc)
+    if not blocked:
+        return HostError(
+            failed,
+            hint="see the server's log: its dir may not be writable, the disk full, "
+            "or the fork was killed; nothing was catalogued",
+        )
+    return HostError(
+        f"{failed}: the master now REFUSES WRITES and PING (MISCONF, "
+        "stop-writes-on-bgsave-error), and Sentinel may fail it over",
+        hint="to unblock it, fix the cause in the server's log (fork killed or out of "
+        "memory, disk full, dir not writable), then run BGSAVE until it succeeds: that keeps "
+        "the guard against saves failing unnoticed. Only if writes cannot wait: CONFIG SET "
+        "stop-writes-on-bgsave-error no unblocks at once, but failed saves then go "
+        "unnoticed; set it back to yes after a good save. Nothing was catalogued",
+    )
 
 
 def _capture_aof(
@@ -340,8 +523,16 @@ def _capture_aof(
     partial: Path,
     settings: BackupSettings,
     progress: Callable[[int, int], None] | None,
+    *,
+    host_dir: Path,
+    run_id: str | None,
+    warn: Warn,
 ) -> _Captured:
-    """Rewrite the AOF, keep rewrites paused while copying its files, restore the setting."""
+    """Rewrite the AOF, keep rewrites paused while copying its files, restore the setting.
+
+    The pause is `auto-aof-rewrite-percentage 0`, recorded in `host_dir` before it is set
+    and put back however the copy ends (see temp_settings).
+    """
     deadline = time.monotonic() + settings.save_timeout
     captured = _Captured()
     with redis_client(host, timeout=settings.timeout, decode=True) as client:
@@ -354,9 +545,10 @@ def _capture_aof(
         multipart = int(version.split(".")[0]) >= 7
         folder, filename = _config(client, host, "dir", "appendfilename")
         aof_dir = _config(client, host, "appenddirname")[0] if multipart else ""
-        (percentage,) = _config(client, host, "auto-aof-rewrite-percentage")
-        client.config_set("auto-aof-rewrite-percentage", 0)
-        try:
+        with temporarily_set(
+            client, host, host_dir, "auto-aof-rewrite-percentage", "0",
+            run_id=run_id, timeout=settings.timeout, warn=warn,
+        ):  # fmt: skip
             _rewrite_aof(client, host, deadline)
             with open_host_access(host, timeout=settings.timeout) as access:
                 if multipart:
@@ -367,8 +559,6 @@ def _capture_aof(
                     captured.aof_layout = "single-file"
                     remote = str(Path(folder) / filename)
                     _copy_part(access, remote, filename, "aof-incr", partial, settings, captured)
-        finally:
-            client.config_set("auto-aof-rewrite-percentage", percentage)
     check_aof_parts(captured.findings, captured.files, captured.manifest_text)
     if not captured.findings.problems:
         check_aof_folder(captured.findings, partial, captured.files)
@@ -421,13 +611,16 @@ def _copy_part(
     probe = StoredFile(name, name, role, 0, "", 0, settings.compression)
     feeds, judge = feeds_for(probe)
     writer = DataFileWriter(partial, name, role, compression=settings.compression, feeds=feeds)
+    sink = _EarlyWriteback(writer)
     try:
-        access.get_stream(remote, writer)
+        access.get_stream(remote, sink)
         captured.files.append(writer.close())
     except BaseException:
         writer.abort()
         abort_feeds(feeds)
         raise
+    finally:
+        sink.close()
     judge(captured.findings)
 
 

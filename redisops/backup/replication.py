@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from redisops.errors import HostError
 from redisops.fleet.host import Host
+from redisops.interrupt import raise_if_stopped
 
 if TYPE_CHECKING:
     from redisops.fleet.resp import RespConnection
@@ -32,6 +33,9 @@ BATCH_BYTES = 256 << 10
 # (no rdb-only) would have stalled.
 BATCH_WAIT_SECONDS = 0.01
 EOF_MARK_BYTES = 40  # diskless sync ends the payload with a random 40-byte mark
+# An unbatched read waits at most this long at once, so that an interrupt is seen within it;
+# the stall timeout counts the waits together.
+WAIT_SLICE_SECONDS = 0.25
 _LINE_LIMIT = 4096
 
 
@@ -135,6 +139,7 @@ class _Stream:
         self._sock = sock
         self._host = host
         self._timeout = timeout
+        sock.settimeout(min(timeout, WAIT_SLICE_SECONDS))
         self._buffer = bytearray(RECV_CHUNK)
         self._view = memoryview(self._buffer)
         self._pending = b""  # received, not yet consumed
@@ -215,18 +220,20 @@ class _Stream:
         return len(data)
 
     def _recv(self, size: int, done: int, total: int) -> int:
-        idle_since = None
+        """Bytes into the buffer; HostError after `timeout` with nothing, Interrupted as soon
+        as a stop is asked for (within one wait)."""
+        raise_if_stopped()
+        idle_since = time.monotonic()
         while True:
             try:
                 received = self._sock.recv_into(self._view, size)
                 break
-            except BlockingIOError:  # batched: a whole wait passed with nothing at all
-                now = time.monotonic()
-                idle_since = idle_since or now
-                if now - idle_since < self._timeout:
+            # BlockingIOError: a batched wait, TimeoutError: one slice of a plain wait passed
+            # with nothing at all.
+            except (BlockingIOError, TimeoutError):
+                raise_if_stopped()
+                if time.monotonic() - idle_since < self._timeout:
                     continue
-                raise self._stalled(done) from None
-            except TimeoutError:
                 raise self._stalled(done) from None
             except OSError as exc:
                 raise HostError(

@@ -73,7 +73,8 @@ def run(
         Via | None,
         typer.Option(
             help="RDB from the replication protocol (no shell access needed) or BGSAVE and "
-            "a file copy [default: file with host access, else replication].",
+            "a file copy [default: replication from a master (a failed BGSAVE would block "
+            "its writes), file from a replica with host access].",
             show_default=False,
         ),
     ] = None,
@@ -128,7 +129,9 @@ def run(
         reason=reason.value,
     )
     with transfer_progress(output) as progress:
-        results = run_backups(hosts, dests, settings, parallel=options.parallel, progress=progress)
+        results = run_backups(
+            hosts, dests, settings, parallel=options.parallel, progress=progress, warn=output.warn
+        )
     if metrics_file is not None:
         catalogue = load_catalogue(set(dests.values()), [h.name for h in hosts])
         write_metrics(metrics_file, metrics_text(results, catalogue, kind.value))
