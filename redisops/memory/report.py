@@ -30,6 +30,7 @@ from redisops.memory.patterns import (
     key_text,
 )
 from redisops.memory.scanner import KeyFacts, scan_keys
+from redisops.memory.summary import field_ttls_supported, volatile_hashes
 
 MAX_PATTERNS = 10_000
 OTHER_PATTERN = "(other patterns)"
@@ -125,7 +126,9 @@ class MemoryReport:
 
     `keys_scanned` counts keys examined with MEMORY USAGE, `keys` and `bytes` are the totals
     (extrapolated when estimated); `dbsize` is what the server held when the scan began.
-    Top keys are never extrapolated.
+    Top keys are never extrapolated. `volatile_hashes` is the server's own count (INFO
+    keyspace, when the scan began) of hashes with fields that expire; their key's TTL, not
+    their fields', puts them in a `ttl` bucket. None when the server has no hash-field TTLs.
     """
 
     scanned_host: str
@@ -148,6 +151,7 @@ class MemoryReport:
     samples: int
     patterns_folded: int = 0
     rate_limit: float | None = None  # keys/s the scan was held to; None: full speed
+    volatile_hashes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -274,11 +278,13 @@ def report_host(
     started = time.monotonic()
     connection = RespConnection(source, timeout=timeout)
     try:
-        refuse_sentinel_as_redis(source, _parse_info(connection.call(b"INFO", b"server")))
+        server = _parse_info(connection.call(b"INFO", b"server"))
+        refuse_sentinel_as_redis(source, server)
         info = _parse_info(connection.call(b"INFO", b"keyspace"))
         role = _parse_info(connection.call(b"INFO", b"replication")).get("role", "unknown")
         dbs = sorted(int(name[2:]) for name in info if name.startswith("db"))
         dbsize = sum(_keyspace_keys(info[f"db{db}"]) for db in dbs)
+        volatile = _volatile_hashes(server, [info[f"db{db}"] for db in dbs])
         aggregate = Aggregate(options)
         rate = scan_rate(options.rate, role)
         seen = _scan(connection, dbs, dbsize, aggregate, options, rate, progress, plan.target.name)
@@ -291,7 +297,7 @@ def report_host(
     report = finish_report(
         aggregate, source.name, source.address, role, dbsize, scale, duration, seen, elements
     )
-    return dataclasses.replace(report, rate_limit=rate)
+    return dataclasses.replace(report, rate_limit=rate, volatile_hashes=volatile)
 
 
 def scan_rate(asked: float | None, role: str) -> float | None:
@@ -468,6 +474,16 @@ def _parse_info(raw: bytes) -> dict[str, str]:
 def _keyspace_keys(value: str) -> int:
     fields = dict(item.split("=", 1) for item in value.split(",") if "=" in item)
     return int(fields.get("keys", 0))
+
+
+def _volatile_hashes(server: dict[str, str], lines: list[str]) -> int | None:
+    """Hashes with expiring fields over the INFO keyspace `lines` (see summary.volatile_hashes)."""
+    counts = [
+        volatile_hashes(dict(item.split("=", 1) for item in line.split(",") if "=" in item))
+        for line in lines
+    ]
+    reported = [count for count in counts if count is not None]
+    return sum(reported) if reported or field_ttls_supported(server) else None
 
 
 def plan_scans(

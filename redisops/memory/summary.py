@@ -8,13 +8,13 @@ the thresholds and what counts.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from redisops.fleet.host import Host
-from redisops.fleet.server import refuse_sentinel_as_redis
+from redisops.fleet.server import refuse_sentinel_as_redis, server_identity, version_tuple
 
 if TYPE_CHECKING:
     import redis
@@ -34,6 +34,8 @@ FRAGMENTATION_MIN_USED = 64 * MIB
 # Absolute waste: on a big instance a modest ratio (1.2 of 20 GiB) still holds gigabytes idle.
 RSS_EXCESS = GIB
 NO_EVICTION = "noeviction"
+# The first versions with hash-field TTLs, per flavour.
+FIELD_TTLS_SINCE = {"redis": (7, 4), "valkey": (9,)}
 
 
 class Severity(str, Enum):
@@ -50,12 +52,32 @@ class Severity(str, Enum):
 
 @dataclass(frozen=True)
 class DbKeys:
-    """One database of INFO keyspace; `avg_ttl_ms` is Redis's estimate over keys with a TTL."""
+    """One database of INFO keyspace; `avg_ttl_ms` is Redis's estimate over keys with a TTL.
+
+    `volatile_hashes` counts hashes with fields that expire (hash-field TTLs: HEXPIRE,
+    HSETEX); None when the server does not report it (before Redis 7.4 and Valkey 9).
+    """
 
     db: int
     keys: int
     expires: int
     avg_ttl_ms: int
+    volatile_hashes: int | None = None
+
+
+def field_ttls_supported(info: Mapping[str, Any]) -> bool:
+    """True when the server has hash-field TTLs (Redis 7.4+, Valkey 9+)."""
+    identity = server_identity(info)
+    return version_tuple(identity.version) >= FIELD_TTLS_SINCE.get(identity.flavour, (99,))
+
+
+def volatile_hashes(db: Mapping[str, Any]) -> int | None:
+    """Hashes with expiring fields in one INFO keyspace db: Redis 7.4 calls them `subexpiry`,
+    Valkey 9 `keys_with_volatile_items`; None when the server reports neither."""
+    for name in ("subexpiry", "keys_with_volatile_items"):
+        if name in db:
+            return int(db[name])
+    return None
 
 
 @dataclass(frozen=True)
@@ -102,7 +124,8 @@ class MemorySummary:
     Sizes are bytes; `maxmemory` 0 means no limit and then `used_percent` is None;
     `hit_ratio` is hits / (hits + misses), None before the first lookup; counters
     (evicted, expired, hits, misses) count since the last restart or CONFIG RESETSTAT.
-    `severity` is the worst of `flags`, None when there are none.
+    `severity` is the worst of `flags`, None when there are none. `volatile_hashes` counts
+    hashes whose fields expire, over all dbs (None: the server does not report it).
     """
 
     role: str
@@ -126,6 +149,7 @@ class MemorySummary:
     doctor: DoctorVerdict
     flags: tuple[Flag, ...] = ()
     severity: Severity | None = None
+    volatile_hashes: int | None = None
 
 
 @dataclass(frozen=True)
@@ -267,9 +291,16 @@ def summary_from_info(
         if _db_number(name) >= 0 and isinstance(db, dict)
     )
     keyspace = tuple(
-        DbKeys(number, int(db.get("keys", 0)), int(db.get("expires", 0)), int(db.get("avg_ttl", 0)))
+        DbKeys(
+            number,
+            int(db.get("keys", 0)),
+            int(db.get("expires", 0)),
+            int(db.get("avg_ttl", 0)),
+            volatile_hashes(db),
+        )
         for number, db in dbs
     )
+    reported = [db.volatile_hashes for db in keyspace if db.volatile_hashes is not None]
     ratio = info.get("mem_fragmentation_ratio")
     return MemorySummary(
         role="replica" if info.get("role") == "slave" else str(info.get("role", "unknown")),
@@ -300,6 +331,7 @@ def summary_from_info(
             ),
         ),
         doctor=doctor,
+        volatile_hashes=sum(reported) if reported or field_ttls_supported(info) else None,
     )
 
 

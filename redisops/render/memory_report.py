@@ -121,6 +121,8 @@ def _ttl(output: Output, report: MemoryReport):
     table = output.table("ttl", "keys", "bytes", essential=("ttl",))
     for bucket, totals in report.ttl.items():
         table.add_row(bucket, human_count(totals.keys), human_bytes(totals.bytes))
+    if report.volatile_hashes:  # the server's count; these hashes sit in their key's bucket
+        table.add_row("hash fields expire", human_count(report.volatile_hashes), "-")
     return table
 
 

@@ -69,6 +69,9 @@ def memory_summary_table(output: Output, results: Sequence[HostResult[MemorySumm
             notes.append(f"{host} ", style="bold")
             notes.append(flag.severity.value, style=_SEVERITY_STYLE[flag.severity])
             notes.append(f" {flag.id}: {redact(flag.why)}\n")
+        if summary.volatile_hashes:
+            notes.append(f"{host} ", style="bold")
+            notes.append(f"{summary.volatile_hashes:,} hashes with fields that expire\n")
         if summary.doctor.status in _DOCTOR_NOTED:
             notes.append(f"{host} ", style="bold")
             notes.append(f"doctor: {redact(summary.doctor.summary)}\n")
