@@ -242,3 +242,100 @@ def test_a_frozen_server_fails_a_backup_within_the_timeout(aof_lab, tmp_path, ca
         assert "; put back to '150'" in err.read_text()
         assert c.config_get("auto-aof-rewrite-percentage")["auto-aof-rewrite-percentage"] == "150"
     calm(c)
+
+
+# --- issue 21 item 5: a failed BGSAVE blocks a master's writes; forks are checked first -------
+
+
+def test_a_killed_bgsave_says_writes_are_blocked_and_how_to_unblock(seeded, tmp_path):
+    dest = tmp_path / "backups"
+    c = client_for(seeded)
+    c.config_set("rdb-key-save-delay", SAVE_DELAY_US)
+    process, _, err = start_backup(seeded, dest, "--via", "file")
+    try:
+        wait_until(lambda: c.info("persistence")["rdb_bgsave_in_progress"], "the BGSAVE")
+        pid = seeded.processes[0].pid
+        (child,) = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+        os.kill(int(child), signal.SIGKILL)
+        code = finish(process)
+    finally:
+        process.kill()
+        process.wait()
+    stderr = " ".join(err.read_text().split())
+    assert code == 1
+    assert "BGSAVE failed on 127.0.0.1:" in stderr and "(rdb_last_bgsave_status: err)" in stderr
+    assert "the master now REFUSES WRITES and PING (MISCONF" in stderr
+    assert "then run BGSAVE until it succeeds" in stderr
+    assert "CONFIG SET stop-writes-on-bgsave-error no unblocks at once" in stderr
+    assert leftovers(dest) == []
+    # What the message says is so: writes are refused ...
+    with pytest.raises(redis.ResponseError, match=r"^MISCONF"):
+        c.set("after-the-failed-save", 1)
+    # ... until a BGSAVE succeeds, as the hint says.
+    c.config_set("rdb-key-save-delay", 0)
+    c.bgsave()
+    wait_until(lambda: c.info("persistence")["rdb_last_bgsave_status"] == "ok", "a good save")
+    assert c.set("after-the-failed-save", 1) is True
+
+
+def test_the_source_is_replication_for_a_master_and_file_for_a_replica(make_lab, tmp_path):
+    state = make_lab(replicas=1, sentinels=0, seed_keys=50)
+    dest = tmp_path / "backups"
+    process, out, err = start_backup(state, dest, json_out=True)
+    assert finish(process, 60) == 0, err.read_text()
+    rows = {r["host"]: r["data"] for r in json.loads(out.read_text())["results"]}
+    assert (rows["node-1"]["role"], rows["node-1"]["via"]) == ("master", "replication")
+    assert (rows["node-2"]["role"], rows["node-2"]["via"]) == ("replica", "file")
+    assert rows["node-1"]["verified"] and rows["node-2"]["verified"]
+
+
+def run_with_machine(state, tmp_path: Path, meminfo: str, overcommit: int, *args: str):
+    """`backup run` in a mount namespace where /proc/meminfo and vm.overcommit_memory read
+    as given: what redisops reads on the host then (the server itself is unaffected)."""
+    fake_meminfo, fake_overcommit = tmp_path / "meminfo", tmp_path / "overcommit_memory"
+    fake_meminfo.write_text(meminfo)
+    fake_overcommit.write_text(f"{overcommit}\n")
+    command = [sys.executable, "-m", "redisops", "-i", state.inventory_path, "backup", "run",
+               "--dest", str(tmp_path / "backups"), *args]  # fmt: skip
+    script = (
+        f"mount --bind {fake_meminfo} /proc/meminfo && "
+        f"mount --bind {fake_overcommit} /proc/sys/vm/overcommit_memory && "
+        'exec "$@"'
+    )
+    done = subprocess.run(["unshare", "-m", "sh", "-c", script, "sh", *command],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    if "mount:" in done.stderr or "unshare:" in done.stderr:
+        pytest.skip(f"cannot fake /proc here: {done.stderr.strip()}")
+    return done
+
+
+def test_a_bgsave_the_machine_cannot_afford_is_refused_before_any_fork(seeded, tmp_path):
+    c = client_for(seeded)
+    rss = c.info("memory")["used_memory_rss"]
+    forks = c.info("stats")["total_forks"]
+    short = f"MemTotal: 8000000 kB\nMemAvailable: {rss // 2048} kB\n"
+    short += "CommitLimit: 8000000 kB\nCommitted_AS: 1000 kB\n"
+    refused = run_with_machine(seeded, tmp_path, short, 0, "--via", "file")
+    assert refused.returncode == 3, refused.stderr
+    message = " ".join(refused.stderr.split())
+    assert f"error: node-1: {rss / 2 / (1 << 20):,.1f} MiB of memory available" in message
+    assert "a BGSAVE that runs out of memory fails, and the master then refuses writes" in message
+    assert "use --via replication" in message and "nothing was backed up" in message
+    assert c.info("stats")["total_forks"] == forks  # nothing was asked of the server
+    assert leftovers(tmp_path / "backups") == []
+
+    # Over replication a failed snapshot blocks nothing: a warning, and the backup is taken.
+    warned = run_with_machine(seeded, tmp_path, short, 0)
+    assert warned.returncode == 0, warned.stderr
+    assert "a busy server may run out of memory during the backup" in warned.stderr
+    assert len(backups_in(tmp_path / "backups")) == 1
+
+    # Strict overcommit without room to commit a copy: the fork would fail; refused anyway.
+    strict = "MemTotal: 8000000 kB\nMemAvailable: 8000000 kB\n"
+    strict += f"CommitLimit: {rss // 1024 + 1000} kB\nCommitted_AS: {rss // 1024} kB\n"
+    refused = run_with_machine(seeded, tmp_path, strict, 2)
+    assert refused.returncode == 3, refused.stderr
+    assert "the kernel would refuse the fork a snapshot needs (vm.overcommit_memory=2" in (
+        " ".join(refused.stderr.split())
+    )
+    assert len(backups_in(tmp_path / "backups")) == 1
