@@ -176,9 +176,11 @@ def test_force_never_installs_an_aof_whose_manifest_names_a_missing_part(seeded,
     assert backups_in(dest) == [taken["backup_id"]] and leftovers(seeded) == []
 
 
-def test_a_server_that_does_not_come_up_gets_its_previous_data_back(seeded, tmp_path):
+@pytest.mark.parametrize("appendonly", [False, True], ids=["rdb", "aof"])
+def test_a_server_that_does_not_come_up_gets_its_previous_data_back(seeded, tmp_path, appendonly):
     """The backup holds a key in db 9; the target now has `databases 4`, so Redis exits on
-    load ("created with a Redis server configured to handle more than 4 databases")."""
+    load ("created with a Redis server configured to handle more than 4 databases"). With
+    appendonly on, the RDB went in as the base of a fresh AOF: the previous AOF comes back."""
     dest = tmp_path / "backups"
     c = client_for(seeded)
     db9 = redis.Redis(port=c.connection_pool.connection_kwargs["port"], db=9,
@@ -187,9 +189,14 @@ def test_a_server_that_does_not_come_up_gets_its_previous_data_back(seeded, tmp_
     taken = backup(seeded, dest)
     db9.flushdb()
     add_keys(c, "after", 5)
+    if appendonly:
+        aof_on(c)
+        c.config_rewrite()
     restart(seeded, ("databases 4",))
     before = contents(client_for(seeded))
     assert len(before) == 305
+    aof_dir = data_dir(seeded) / "appendonlydir"
+    aof_before = {p.name: p.read_bytes() for p in aof_dir.iterdir()} if appendonly else {}
     run = restore(seeded, taken["backup_id"], "--dest", str(dest), "--yes", "--wait", "30")
     assert run.exit_code == 1, run.stderr
     row = run.json()["results"][0]
@@ -198,8 +205,15 @@ def test_a_server_that_does_not_come_up_gets_its_previous_data_back(seeded, tmp_
     assert row["error"].endswith(
         "the previous data was put back and node-1 was started again on it (305 keys)"
     )
-    assert contents(client_for(seeded)) == before
+    c = client_for(seeded)
+    assert contents(c) == before
+    assert c.info("persistence")["aof_enabled"] == int(appendonly)
+    if appendonly:  # the same AOF files as before (the incr part may have grown since)
+        after = {p.name: p.read_bytes() for p in aof_dir.iterdir()}
+        assert after.keys() == aof_before.keys()
+        assert all(after[name].startswith(data) for name, data in aof_before.items())
     assert leftovers(seeded) == []
+    assert not [p for p in data_dir(seeded).iterdir() if ".before-" in p.name]
 
 
 def test_a_failed_upload_leaves_nothing_in_the_data_dir(seeded, tmp_path):
