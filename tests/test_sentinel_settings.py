@@ -97,9 +97,12 @@ def test_drift_is_flagged_and_remove_then_monitor_keeps_every_setting(make_lab, 
     )
     # The file is never overwritten: it may be the only record of what was removed.
     again = redisops(
-        "-i", inventory, "sentinel", "remove", "--master", "lab", "--save", str(saved), "--yes"
-    )
+        "-i", inventory, "-o", "json", "sentinel", "remove", "--master", "lab",
+        "--save", str(saved), "--yes",
+    )  # fmt: skip
     assert again.exit_code == 3
+    assert again.json()["ok"] is False
+    assert again.json()["error"].startswith(f"{saved} exists: it may be the only record")
 
     # Monitor: every setting back on every sentinel, and auth-pass from the inventory (without
     # it the sentinels could not talk to the master, and the lab would never be healthy).

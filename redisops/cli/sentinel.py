@@ -273,6 +273,7 @@ def remove(
     output = make_output(options)
     inventory, hosts = load_selection(options, output)
     sentinels = _sentinels(hosts)
+    refuse_existing(save)
     read = read_settings(
         sentinels, master=master, timeout=options.timeout, parallel=options.parallel
     )
@@ -281,15 +282,9 @@ def remove(
         saved = saved_from(
             read, inventory.hosts, master=master, inventory_file=_inventory_file(options)
         )
-        refuse_existing(save)
     except RefusedError:
-        output.host_results(
-            "sentinel remove",
-            read,
-            lambda rows: settings_table(output, rows),
-            summary=summary,
-            noun="sentinels",
-        )
+        if output.format != "json":  # under -o json the refusal is the one document (ok false)
+            output.out.print(settings_table(output, read))
         raise
     if dry_run:
         output.host_results(
