@@ -7,6 +7,7 @@ same keys as the server's own COMMAND GETKEYS.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -88,6 +89,23 @@ def test_valkey_hash_field_commands_get_key_patterns(valkey_lab):
         "HSETEX user:{id}:tokens": 3,
         "HGETEX user:{id}:tokens": 3,
     }
+
+
+def test_tail_fingerprints_with_the_servers_key_positions(valkey_lab):
+    client = lab_client(valkey_lab)
+    client.config_set("slowlog-log-slower-than", 0)
+    try:
+        client.slowlog_reset()
+        for user in range(2):
+            client.execute_command("HPEXPIRE", f"user:{user}:carts", 60000, "FIELDS", 1, "a")
+    finally:
+        client.config_set("slowlog-log-slower-than", 10000)
+    run = redisops("-i", valkey_lab.inventory_path, "-o", "json", "slowlog", "tail", "-n", "50")
+    assert run.exit_code == 0, run.stderr
+    records = [json.loads(line) for line in run.stdout.splitlines()]
+    assert [r["fingerprint"] for r in records if r["command"] == "HPEXPIRE"] == [
+        "HPEXPIRE user:{id}:carts"
+    ] * 2
 
 
 def test_refused_command_info_falls_back_to_the_static_table_and_says_so(valkey_lab, tmp_path):
