@@ -179,6 +179,10 @@ def _spec_reader(spec: dict[str, Any]) -> KeysOf | None:
         return None
     if begin_type == "index":
         index = int(begin_spec.get("index", 0))
+        if find_type == "keynum":  # EVAL, FCALL, ZUNIONSTORE…: one call per entry, not two
+            return _keynum_at(index + int(find_spec.get("keynumidx", 0)),
+                              index + int(find_spec.get("firstkey", 1)),
+                              int(find_spec.get("keystep", 1)) or 1)  # fmt: skip
         return lambda args: finder(args, index)
     if begin_type == "keyword":
         keyword = _text(begin_spec.get("keyword")).upper().encode()
@@ -198,6 +202,19 @@ def _range_finder(lastkey: int, keystep: int, limit: int) -> Callable:
         return args[first : last + 1 : keystep]
 
     return find
+
+
+def _keynum_at(count_at: int, first: int, step: int) -> KeySpec:
+    """Keys counted by the argument at `count_at`, the first at `first`."""
+
+    def keys(args: Sequence[bytes]) -> Sequence[bytes]:
+        try:
+            count = int(args[count_at])
+        except (IndexError, ValueError):
+            return ()
+        return args[first : first + max(count, 0) * step : step]
+
+    return keys
 
 
 def _keynum_finder(keynumidx: int, firstkey: int, keystep: int) -> Callable:
