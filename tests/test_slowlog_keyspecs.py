@@ -16,8 +16,8 @@ import redis
 import yaml
 
 from redisops.lab import LabState, lab_down
-from redisops.slowlog.fingerprint import fingerprint_args
-from redisops.slowlog.keyspecs import learn_key_positions
+from redisops.slowlog.fingerprint import STATIC_KEYS, fingerprint_args
+from redisops.slowlog.keyspecs import find_keys, learn_key_positions
 from tests.cli_helpers import redisops, redisops_process
 from tests.plugins.lab import start_lab
 from tests.servers import valkey_server_binary
@@ -165,11 +165,7 @@ def test_key_specs_find_what_command_getkeys_finds(valkey_lab):
         expected = [k.encode() for k in client.execute_command("COMMAND GETKEYS", *args)]
         keys_of = table.keys_of(case[0] if case[0] != "OBJECT" else "OBJECT|ENCODING")
         assert keys_of is not None, case
-        if isinstance(keys_of, tuple):
-            first, last, step = keys_of
-            found = args[first : (len(args) + last + 1 if last < 0 else last + 1) : step]
-        else:
-            found = keys_of(args)
+        found = find_keys(keys_of, args)
         # MIGRATE's empty key slot (keys follow KEYS) is a key spec position, not a key.
         assert sorted(k for k in found if k) == sorted(expected), case
 
@@ -189,3 +185,20 @@ def test_redis62_positions_come_from_first_last_step(redis62_lab):
         fingerprint_args((b"CONFIG", b"GET", b"maxmemory"), table).fingerprint,
     ]
     assert shapes == ["OBJECT ENCODING cart:{id}", "ZUNIONSTORE out:{id} in:{id}", "CONFIG GET"]
+
+
+def test_the_static_table_agrees_with_redis_70s_own_key_specs(lab, lab_password):
+    """The offline fallback is Redis 7.0's table: on the real 7.0 server, the positions it
+    learns find the same keys as the static ones for every command the static table lists."""
+    client = redis.Redis(port=lab.processes[0].port, password=lab_password, protocol=2)
+    static = {name: spec for name, spec in STATIC_KEYS.positions.items() if isinstance(spec, tuple)}
+    containers = {name.split("|")[0] for name in static if "|" in name}
+    names = {name.encode() for name in static if "|" not in name} | {c.encode() for c in containers}
+    table, error = learn_key_positions(client, client.info(), names)
+    assert error is None
+    args = (b"cmd", *(f"k{i}".encode() for i in range(1, 9)))
+    for name, spec in sorted(static.items()):
+        learnt = table.positions.get(name)
+        assert learnt is not None, name
+        found = find_keys(learnt, args)
+        assert list(found) == list(find_keys(spec, args)), name

@@ -138,13 +138,14 @@ def _single(readers: list[KeysOf]) -> KeysOf:
     def keys(args: Sequence[bytes]) -> Sequence[bytes]:
         found: list[bytes] = []
         for reader in readers:
-            found.extend(_apply(reader, args))
+            found.extend(find_keys(reader, args))
         return found
 
     return keys
 
 
-def _apply(reader: KeysOf, args: Sequence[bytes]) -> Sequence[bytes]:
+def find_keys(reader: KeysOf, args: Sequence[bytes]) -> Sequence[bytes]:
+    """The keys of one logged command (`args`, command first) by `reader`'s positions."""
     if isinstance(reader, tuple):
         first, last, step = reader
         end = len(args) + last + 1 if last < 0 else last + 1
