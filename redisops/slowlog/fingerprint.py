@@ -43,7 +43,7 @@ CONTAINERS = frozenset(
 SCRIPTS = frozenset({"EVAL", "EVAL_RO", "EVALSHA", "EVALSHA_RO", "FCALL", "FCALL_RO"})
 
 # Key positions (first, last, step) as Redis 7.0's COMMAND reports them; last < 0 counts from
-# the end. Commands not listed here (and not in _MOVABLE) take no keys.
+# the end. Commands not listed here (and not in MOVABLE_KEYS) take no keys.
 _KEY_RANGES_BY_SPEC = {
     (1, 1, 1): "APPEND BITCOUNT BITFIELD BITFIELD_RO BITPOS DECR DECRBY DUMP EXPIRE EXPIREAT "
     "EXPIRETIME GEOADD GEODIST GEOHASH GEOPOS GEORADIUS GEORADIUS_RO GEORADIUSBYMEMBER "
@@ -100,7 +100,7 @@ class KeyTable:
         """(NAME, where its keys are, named by its first argument) for a raw command name."""
         hit = self._by_raw.get(raw)
         if hit is None:
-            name = _name(raw)
+            name = command_name(raw)
             named = name in self.containers or name in SCRIPTS
             hit = (name, _ALWAYS.get(name) or self.keys_of(name), named)
             if len(self._by_raw) < MAX_CACHED_NAMES:
@@ -156,7 +156,7 @@ def fingerprint_args(args: Sequence[bytes], keys: KeyTable | None = None) -> Sha
         if name in SCRIPTS:
             command = f"{name} {_script_id(name, args[1])}"
         else:
-            sub = _name(args[1])
+            sub = command_name(args[1])
             command, keys_of = f"{name} {sub}", keys.subcommand(name, sub, keys_of)
     if keys_of is None:
         pattern = ""
@@ -191,7 +191,8 @@ def _shape(command: str, pattern: str, flag: str | None) -> Shape:
 
 
 @lru_cache(maxsize=1024)
-def _name(raw: bytes) -> str:
+def command_name(raw: bytes) -> str:
+    """A command or subcommand name upper-cased, `?` for anything that is not a name."""
     return raw.decode("ascii").upper() if _NAME.match(raw) else "?"
 
 
@@ -201,7 +202,7 @@ def _script_id(name: str, arg: bytes) -> str:
     if name.startswith("EVAL"):
         # The SHA1 of the body is what EVALSHA names the same script by (unless Redis clipped it).
         return hashlib.sha1(arg, usedforsecurity=False).hexdigest()[:8]
-    return _name(arg).lower() if _NAME.match(arg) else "?"
+    return command_name(arg).lower() if _NAME.match(arg) else "?"
 
 
 def _key_range(args: Sequence[bytes], spec: tuple[int, int, int]) -> Sequence[bytes]:
@@ -243,7 +244,7 @@ def _migrate_keys(args: Sequence[bytes]) -> Sequence[bytes]:
 
 
 # Commands whose keys move with their arguments (COMMAND flags them `movablekeys`).
-_MOVABLE: dict[str, Callable[[Sequence[bytes]], Sequence[bytes]]] = {
+MOVABLE_KEYS: dict[str, Callable[[Sequence[bytes]], Sequence[bytes]]] = {
     **dict.fromkeys(SCRIPTS | {"BLMPOP", "BZMPOP"}, _numkeys_at(2)),
     **dict.fromkeys(
         ("LMPOP", "ZMPOP", "SINTERCARD", "ZDIFF", "ZINTER", "ZINTERCARD", "ZUNION"),
@@ -257,7 +258,7 @@ _MOVABLE: dict[str, Callable[[Sequence[bytes]], Sequence[bytes]]] = {
 # Not a key, but its glob reads like a key pattern and says what the caller was after: on
 # every server, whatever its COMMAND INFO says.
 _ALWAYS: dict[str, Callable[[Sequence[bytes]], Sequence[bytes]]] = {"KEYS": lambda a: a[1:2]}
-STATIC_KEYS = KeyTable({**_KEY_RANGES, **_MOVABLE}, CONTAINERS)
+STATIC_KEYS = KeyTable({**_KEY_RANGES, **MOVABLE_KEYS}, CONTAINERS)
 
 
 def _patterns(keys: Sequence[bytes]) -> str:

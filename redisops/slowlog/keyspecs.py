@@ -17,12 +17,12 @@ from typing import Any
 
 from redisops.fleet.server import server_identity
 from redisops.slowlog.fingerprint import (
-    _MOVABLE,
     CONTAINERS,
+    MOVABLE_KEYS,
     STATIC_KEYS,
     KeysOf,
     KeyTable,
-    _name,
+    command_name,
 )
 
 # Names asked per COMMAND INFO call; a slowlog holds far fewer distinct commands.
@@ -66,7 +66,7 @@ def learn_key_positions(
     import redis
 
     table, asked = key_table_for(server_kind(info))
-    wanted = sorted({_name(raw) for raw in commands} - asked - {"?"})[:MAX_NAMES_PER_CALL]
+    wanted = sorted({command_name(raw) for raw in commands} - asked - {"?"})[:MAX_NAMES_PER_CALL]
     if not wanted:
         return table, None
     try:
@@ -124,8 +124,8 @@ def keys_from_info(
         known = [reader for reader in readers if reader is not None]
         if known:
             return _single(known)
-    if "movablekeys" in flags and name in _MOVABLE:
-        return _MOVABLE[name]
+    if "movablekeys" in flags and name in MOVABLE_KEYS:
+        return MOVABLE_KEYS[name]
     if first <= 0 or step <= 0:
         return None
     return (first, last, step)
