@@ -97,3 +97,20 @@ def test_a_server_without_field_ttls_reports_none(lab):
     assert all(db["volatile_hashes"] is None for db in summary["keyspace"])
     report = node_data(lab, "memory", "report", "--max-keys", "50")
     assert report["volatile_hashes"] is None
+
+
+def test_redis_74_keyspace_lines_count_subexpiry():
+    """Redis 7.4's INFO keyspace (`subexpiry=`), as the server prints it; no 7.4 binary runs on
+    this machine (Redis Stack's wheel needs libssl 1.1), so its lines are checked as text."""
+    from redisops.memory.report import count_volatile_hashes
+    from redisops.memory.summary import parse_doctor, summary_from_info
+
+    server = {"redis_version": "7.4.1", "redis_mode": "standalone"}
+    lines = ["keys=5,expires=1,avg_ttl=0,subexpiry=2", "keys=1,expires=0,avg_ttl=0,subexpiry=1"]
+    assert count_volatile_hashes(server, lines) == 3
+    assert count_volatile_hashes(server, []) == 0  # has field TTLs, holds none
+    assert count_volatile_hashes({"redis_version": "7.2.4"}, ["keys=5,expires=1,avg_ttl=0"]) is None
+    info = {**server, "db0": {"keys": 5, "expires": 1, "avg_ttl": 0, "subexpiry": 2}}
+    summary = summary_from_info(info, policy=None, doctor=parse_doctor(""))
+    assert summary.volatile_hashes == 2
+    assert summary.keyspace[0].volatile_hashes == 2

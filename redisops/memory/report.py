@@ -284,7 +284,7 @@ def report_host(
         role = _parse_info(connection.call(b"INFO", b"replication")).get("role", "unknown")
         dbs = sorted(int(name[2:]) for name in info if name.startswith("db"))
         dbsize = sum(_keyspace_keys(info[f"db{db}"]) for db in dbs)
-        volatile = _volatile_hashes(server, [info[f"db{db}"] for db in dbs])
+        volatile = count_volatile_hashes(server, [info[f"db{db}"] for db in dbs])
         aggregate = Aggregate(options)
         rate = scan_rate(options.rate, role)
         seen = _scan(connection, dbs, dbsize, aggregate, options, rate, progress, plan.target.name)
@@ -476,7 +476,7 @@ def _keyspace_keys(value: str) -> int:
     return int(fields.get("keys", 0))
 
 
-def _volatile_hashes(server: dict[str, str], lines: list[str]) -> int | None:
+def count_volatile_hashes(server: dict[str, str], lines: list[str]) -> int | None:
     """Hashes with expiring fields over the INFO keyspace `lines` (see summary.volatile_hashes)."""
     counts = [
         volatile_hashes(dict(item.split("=", 1) for item in line.split(",") if "=" in item))
