@@ -320,7 +320,7 @@ def test_a_bgsave_the_machine_cannot_afford_is_refused_before_any_fork(seeded, t
     message = " ".join(refused.stderr.split())
     assert f"error: node-1: {rss / 2 / (1 << 20):,.1f} MiB of memory available" in message
     assert "a BGSAVE that runs out of memory fails, and the master then refuses writes" in message
-    assert "use --via replication" in message and "nothing was backed up" in message
+    assert "--via replication is safer" in message and "nothing was backed up" in message
     assert c.info("stats")["total_forks"] == forks  # nothing was asked of the server
     assert leftovers(tmp_path / "backups") == []
 

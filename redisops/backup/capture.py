@@ -134,8 +134,9 @@ def run_backups(
         if refused:
             raise RefusedError(
                 "; ".join(refused) + "; nothing was backed up",
-                hint="back up a replica of it (-l), or use --via replication: a snapshot that "
-                "fails there does not block the master's writes; or free memory",
+                hint="free memory on that machine, or back up a replica of it (-l); where a "
+                "BGSAVE was refused, --via replication is safer: a snapshot that fails there "
+                "does not block the master's writes",
             )
         ready = {r.host: r.data for r in plans if r.ok and r.data}
         for name, plan in ready.items():
