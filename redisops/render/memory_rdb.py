@@ -36,14 +36,14 @@ def rdb_warnings(name: str, details) -> list[str]:
         )
     if details.trailing_bytes:
         lines.append(
-            f"{name}: {details.trailing_bytes:,} bytes after the end of the RDB, ignored "
+            f"{name}: {_counted(details.trailing_bytes, 'byte')} after the end of the RDB, ignored "
             "(as Redis ignores them)"
         )
     if details.empty_keys:
         shown = ", ".join(details.empty_samples[:SAMPLES_SHOWN])
         more = "…" if details.empty_keys > SAMPLES_SHOWN else ""
         lines.append(
-            f"{name}: {details.empty_keys:,} empty collections left out, as Redis skips "
+            f"{name}: {_counted(details.empty_keys, 'empty collection')} left out, as Redis skips "
             f"them on load ({shown}{more})"
         )
     if details.module_values:
@@ -55,7 +55,11 @@ def rdb_warnings(name: str, details) -> list[str]:
         )
         total = human_bytes(sum(module["bytes"] for module in details.modules))
         lines.append(
-            f"{name}: {details.module_values:,} module values ({kinds}), sized from their "
-            f"serialized length ({total}), not from the module's memory"
+            f"{name}: {_counted(details.module_values, 'module value')} ({kinds}), sized from "
+            f"their serialized length ({total}), not from the module's memory"
         )
     return lines
+
+
+def _counted(count: int, noun: str) -> str:
+    return f"{count:,} {noun}{'' if count == 1 else 's'}"
