@@ -28,6 +28,12 @@ def up(
         int, typer.Option(min=1024, max=65000, help="Master port; replicas follow, sentinels +100.")
     ] = 7000,
     seed: Annotated[int, typer.Option(min=0, help="Load this many keys of mixed types.")] = 0,
+    cluster: Annotated[
+        bool, typer.Option("--cluster", help="Start a Redis Cluster instead (no sentinels).")
+    ] = False,
+    shards: Annotated[
+        int, typer.Option(min=3, max=33, help="With --cluster: masters, each with --replicas.")
+    ] = 3,
     server: Annotated[
         str | None,
         typer.Option(
@@ -49,10 +55,11 @@ def up(
     state = lab_up(
         lab_dir.resolve(),
         replicas=replicas,
-        sentinels=sentinels,
+        sentinels=0 if cluster else sentinels,
         base_port=base_port,
         seed_keys=seed,
         server=server,
+        shards=shards if cluster else None,
     )
     if state.already_running:
         output.warn(f"a lab is already running in {state.dir}; nothing changed")

@@ -66,6 +66,7 @@ class Host:
     ssh_key_file: str | None = None
     ssh_known_hosts: str | None = None
     ssh_strict: bool = True
+    cluster: bool = False  # a node of a Redis Cluster (lab clusters mark every node)
     ssh_configured: bool = False
     data_dir: str | None = None
     backup_dir: str | None = None

@@ -536,6 +536,7 @@ _VALIDATORS: dict[str, Callable[[Any], Any]] = {
     "ssh_key_file": _path,
     "ssh_known_hosts": _path,
     "ssh_strict": _boolean,
+    "cluster": _boolean,
     "data_dir": _path,
     "backup_dir": _path,
     "service_start": _string(),

@@ -38,14 +38,22 @@ def port_in_use(port: int, host: str = HOST) -> bool:
     return False
 
 
-def check_ports_free(members: list[Member]) -> None:
-    """Raise LabError naming the first port of `members` that is taken."""
+CLUSTER_BUS_OFFSET = 10000
+
+
+def check_ports_free(members: list[Member], *, cluster_bus: bool = False) -> None:
+    """Raise LabError naming the first port of `members` that is taken (with `cluster_bus`,
+    also each node's cluster bus port, its port + 10000)."""
     for member in members:
-        if port_in_use(member.port):
-            raise LabError(
-                f"port {member.port} is already in use (needed by {member.name})",
-                hint="choose another --base-port, or stop what listens there",
-            )
+        ports = [(member.port, member.name)]
+        if cluster_bus:
+            ports.append((member.port + CLUSTER_BUS_OFFSET, f"the cluster bus of {member.name}"))
+        for port, user in ports:
+            if port_in_use(port):
+                raise LabError(
+                    f"port {port} is already in use (needed by {user})",
+                    hint="choose another --base-port, or stop what listens there",
+                )
 
 
 def log_size(member: Member) -> int:

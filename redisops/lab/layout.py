@@ -60,6 +60,27 @@ def plan_members(lab_dir: Path, *, replicas: int, sentinels: int, base_port: int
     return members
 
 
+def plan_cluster_members(
+    lab_dir: Path, *, shards: int, replicas: int, base_port: int
+) -> list[Member]:
+    """node-1…node-N masters on base_port…, then each master's replicas in turn."""
+    count = shards * (replicas + 1)
+    return [
+        Member(f"node-{i + 1}", "master" if i < shards else "replica", base_port + i,
+               lab_dir / f"node-{i + 1}")
+        for i in range(count)
+    ]  # fmt: skip
+
+
+def cluster_replicas_of(members: list[Member], replicas: int) -> dict[str, list[Member]]:
+    """Each master's replicas, in the order plan_cluster_members laid them out."""
+    masters = [m for m in members if m.role == "master"]
+    others = [m for m in members if m.role == "replica"]
+    return {
+        master.name: others[i * replicas : (i + 1) * replicas] for i, master in enumerate(masters)
+    }
+
+
 def quorum(sentinels: int) -> int:
     """A majority of the sentinels."""
     return sentinels // 2 + 1
@@ -87,7 +108,12 @@ def _common_lines(member: Member, password: str) -> list[str]:
 
 
 def node_config(
-    member: Member, master: Member, password: str, *, version: tuple[int, ...] = (7,)
+    member: Member,
+    master: Member,
+    password: str,
+    *,
+    version: tuple[int, ...] = (7,),
+    cluster: bool = False,
 ) -> str:
     """redis.conf of a Redis node; replicas follow `master`. `version` is the server's own
     (Valkey's numbering too): directives it would reject as "Bad directive" are left out."""
@@ -104,7 +130,14 @@ def node_config(
     if version >= (7,):  # added in 7.0; DEBUG is open to all before it
         # Fault-injection tests use DEBUG SLEEP; `local` allows it from loopback only.
         lines.append("enable-debug-command local")
-    if member.role == "replica":
+    if cluster:
+        lines += [
+            "cluster-enabled yes",
+            "cluster-config-file nodes.conf",
+            # Quick drills, as for Sentinel: a silent node is failing after 2 s.
+            f"cluster-node-timeout {DOWN_AFTER_MS}",
+        ]
+    elif member.role == "replica":
         lines.append(f"replicaof {HOST} {master.port}")
     return "\n".join(lines) + "\n"
 
@@ -134,7 +167,12 @@ def start_argv(member: Member, redis_server: str, redis_sentinel: str | None) ->
 
 
 def inventory_data(
-    lab_dir: Path, members: list[Member], redis_server: str, redis_sentinel: str | None
+    lab_dir: Path,
+    members: list[Member],
+    redis_server: str,
+    redis_sentinel: str | None,
+    *,
+    cluster: bool = False,
 ) -> dict:
     """The inventory as plain data, in the Ansible shape redisops reads."""
 
@@ -149,6 +187,8 @@ def inventory_data(
     children: dict = {
         "redis": {"hosts": {m.name: host_entry(m) for m in members if not m.is_sentinel}}
     }
+    if cluster:
+        children["redis"] = {"vars": {"cluster": True}, **children["redis"]}
     sentinel_hosts = {m.name: host_entry(m) for m in members if m.is_sentinel}
     if sentinel_hosts:
         children["sentinels"] = {"vars": {"role": "sentinel"}, "hosts": sentinel_hosts}
@@ -161,6 +201,8 @@ def inventory_data(
 
 
 def _yaml_scalar(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
     if isinstance(value, int) or value in _PLAIN_WORDS:
         return str(value)
     # A JSON string is a valid YAML double-quoted scalar.

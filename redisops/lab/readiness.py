@@ -55,7 +55,7 @@ def poll(check: Callable[[], T], *, deadline: float, timeout: float) -> T:
         time.sleep(POLL_SECONDS)
 
 
-def _call(member: Member, password: str, fn: Callable[[redis.Redis], T]) -> T:
+def call_member(member: Member, password: str, fn: Callable[[redis.Redis], T]) -> T:
     """Run `fn` on a fresh client; connection trouble and errors become NotReady."""
     import redis
 
@@ -82,11 +82,11 @@ def ping(member: Member, password: str, *, log_offset: int = 0) -> None:
                 f"{member.name} failed to start: {reason}"[:300],
                 hint=f"see its log: {member.logfile}",
             )
-    _call(member, password, lambda c: c.ping())
+    call_member(member, password, lambda c: c.ping())
 
 
 def _replication(member: Member, password: str) -> dict:
-    return _call(member, password, lambda c: c.info("replication"))
+    return call_member(member, password, lambda c: c.info("replication"))
 
 
 def topology(nodes: list[Member], password: str) -> Member:
@@ -110,7 +110,9 @@ def topology(nodes: list[Member], password: str) -> Member:
 
 def master_port(sentinel: Member, password: str) -> int:
     """The port `sentinel` names for the master of `lab`."""
-    address = _call(sentinel, password, lambda c: c.sentinel_get_master_addr_by_name(MASTER_NAME))
+    address = call_member(
+        sentinel, password, lambda c: c.sentinel_get_master_addr_by_name(MASTER_NAME)
+    )
     if not address:
         raise NotReady(sentinel, f"knows no master named {MASTER_NAME}")
     return int(address[1])
@@ -129,7 +131,7 @@ def follow(nodes: list[Member], master: Member, password: str) -> None:
             continue
         info = _replication(node, password)
         if info.get("role") != "slave" or int(info.get("master_port", 0)) != master.port:
-            _call(node, password, replicate)
+            call_member(node, password, replicate)
 
 
 def caught_up(replicas: list[Member], master: Member, password: str, offset: int) -> None:
@@ -170,7 +172,7 @@ def sentinel_view(
             client.sentinel_sentinels(MASTER_NAME),
         )
 
-    state, replica_entries, sentinel_entries = _call(sentinel, password, look)
+    state, replica_entries, sentinel_entries = call_member(sentinel, password, look)
     if int(state.get("port", 0)) != master.port or not _healthy_ports([state]):
         raise NotReady(sentinel, f"does not yet see {master.name} as a healthy master")
     missing = {r.port for r in replicas} - _healthy_ports(replica_entries)

@@ -21,15 +21,18 @@ from pathlib import Path
 from typing import TypeVar
 
 from redisops.errors import LabError, UsageError
-from redisops.lab import daemon, readiness
+from redisops.lab import cluster, daemon, readiness
 from redisops.lab.layout import (
+    HOST,
     MASTER_NAME,
     MAX_MEMBERS,
     SENTINEL_PORT_OFFSET,
     Member,
+    cluster_replicas_of,
     inventory_data,
     inventory_text,
     node_config,
+    plan_cluster_members,
     plan_members,
     sentinel_config,
     start_argv,
@@ -81,6 +84,7 @@ def lab_up(
     seed_keys: int = 0,
     timeout: float = 30.0,
     server: str | None = None,
+    shards: int | None = None,
 ) -> LabState:
     """Start the lab in `lab_dir` (created 0700 if needed) and wait until it is fully ready.
 
@@ -90,12 +94,19 @@ def lab_up(
     bounded by `timeout` seconds. `server` picks the binary (see find_server_binaries); a
     stopped lab restarts with the binary it was created with.
 
+    With `shards`, a Redis Cluster instead: `shards` masters (at least 3) with `replicas`
+    replicas each and no sentinels, ready when every node reports `cluster_state:ok`.
+
     A live lab is left alone (`already_running=True`). A stopped lab in `lab_dir` is started
     again with its data, if asked for the same shape. Raises UsageError for bad arguments and
     LabError when a binary is missing, a port is taken, the lab is partly running, or a process
     is not ready in time (the processes started are then stopped again).
     """
     _validate(replicas=replicas, sentinels=sentinels, base_port=base_port, seed_keys=seed_keys)
+    if shards is not None:
+        _validate_cluster(
+            shards=shards, replicas=replicas, sentinels=sentinels, base_port=base_port
+        )
     if timeout <= 0:
         raise UsageError("timeout must be positive")
     lab_dir = Path(lab_dir).expanduser().resolve()
@@ -112,20 +123,31 @@ def lab_up(
                 f"processes: {', '.join(running)})",
                 hint=f"run `redisops lab down --dir {lab_dir}` first",
             )
-        _check_same_shape(lab_dir, state, replicas, sentinels, base_port)
+        _check_same_shape(lab_dir, state, replicas, sentinels, base_port, shards)
         redis_server, redis_sentinel = _stored_binaries(state)
-        daemon.check_ports_free(members)
+        daemon.check_ports_free(members, cluster_bus="cluster" in state)
         password = _read_secret(lab_dir)
         restart = True
     else:
         _check_new_or_empty(lab_dir)
         redis_server, redis_sentinel = find_server_binaries(server, sentinels)
-        members = plan_members(lab_dir, replicas=replicas, sentinels=sentinels, base_port=base_port)
-        daemon.check_ports_free(members)
+        if shards is None:
+            members = plan_members(
+                lab_dir, replicas=replicas, sentinels=sentinels, base_port=base_port
+            )
+        else:
+            members = plan_cluster_members(
+                lab_dir, shards=shards, replicas=replicas, base_port=base_port
+            )
+        daemon.check_ports_free(members, cluster_bus=shards is not None)
         password = secrets.token_hex(24)
-        _create(lab_dir, members, password, redis_server, redis_sentinel, base_port)
+        _create(lab_dir, members, password, redis_server, redis_sentinel, base_port, shards)
         restart = False
-    _write_inventory(lab_dir, members, redis_server, redis_sentinel)
+        state = _read_state(lab_dir)
+    cluster_replicas = state.get("cluster", {}).get("replicas") if "cluster" in state else None
+    _write_inventory(
+        lab_dir, members, redis_server, redis_sentinel, cluster=cluster_replicas is not None
+    )
     try:
         _start_and_wait(
             members,
@@ -136,6 +158,7 @@ def lab_up(
             restart=restart,
             deadline=deadline,
             timeout=timeout,
+            cluster_replicas=cluster_replicas,
         )
     except BaseException:
         _stop_all(members, deadline=time.monotonic() + STOP_AFTER_FAILURE_SECONDS)
@@ -183,6 +206,19 @@ def _validate(*, replicas: int, sentinels: int, base_port: int, seed_keys: int) 
         raise UsageError(f"base port {base_port} leaves the lab's ports outside 1-65535")
     if seed_keys < 0:
         raise UsageError("seed_keys must not be negative")
+
+
+def _validate_cluster(*, shards: int, replicas: int, sentinels: int, base_port: int) -> None:
+    if not 3 <= shards <= MAX_MEMBERS:
+        raise UsageError(f"a cluster needs 3 to {MAX_MEMBERS} shards (masters), got {shards}")
+    if shards * (replicas + 1) > MAX_MEMBERS:
+        raise UsageError(
+            f"{shards} shards with {replicas} replicas each is over {MAX_MEMBERS} nodes"
+        )
+    if sentinels:
+        raise UsageError("a cluster lab has no sentinels (use --sentinels 0)")
+    if base_port + shards * (replicas + 1) - 1 + 10000 > 65535:
+        raise UsageError(f"base port {base_port} leaves the cluster bus ports (+10000) above 65535")
 
 
 def find_server_binaries(server: str | None, sentinels: int) -> tuple[str, str | None]:
@@ -239,8 +275,18 @@ def _check_new_or_empty(lab_dir: Path) -> None:
 
 
 def _check_same_shape(
-    lab_dir: Path, state: dict, replicas: int, sentinels: int, base_port: int
+    lab_dir: Path, state: dict, replicas: int, sentinels: int, base_port: int, shards: int | None
 ) -> None:
+    cluster = state.get("cluster")
+    if cluster is not None or shards is not None:
+        stored_cluster = (cluster or {}).get("shards"), (cluster or {}).get("replicas")
+        if stored_cluster != (shards, replicas if shards is not None else None):
+            shape = f"a cluster of {stored_cluster[0]} shards" if cluster else "not a cluster"
+            raise LabError(
+                f"{lab_dir} holds a stopped lab of another shape ({shape})",
+                hint="start it with those options, or run `redisops lab down --purge` first",
+            )
+        return
     stored = (state["replicas"], state["sentinels"], state["base_port"])
     if stored != (replicas, sentinels, base_port):
         raise LabError(
@@ -269,6 +315,7 @@ def _create(
     redis_server: str,
     redis_sentinel: str | None,
     base_port: int,
+    shards: int | None,
 ) -> None:
     """Lay out a new lab: DIR 0700, state file first (so `down --purge` can clean up), secret,
     one 0700 folder per process with its 0600 config file."""
@@ -286,6 +333,7 @@ def _create(
         "redis_server": redis_server,
         "redis_sentinel": redis_sentinel,
         "server_version": ".".join(map(str, version)),
+        **({"cluster": {"shards": shards, "replicas": len(nodes) // shards - 1}} if shards else {}),
         "processes": [{"name": m.name, "role": m.role, "port": m.port} for m in members],
     }
     _write_private(lab_dir / STATE_FILE, json.dumps(state, indent=2) + "\n")
@@ -298,16 +346,23 @@ def _create(
         if member.is_sentinel:
             text = sentinel_config(member, nodes[0], password, sentinels=sentinels)
         else:
-            text = node_config(member, nodes[0], password, version=version)
+            text = node_config(
+                member, nodes[0], password, version=version, cluster=shards is not None
+            )
         _write_private(member.config, text)
 
 
 def _write_inventory(
-    lab_dir: Path, members: list[Member], redis_server: str, redis_sentinel: str | None
+    lab_dir: Path,
+    members: list[Member],
+    redis_server: str,
+    redis_sentinel: str | None,
+    *,
+    cluster: bool,
 ) -> None:
     import yaml
 
-    data = inventory_data(lab_dir, members, redis_server, redis_sentinel)
+    data = inventory_data(lab_dir, members, redis_server, redis_sentinel, cluster=cluster)
     text = inventory_text(data)
     if yaml.safe_load(text) != data:
         raise LabError(f"could not write a valid inventory for {lab_dir}")
@@ -366,6 +421,7 @@ def _start_and_wait(
     restart: bool,
     deadline: float,
     timeout: float,
+    cluster_replicas: int | None = None,
 ) -> None:
     """Start the processes and wait until the lab is ready (see lab_up)."""
     nodes = [m for m in members if not m.is_sentinel]
@@ -385,6 +441,9 @@ def _start_and_wait(
             wait(lambda m=member: readiness.ping(m, password, log_offset=offsets[m.name]))
 
     start(nodes)
+    if cluster_replicas is not None:
+        _cluster_ready(nodes, password, cluster_replicas, seed_keys, restart=restart, wait=wait)
+        return
     if restart and sentinels:
         # After a failover the master may no longer be node-1, and a node that was down meanwhile
         # still has its old role in its config. Sentinel would fix that only after 10-20 s:
@@ -404,6 +463,25 @@ def _start_and_wait(
     for sentinel in sentinels:
         peers = [s for s in sentinels if s is not sentinel]
         wait(lambda s=sentinel, p=peers: readiness.sentinel_view(s, password, master, replicas, p))
+
+
+def _cluster_ready(
+    nodes: list[Member],
+    password: str,
+    replicas: int,
+    seed_keys: int,
+    *,
+    restart: bool,
+    wait: Callable,
+) -> None:
+    """Form the cluster (or, on a restart, wait for the one its nodes.conf files describe)."""
+    if restart:
+        cluster.wait_healthy(nodes, password, wait)
+    else:
+        masters = [m for m in nodes if m.role == "master"]
+        cluster.form_cluster(masters, cluster_replicas_of(nodes, replicas), password, wait)
+    if seed_keys:
+        _seed_cluster(nodes[0], password, seed_keys)
 
 
 def _master_by_sentinels(
@@ -434,6 +512,25 @@ def _seed(master: Member, password: str, count: int) -> None:
         raise LabError(
             f"seeding {master.name} failed: {type(exc).__name__} {reason}".strip(),
             hint=f"see its log: {master.logfile}",
+        ) from None
+    finally:
+        client.close()
+
+
+def _seed_cluster(entry: Member, password: str, count: int) -> None:
+    """The seed through a cluster client, which sends each key to the master of its slot."""
+    import redis
+    from redis.cluster import RedisCluster
+
+    from redisops.lab.seed import load_seed
+
+    client = RedisCluster(host=HOST, port=entry.port, password=password, socket_timeout=10)
+    try:
+        load_seed(client, count)
+    except (redis.RedisError, OSError) as exc:
+        reason = str(exc).splitlines()[0].replace(password, "***") if str(exc) else ""
+        raise LabError(
+            f"seeding the cluster failed: {type(exc).__name__} {reason}".strip()
         ) from None
     finally:
         client.close()
