@@ -198,3 +198,21 @@ def test_sentinel_status_and_a_failover_drill(server_lab):
     data = result["data"]
     assert (data["old_master"], data["new_master"]) == ("node-1", "node-2")
     assert data["healthy_after"] is True
+
+
+def test_backup_by_replication_and_by_file_is_verified_with_every_key(server_lab, tmp_path):
+    master = server_lab.client("node-1")
+    if server_lab.flavour == "valkey":  # a hash with a field TTL needs the server's own format
+        master.execute_command("HSET", "matrix:fields", "a", "1", "b", "2")
+        master.execute_command("HEXPIRE", "matrix:fields", 3600, "FIELDS", 1, "a")
+    try:
+        assert master.execute_command("WAIT", 1, 10000) == 1  # node-2 holds every key too
+        expected = master.dbsize()
+        for via, host in (("replication", "node-1"), ("file", "node-2")):
+            code, document = server_lab.json("-l", host, "backup", "run", "--dest",
+                                             str(tmp_path), "--via", via)  # fmt: skip
+            assert code == 0, (via, document)
+            data = rows(document)[host]["data"]
+            assert (data["verified"], data["keys"]) == (True, expected), via
+    finally:
+        master.delete("matrix:fields")

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from redisops.errors import HostError
 from redisops.fleet.host import Host
+from redisops.fleet.server import parse_info, server_identity
 from redisops.interrupt import raise_if_stopped
 
 if TYPE_CHECKING:
@@ -85,15 +86,27 @@ class RdbSync:
         import hiredis
 
         host = connection.host
+        identity = server_identity(parse_info(connection.call(b"INFO", b"server")))
         self._stream = _Stream(connection.sock, host, connection.timeout)
+        # Valkey picks the RDB version of the stream by the replica's announced version: without
+        # one it assumes an old replica and fails on keys only its own format can hold (hashes
+        # with field TTLs: "Can't store key ... in RDB version 11"). Announce its own version.
+        announce = identity.flavour == "valkey"
         connection.send(
             hiredis.pack_command((b"REPLCONF", b"rdb-only", b"1"))
             + hiredis.pack_command((b"REPLCONF", b"capa", b"eof"))
+            + (
+                hiredis.pack_command((b"REPLCONF", b"version", identity.version.encode()))
+                if announce
+                else b""
+            )
         )
         self._rdb_only = not self._stream.reply().startswith(b"-")  # Redis < 7 lacks rdb-only
         capa = self._stream.reply()
         if capa.startswith(b"-"):
             raise HostError(f"{host.address} replied with an error: {_show(capa[1:])}")
+        if announce and (version := self._stream.reply()).startswith(b"-"):
+            raise HostError(f"{host.address} refused REPLCONF version: {_show(version[1:])}")
         # PSYNC only after those replies: the server refuses it while output is pending.
         connection.send(hiredis.pack_command((b"PSYNC", b"?", b"-1")))
         self._host = host

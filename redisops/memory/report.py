@@ -21,7 +21,7 @@ from redisops.fleet.fanout import HostResult, run_on_hosts
 from redisops.fleet.host import Host
 from redisops.fleet.resp import RespConnection
 from redisops.fleet.selection import split_sentinels
-from redisops.fleet.server import refuse_sentinel_as_redis
+from redisops.fleet.server import parse_info, refuse_sentinel_as_redis
 from redisops.interrupt import pause
 from redisops.memory.patterns import (
     DEFAULT_SEPARATOR,
@@ -278,10 +278,10 @@ def report_host(
     started = time.monotonic()
     connection = RespConnection(source, timeout=timeout)
     try:
-        server = _parse_info(connection.call(b"INFO", b"server"))
+        server = parse_info(connection.call(b"INFO", b"server"))
         refuse_sentinel_as_redis(source, server)
-        info = _parse_info(connection.call(b"INFO", b"keyspace"))
-        role = _parse_info(connection.call(b"INFO", b"replication")).get("role", "unknown")
+        info = parse_info(connection.call(b"INFO", b"keyspace"))
+        role = parse_info(connection.call(b"INFO", b"replication")).get("role", "unknown")
         dbs = sorted(int(name[2:]) for name in info if name.startswith("db"))
         dbsize = sum(_keyspace_keys(info[f"db{db}"]) for db in dbs)
         volatile = count_volatile_hashes(server, [info[f"db{db}"] for db in dbs])
@@ -462,15 +462,6 @@ def _element_counts(connection: RespConnection, facts: list[KeyFacts]) -> list[i
     return counts
 
 
-def _parse_info(raw: bytes) -> dict[str, str]:
-    info = {}
-    for line in raw.decode("utf-8", errors="replace").splitlines():
-        if line and not line.startswith("#") and ":" in line:
-            name, _, value = line.partition(":")
-            info[name] = value
-    return info
-
-
 def _keyspace_keys(value: str) -> int:
     fields = dict(item.split("=", 1) for item in value.split(",") if "=" in item)
     return int(fields.get("keys", 0))
@@ -545,7 +536,7 @@ def read_replication(host: Host, *, timeout: float) -> dict[str, str]:
     """INFO replication of `host` as a flat dict (raises HostError when it does not answer)."""
     connection = RespConnection(host, timeout=timeout)
     try:
-        return _parse_info(connection.call(b"INFO", b"replication"))
+        return parse_info(connection.call(b"INFO", b"replication"))
     finally:
         connection.close()
 
