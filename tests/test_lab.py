@@ -333,7 +333,7 @@ def test_bad_arguments_are_usage_errors(tmp_path: Path, options: dict) -> None:
 
 def test_start_failure_after_daemonizing_is_reported_at_once(tmp_path: Path, monkeypatch) -> None:
     # Skip our own port check so Redis itself hits the taken port, after it has daemonized.
-    monkeypatch.setattr("redisops.lab.sandbox.daemon.check_ports_free", lambda members: None)
+    monkeypatch.setattr("redisops.lab.sandbox.daemon.check_ports_free", lambda members, **_: None)
     base = free_base_port(0, 0)
     with socket.create_server(("127.0.0.1", base)):
         started = time.monotonic()

@@ -51,6 +51,13 @@ class ServerLab:
         port = next(p.port for p in self.state.processes if p.name == name)
         return redis.Redis(port=port, password=self.password, socket_timeout=10)
 
+    def roles(self) -> tuple[str, str]:
+        """(master, replica) as the servers say now: the failover drill swaps them."""
+        node_1_role = self.client("node-1").execute_command("ROLE")[0]
+        return (
+            ("node-1", "node-2") if node_1_role in (b"master", "master") else ("node-2", "node-1")
+        )
+
     def run(self, *args: str, input: str | None = None):
         return redisops("-i", self.inventory, *args, input=input)
 
@@ -201,14 +208,15 @@ def test_sentinel_status_and_a_failover_drill(server_lab):
 
 
 def test_backup_by_replication_and_by_file_is_verified_with_every_key(server_lab, tmp_path):
-    master = server_lab.client("node-1")
+    master_name, replica_name = server_lab.roles()
+    master = server_lab.client(master_name)
     if server_lab.flavour == "valkey":  # a hash with a field TTL needs the server's own format
         master.execute_command("HSET", "matrix:fields", "a", "1", "b", "2")
         master.execute_command("HEXPIRE", "matrix:fields", 3600, "FIELDS", 1, "a")
     try:
-        assert master.execute_command("WAIT", 1, 10000) == 1  # node-2 holds every key too
+        assert master.execute_command("WAIT", 1, 10000) == 1  # the replica holds every key too
         expected = master.dbsize()
-        for via, host in (("replication", "node-1"), ("file", "node-2")):
+        for via, host in (("replication", master_name), ("file", replica_name)):
             code, document = server_lab.json("-l", host, "backup", "run", "--dest",
                                              str(tmp_path), "--via", via)  # fmt: skip
             assert code == 0, (via, document)
