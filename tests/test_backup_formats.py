@@ -11,6 +11,7 @@ import time
 import pytest
 import redis
 
+from redisops.backup.checktool import aof_tool_for
 from redisops.backup.crc64 import crc64
 from redisops.backup.datafile import StoredFile
 from redisops.backup.formats import (
@@ -23,6 +24,7 @@ from redisops.backup.formats import (
     RespChecker,
     loadable_rdb_version,
     parse_aof_manifest,
+    rdb_load_problem,
 )
 from redisops.backup.replication import stream_rdb
 from redisops.backup.verify import check_aof_folder, feeds_for, new_findings
@@ -283,6 +285,30 @@ def test_aof_preamble_damage_truncation_and_a_zero_trailer(rdb):
 )  # fmt: skip
 def test_newest_rdb_version_each_redis_loads(redis_version, rdb_version):
     assert loadable_rdb_version(redis_version) == rdb_version
+
+
+@pytest.mark.parametrize(
+    ("flavour", "version", "rdb_version", "problem"),
+    [("redis", "7.0.15", 10, None),
+     ("redis", "7.0.15", 11, "Redis 7.0.15 loads up to RDB version 10"),
+     ("redis", "7.4.1", 80, "Redis 7.4.1 cannot load a Valkey-format RDB (format 80)"),
+     ("valkey", "8.1.1", 11, None), ("valkey", "9.1.2", 80, None), ("valkey", "9.1.2", 9, None),
+     ("valkey", "8.1.1", 80, "Valkey 8.1.1 loads RDB 1 to 11"),
+     ("valkey", "9.1.2", 12, "Valkey 9.1.2 loads RDB 1 to 11 and Valkey format 80"),
+     ("valkey", "10.0.0", 12, None), ("redis", "9.0.0", 13, None)],
+)  # fmt: skip
+def test_which_server_loads_which_rdb(flavour, version, rdb_version, problem):
+    """A Valkey reports redis_version 7.2.4: its own version and flavour decide, not that."""
+    assert rdb_load_problem(flavour, version, rdb_version) == problem
+
+
+@pytest.mark.parametrize(
+    ("head", "tool"),
+    [(b"VALKEY080", "valkey-check-aof"), (b"REDIS0011", "redis-check-aof"),
+     (b"*2\r\n$6\r\nSELECT", "redis-check-aof")],
+)  # fmt: skip
+def test_the_aof_checker_is_the_one_of_its_rdb_base(head, tool):
+    assert aof_tool_for(head) == tool
 
 
 def test_a_checker_too_old_for_the_rdb_version_is_skipped_not_a_failure(tmp_path):

@@ -232,8 +232,8 @@ def test_a_backup_of_a_newer_redis_is_never_restored_onto_an_older_one(make_redi
         process.wait()
     assert run.exit_code == 3
     assert run.stderr.splitlines()[-1] == (
-        "error: cannot restore onto old: the backup is RDB version 10; Redis 6.2.14 on old "
-        "loads up to version 9 and would not start: restore it onto a Redis at least as new "
-        "as the one it came from"
+        "error: cannot restore onto old: the backup is RDB version 10; Redis 6.2.14 loads up "
+        "to RDB version 9, so old would not start: restore it onto a server that writes this "
+        "format or a newer one"
     )
     assert old.client().get("still-here") == b"1"

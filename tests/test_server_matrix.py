@@ -21,6 +21,8 @@ from redisops.lab.daemon import binary_version
 from tests.cli_helpers import redisops
 from tests.plugins.lab import start_lab
 from tests.servers import valkey_server_binary
+from tests.test_backup import wait_until
+from tests.test_backup_restore import contents
 
 SEED = 300
 
@@ -207,6 +209,20 @@ def test_sentinel_status_and_a_failover_drill(server_lab):
     assert data["healthy_after"] is True
 
 
+def test_a_crash_drill_proves_the_master_is_the_server_process(server_lab, tmp_path):
+    """Crash mode kills a pid only once /proc/PID/comm names the server: `valkey-server` too."""
+    master_name, _ = server_lab.roles()
+    history = str(tmp_path / "drills.jsonl")
+    code, document = server_lab.json("sentinel", "drill", "--master", "lab", "--mode", "crash",
+                                     "--dry-run", "--history-file", history)  # fmt: skip
+    assert code == 0, document
+    plan = rows(document)[master_name]["data"]
+    check = next(c for c in plan["checks"] if c["name"] == "crash: kill and restart")
+    pid = int(server_lab.client(master_name).info("server")["process_id"])
+    assert (check["ok"], plan["pid"]) == (True, pid)
+    assert f"({server_lab.flavour}-server)" in check["detail"]
+
+
 def test_backup_by_replication_and_by_file_is_verified_with_every_key(server_lab, tmp_path):
     master_name, replica_name = server_lab.roles()
     master = server_lab.client(master_name)
@@ -224,3 +240,51 @@ def test_backup_by_replication_and_by_file_is_verified_with_every_key(server_lab
             assert (data["verified"], data["keys"]) == (True, expected), via
     finally:
         master.delete("matrix:fields")
+
+
+@pytest.fixture(scope="module")
+def lone_server(server_lab, tmp_path_factory) -> Iterator[ServerLab]:
+    """A master of the same flavour with no replica and no sentinel: what a restore targets."""
+    state = start_lab(
+        tmp_path_factory.mktemp(f"{server_lab.flavour}-lone"),
+        replicas=0,
+        sentinels=0,
+        seed_keys=SEED,
+        server=str(server_lab.binary),
+    )
+    try:
+        yield ServerLab(server_lab.flavour, server_lab.binary, state)
+    finally:
+        lab_down(Path(state.dir), purge=True)
+
+
+@pytest.mark.parametrize("kind", ["rdb", "aof"])
+def test_backup_then_restore_brings_back_every_key_exactly(lone_server, tmp_path, kind):
+    """RDB and AOF backups of each server, restored onto it (safety backup first): every key's
+    DUMP (type, encoding, value; a Valkey hash's field TTLs with it) and TTL comes back."""
+    c = lone_server.client("node-1")
+    if lone_server.flavour == "valkey":
+        c.execute_command("HSET", "matrix:fields", "a", "1", "b", "2")
+        c.execute_command("HEXPIRE", "matrix:fields", 3600, "FIELDS", 1, "a")
+    c.config_set("appendonly", "yes" if kind == "aof" else "no")
+    c.config_rewrite()  # what the server loads at its restart, as restore checks
+    wait_until(lambda: not _rewriting(c), "the AOF rewrite to finish")
+    before = contents(c)
+    assert len(before) >= SEED
+    code, document = lone_server.json("backup", "run", "--dest", str(tmp_path), "--kind", kind)
+    assert code == 0, document
+    taken = rows(document)["node-1"]["data"]
+    assert taken["verified"] is True
+    c.flushall()
+    c.set("written-after-the-backup", 1)
+    code, document = lone_server.json("-l", "node-1", "backup", "restore", taken["backup_id"],
+                                      "--dest", str(tmp_path), "--yes")  # fmt: skip
+    assert code == 0, document
+    data = rows(document)["node-1"]["data"]
+    assert (data["keys_match"], data["safety_backup_id"] is not None) == (True, True)
+    assert contents(lone_server.client("node-1")) == before
+
+
+def _rewriting(c: redis.Redis) -> bool:
+    info = c.info("persistence")
+    return bool(info["aof_rewrite_in_progress"] or info["aof_rewrite_scheduled"])

@@ -18,8 +18,10 @@ from dataclasses import dataclass
 
 CHECK_RDB = "redis-check-rdb"
 CHECK_AOF = "redis-check-aof"
-# The checker of each RDB flavour (the magic its header starts with).
+# The checker of each RDB flavour (the magic its header starts with); an AOF's checker is the
+# one of its RDB base or preamble, as each refuses the other's RDB format.
 CHECK_RDB_TOOLS = {"redis": CHECK_RDB, "valkey": "valkey-check-rdb"}
+CHECK_AOF_TOOLS = {"redis": CHECK_AOF, "valkey": "valkey-check-aof"}
 _MAGICS = {b"REDIS": "redis", b"VALKEY": "valkey"}
 _MAGIC_BYTES = 6
 FINISH_SECONDS = 600.0
@@ -67,6 +69,13 @@ def _too_old(tool: str, output: bytes) -> ToolVerdict | None:
 
 def find_tool(name: str) -> str | None:
     return shutil.which(name)
+
+
+def aof_tool_for(head: bytes) -> str:
+    """The AOF checker for an AOF whose base (or single file) starts with `head`: Valkey's
+    when it is a Valkey RDB, Redis's otherwise (an RDB base of Redis, or plain commands)."""
+    flavour = next((f for magic, f in _MAGICS.items() if head.startswith(magic)), "redis")
+    return CHECK_AOF_TOOLS[flavour]
 
 
 class RdbToolFeed:
@@ -152,8 +161,11 @@ def rdb_verdict(status: int, output: bytes, tool: str = CHECK_RDB) -> ToolVerdic
     return _too_old(tool, output) or ToolVerdict(tool, False, problem, **counts)
 
 
-def check_aof(path: str, manifest: str, *, timeout: float = FINISH_SECONDS) -> ToolVerdict:
-    """redis-check-aof on a Redis 7 manifest (all parts) or a single-file AOF; never --fix."""
+def check_aof(
+    path: str, manifest: str, *, tool: str = CHECK_AOF, timeout: float = FINISH_SECONDS
+) -> ToolVerdict:
+    """The AOF checker at `path` (named `tool`) on a Redis 7 manifest (all parts) or a
+    single-file AOF; never --fix."""
     try:
         done = subprocess.run(
             [path, manifest],
@@ -163,13 +175,11 @@ def check_aof(path: str, manifest: str, *, timeout: float = FINISH_SECONDS) -> T
             check=False,
         )
     except subprocess.TimeoutExpired:
-        return ToolVerdict(CHECK_AOF, False, f"did not finish within {timeout:g}s")
+        return ToolVerdict(tool, False, f"did not finish within {timeout:g}s")
     output = done.stdout + done.stderr
     if done.returncode == 0:
-        return ToolVerdict(CHECK_AOF, True, "ok")
-    return _too_old(CHECK_AOF, output) or ToolVerdict(
-        CHECK_AOF, False, _first_error(output, done.returncode)
-    )
+        return ToolVerdict(tool, True, "ok")
+    return _too_old(tool, output) or ToolVerdict(tool, False, _first_error(output, done.returncode))
 
 
 def _first_error(output: bytes, status: int) -> str:

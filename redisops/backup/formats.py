@@ -16,6 +16,9 @@ RDB_MAGIC = b"REDIS"
 # 12-79 for Redis's formats it does not load (RDB_FOREIGN_VERSION_MIN/MAX).
 VALKEY_MAGIC = b"VALKEY"
 VALKEY_RDB_VERSIONS = (80,)
+VALKEY_FORMAT_SINCE_MAJOR = 9  # Valkey 7.2-8.x write and load Redis's RDB 11
+VALKEY_LOADS_REDIS_UP_TO = 11
+VALKEY_NEWEST_KNOWN_MAJOR = 9
 # The RDB version each Redis writes, and the newest it loads (rdb.h's RDB_VERSION), from the
 # release that first wrote it: 6 by 2.6, 7 by 3.2, 8 by 4.0, 9 by 5.0-6.2, 10 by 7.0, 11 by
 # 7.2, 12 by 7.4 and 8.x.
@@ -123,6 +126,38 @@ def loadable_rdb_version(redis_version: str) -> int | None:
     for since_major, since_minor, rdb_version in RDB_VERSION_SINCE:
         if (major, minor) >= (since_major, since_minor):
             return rdb_version
+    return None
+
+
+def rdb_load_problem(flavour: str, server_version: str, rdb_version: int) -> str | None:
+    """Why a server (`flavour` "redis" | "valkey", its own version) would refuse to start on
+    an RDB of `rdb_version`; None when it loads it or the tables cannot tell.
+
+    Valkey 7.2-8.x load Redis's RDB 1-11; Valkey 9 adds its own format 80 and refuses 12-79
+    (Redis 7.4+'s, its RDB_FOREIGN_VERSION range). Redis loads up to its own RDB_VERSION and
+    never a Valkey-format file.
+    """
+    from_valkey = rdb_version >= VALKEY_RDB_VERSIONS[0]
+    name = f"{flavour.capitalize()} {server_version}"
+    if flavour == "valkey":
+        try:
+            major = int(server_version.split(".")[0])
+        except ValueError:
+            return None
+        if major > VALKEY_NEWEST_KNOWN_MAJOR:
+            return None
+        loads_own = major >= VALKEY_FORMAT_SINCE_MAJOR and rdb_version in VALKEY_RDB_VERSIONS
+        if rdb_version <= VALKEY_LOADS_REDIS_UP_TO or loads_own:
+            return None
+        newest = VALKEY_RDB_VERSIONS[-1] if major >= VALKEY_FORMAT_SINCE_MAJOR else 11
+        return f"{name} loads RDB 1 to {VALKEY_LOADS_REDIS_UP_TO}" + (
+            f" and Valkey format {newest}" if newest != VALKEY_LOADS_REDIS_UP_TO else ""
+        )
+    if from_valkey:
+        return f"{name} cannot load a Valkey-format RDB (format {rdb_version})"
+    loadable = loadable_rdb_version(server_version)
+    if loadable and rdb_version > loadable:
+        return f"{name} loads up to RDB version {loadable}"
     return None
 
 

@@ -36,12 +36,13 @@ from pathlib import Path, PurePosixPath
 from redisops.backup.capture import BackupSettings, Progress, back_up_host
 from redisops.backup.catalogue import Backup, host_folder
 from redisops.backup.datafile import read_stored
-from redisops.backup.formats import loadable_rdb_version, parse_aof_manifest
+from redisops.backup.formats import parse_aof_manifest, rdb_load_problem
 from redisops.backup.verify import VerifyResult, verify_backup
 from redisops.errors import HostError
 from redisops.fleet.connection import redis_client
 from redisops.fleet.host import Host
 from redisops.fleet.hostaccess import HostAccess, open_host_access
+from redisops.fleet.server import server_identity
 from redisops.interrupt import HANDLED_SIGNALS, Interrupted
 
 POLL_SECONDS = 0.1
@@ -58,7 +59,8 @@ class TargetState:
     """The target as it is now: what a restore would replace."""
 
     role: str
-    version: str
+    flavour: str  # "redis" | "valkey"
+    version: str  # the server's own version (Valkey's, not its compatibility redis_version)
     connected_replicas: int
     keys: int
     used_memory: int
@@ -76,7 +78,7 @@ class TargetState:
 
     @property
     def multipart_aof(self) -> bool:
-        return int(self.version.split(".")[0]) >= 7
+        return _multipart_aof(self.flavour, self.version)
 
 
 @dataclass(frozen=True)
@@ -168,15 +170,17 @@ def plan_restore(
             )
         elif (backup.aof_layout == "multi-part") != state.multipart_aof:
             blockers.append(
-                f"the backup's AOF is {backup.aof_layout}, {target.name} (Redis "
-                f"{state.version}) uses another layout: restore an RDB backup instead"
+                f"the backup's AOF is {backup.aof_layout}, {target.name} "
+                f"({state.flavour.capitalize()} {state.version}) uses another layout: restore "
+                "an RDB backup instead"
             )
-    loadable = loadable_rdb_version(state.version)
-    if backup.rdb_version and loadable and backup.rdb_version > loadable:
+    load_problem = backup.rdb_version and rdb_load_problem(
+        state.flavour, state.version, backup.rdb_version
+    )
+    if load_problem:
         blockers.append(
-            f"the backup is RDB version {backup.rdb_version}; Redis {state.version} on "
-            f"{target.name} loads up to version {loadable} and would not start: restore it "
-            "onto a Redis at least as new as the one it came from"
+            f"the backup is RDB version {backup.rdb_version}; {load_problem}, so {target.name} "
+            "would not start: restore it onto a server that writes this format or a newer one"
         )
     # Integrity is never a policy: --force does not install what cannot load.
     if verification.status == "failed":
@@ -242,8 +246,8 @@ def read_target(target: Host, inventory_hosts: Sequence[Host], *, timeout: float
         for name in ("dir", "dbfilename", "appendfilename", "appenddirname", "logfile"):
             with contextlib.suppress(redis.ResponseError):
                 config.update(client.config_get(name))
-    version = str(server.get("redis_version", "0"))
-    multipart = int(version.split(".")[0]) >= 7
+    identity = server_identity(server)
+    multipart = _multipart_aof(identity.flavour, identity.version)
     appendonly = bool(persistence.get("aof_enabled"))
     config_file = str(server.get("config_file") or "")
     at_start, problem = appendonly, None
@@ -263,7 +267,8 @@ def read_target(target: Host, inventory_hosts: Sequence[Host], *, timeout: float
         aof_path = f"{folder}/{name}"
     return TargetState(
         role="replica" if replication.get("role") == "slave" else "master",
-        version=version,
+        flavour=identity.flavour,
+        version=identity.version,
         connected_replicas=int(replication.get("connected_slaves", 0)),
         keys=_keys(keyspace),
         used_memory=int(memory.get("used_memory", 0)),
@@ -279,6 +284,11 @@ def read_target(target: Host, inventory_hosts: Sequence[Host], *, timeout: float
         data_file_bytes=_remote_size(target, f"{folder}/{dbfilename}", timeout),
         monitored_by=tuple(_monitors(target, inventory_hosts, timeout=timeout)),
     )
+
+
+def _multipart_aof(flavour: str, version: str) -> bool:
+    """Redis 7+ and every Valkey keep the AOF as a folder of parts with a manifest."""
+    return flavour == "valkey" or int(version.split(".")[0]) >= 7
 
 
 def _appendonly_at_start(target: Host, config_file: str, *, timeout: float) -> bool:

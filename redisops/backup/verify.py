@@ -132,31 +132,44 @@ def rdb_tool_feed() -> checktool.RdbToolFeed:
 
 
 def check_aof_folder(findings: Findings, folder: Path, files: Sequence[StoredFile]) -> None:
-    """redis-check-aof over the AOF of `folder` (decompressed into a scratch folder first when
-    stored compressed). Skipped, and noted, when the tool is not installed."""
-    tool = checktool.find_tool(checktool.CHECK_AOF)
-    if tool is None:
-        judge_tool(findings, None, checktool.CHECK_AOF)
-        return
+    """The AOF checker that matches the AOF (redis-check-aof, valkey-check-aof) over the AOF of
+    `folder`, decompressed into a scratch folder first when stored compressed. Skipped, and
+    noted, when that checker is not installed."""
     target = _aof_target(files)
     if target is None:
         return
     if all(f.compression == "none" for f in files):
-        judge_tool(
-            findings, checktool.check_aof(tool, str(folder / target.name)), checktool.CHECK_AOF
-        )
+        _judge_aof(findings, files, target, lambda stored: folder / stored.name)
         return
     scratch = Path(tempfile.mkdtemp(prefix=".aof-check-", suffix=".part", dir=folder))
     try:
         for stored in files:
             with open(scratch / stored.source, "wb") as out:
                 read_stored(folder / stored.name, stored.compression, out.write)
-        verdict = checktool.check_aof(tool, str(scratch / target.source))
+        _judge_aof(findings, files, target, lambda stored: scratch / stored.source)
     except (OSError, CorruptData):
         return  # the per-file checks already name what is wrong with that file
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    judge_tool(findings, verdict, checktool.CHECK_AOF)
+
+
+def _judge_aof(
+    findings: Findings,
+    files: Sequence[StoredFile],
+    target: StoredFile,
+    path_of: Callable[[StoredFile], Path],
+) -> None:
+    base = next((f for f in files if f.role == "aof-base"), target)
+    try:
+        with open(path_of(base), "rb") as head:
+            name = checktool.aof_tool_for(head.read(8))
+    except OSError:
+        return  # the per-file checks already name a missing or unreadable file
+    tool = checktool.find_tool(name)
+    if tool is None:
+        judge_tool(findings, None, name)
+        return
+    judge_tool(findings, checktool.check_aof(tool, str(path_of(target)), tool=name), name)
 
 
 def _aof_target(files: Sequence[StoredFile]) -> StoredFile | None:

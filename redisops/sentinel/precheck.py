@@ -1,7 +1,7 @@
 """Before a drill: is the fleet healthy enough to fail over, and can this mode be carried out?
 
 Nothing here changes anything: it reads the sentinels, the master's INFO and CONFIG GET, and in
-crash mode runs `cat /proc/<pid>/comm` through host access to be sure the pid is Redis.
+crash mode runs `cat /proc/<pid>/comm` through host access to be sure the pid is Redis or Valkey.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from redisops.errors import HostError, UsageError
 from redisops.fleet.connection import redis_client
 from redisops.fleet.host import Host
+from redisops.fleet.server import is_server_process
 from redisops.sentinel.topology import (
     CLIENT_NAME,
     DOWN_FLAGS,
@@ -260,8 +261,9 @@ def _process_check(host: Host, timeout: float, name: str) -> tuple[Check, int | 
             comm = access.run(["cat", f"/proc/{pid}/comm"]).stdout.decode(errors="replace")
     except HostError as exc:
         return Check(name, False, exc.message), None
-    if "redis" not in comm:
-        return Check(name, False, f"pid {pid} on {host.name} is {comm.strip()!r}, not Redis"), None
+    if not is_server_process(comm):
+        why = f"pid {pid} on {host.name} is {comm.strip()!r}, not Redis or Valkey"
+        return Check(name, False, why), None
     return Check(name, True, f"pid {pid} ({comm.strip()}) on {host.name}"), pid
 
 
