@@ -27,7 +27,7 @@ never sees a secret and needs none.
         config: dict[str, str]           CONFIG GET *, secrets as "(set)"/"(unset)"
         acl: tuple[str]                  ACL LIST lines, `>pass` `<pass` `#hash` `!hash` masked
         slowlog: tuple[SlowlogRecord]    SLOWLOG GET -1, newest first: id, started (unix s),
-                                         duration_us, args (str; credentials "***"),
+                                         duration_us, args (str; credentials "(redacted)"),
                                          client_address, client_name
         latency_latest: tuple[LatencyLatest]     event, at (unix s), latest_ms, max_ms
         latency_history: dict[event, tuple[(at unix s, ms), ...]]   oldest first
@@ -149,7 +149,7 @@ class Manifest:
 @dataclass(frozen=True)
 class SlowlogRecord:
     """One SLOWLOG GET entry. `args` are text (bytes that are not UTF-8 are kept as surrogate
-    escapes: `raw_args` gives the server's bytes back); credentials are "***"."""
+    escapes: `raw_args` gives the server's bytes back); credentials are "(redacted)"."""
 
     id: int
     started: int
