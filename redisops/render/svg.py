@@ -175,14 +175,19 @@ def bar_chart(
 
 
 def histogram_chart(
-    chart_id: str, title: str, columns: Sequence[Column], *, axis_label: str
+    chart_id: str,
+    title: str,
+    columns: Sequence[Column],
+    *,
+    axis_label: str,
+    count: Callable[[int], str] = str,
 ) -> str:
     """Vertical columns of equal width, one per bucket in the given order (log buckets make a
-    log axis); the height is the count, linear from 0 to the largest."""
+    log axis); the height is the count, linear from 0 to the largest, which `count` words."""
     top = max([c.count for c in columns] + [0]) or 1
     width = 100 / max(len(columns), 1)
     base = _TITLE + _LINE + _HIST_HEIGHT
-    parts = [_text(0, _TITLE + _LINE - 4, f"peak {top:,} calls", klass="note")]
+    parts = [_text(0, _TITLE + _LINE - 4, f"peak {count(top)}", klass="note")]
     # Label at most ~10 buckets so the labels never overlap on a narrow page.
     every = max(1, math.ceil(len(columns) / 10))
     for index, column in enumerate(columns):
