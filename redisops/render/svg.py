@@ -33,6 +33,8 @@ _AXIS = 22
 _LEGEND = 20
 _HIST_HEIGHT = 150
 _TIMELINE_ROW = 26
+_HEADROOM = 1.03
+_HIST_LABELS = 6  # bucket labels per histogram: they fit side by side on a phone
 
 Formatter = Callable[[float], str]
 
@@ -117,10 +119,11 @@ def bar_chart(
     legend = [(name, colours[name]) for name in series if len(series) > 1]
     if any(row.limit for row in rows):
         legend.append((limit_label, LIMIT_COLOUR))
+    # A limit or reference line right on the chart's edge is hard to see: leave some room.
     top = max(
         [sum(s.value for s in row.segments) for row in rows]
-        + [row.limit or 0 for row in rows]
-        + [ref.value for ref in references]
+        + [(row.limit or 0) * _HEADROOM for row in rows]
+        + [ref.value * _HEADROOM for ref in references]
         + [scale_max or 0, 0]
     )
     ticks = nice_ticks(top, binary=binary)
@@ -183,17 +186,19 @@ def histogram_chart(
     count: Callable[[int], str] = str,
 ) -> str:
     """Vertical columns of equal width, one per bucket in the given order (log buckets make a
-    log axis); the height is the count, linear from 0 to the largest, which `count` words."""
+    log axis). Heights are on a log scale of the count (`count` words it), so the few slow
+    calls of a tail stay visible next to millions of fast ones."""
     top = max([c.count for c in columns] + [0]) or 1
     width = 100 / max(len(columns), 1)
     base = _TITLE + _LINE + _HIST_HEIGHT
-    parts = [_text(0, _TITLE + _LINE - 4, f"peak {count(top)}", klass="note")]
-    # Label at most ~10 buckets so the labels never overlap on a narrow page.
-    every = max(1, math.ceil(len(columns) / 10))
+    parts = [
+        _text(0, _TITLE + _LINE - 4, f"peak {count(top)}; heights on a log scale", klass="note")
+    ]
+    every = max(1, math.ceil(len(columns) / _HIST_LABELS))
     for index, column in enumerate(columns):
-        height = round(column.count / top * _HIST_HEIGHT, 1)
-        if column.count and height < 1:
-            height = 1.0  # a bucket with calls is never invisible
+        height = round(math.log1p(column.count) / math.log1p(top) * _HIST_HEIGHT, 1)
+        if column.count and height < 2:
+            height = 2.0  # a bucket with calls is never invisible
         x = index * width
         parts.append(
             f'<rect class="column" data-label="{esc(column.label)}" data-count="{column.count}" '
