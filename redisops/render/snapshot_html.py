@@ -56,6 +56,7 @@ svg .label, svg .group { fill: #1d232b; }
 svg .group { font-weight: 600; }
 svg .note, svg .tick, svg .legend { fill: #4a5563; }
 svg .axis-label, svg .empty { fill: #6b7480; font-style: italic; }
+.table { overflow-x: auto; }
 table { border-collapse: collapse; width: 100%; margin: 6px 0 10px; font-size: 13px; }
 th, td { text-align: left; padding: 4px 8px; border-bottom: 1px solid #e6e9ed;
   vertical-align: top; overflow-wrap: break-word; }
@@ -66,6 +67,7 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; white-space: now
 .error { color: #b3261e; }
 .ok { color: #1e7b34; }
 .muted { color: #6b7480; }
+@media (max-width: 600px) { main { padding: 6px; } section { padding: 10px; } }
 code { font: 12px ui-monospace, "DejaVu Sans Mono", monospace; }
 """
 
@@ -214,7 +216,7 @@ def _memory(memory: Sequence[HostMemory]) -> str:
         "Used memory vs maxmemory",
         rows,
         unit=human_bytes,
-        axis_label="bytes (INFO used_memory; MEMORY STATS dataset and overhead)",
+        axis_label="used_memory, bytes",
         limit_label="maxmemory",
         binary=True,
     )
@@ -224,14 +226,14 @@ def _memory(memory: Sequence[HostMemory]) -> str:
         judged = m.summary.used_memory >= FRAGMENTATION_MIN_USED
         note = f"{ratio:.2f} (RSS {human_bytes(m.summary.used_memory_rss)})"
         if not judged:
-            note += ", not judged under 64 MiB used"
+            note += " *"
         fragmentation.append(svg.BarRow(m.host, (svg.Segment("RSS / used", ratio),), note))
     frag = svg.bar_chart(
         "fragmentation",
         "Fragmentation (RSS / used memory)",
         fragmentation,
         unit=lambda value: f"{value:.2f}",
-        axis_label="mem_fragmentation_ratio",
+        axis_label=f"RSS / used; * under {human_bytes(FRAGMENTATION_MIN_USED)} used: not judged",
         references=(
             svg.Reference(1.0, "1.0: RSS equals used memory; under it, part is swapped out"),
             svg.Reference(FRAGMENTATION_HIGH, f"{FRAGMENTATION_HIGH}: memory summary flags it"),
@@ -293,7 +295,7 @@ def _latency_histograms(latencies: Sequence[CommandLatency]) -> str:
                 f"{latency.command}: {_plural(latency.calls, 'call')} on "
                 f"{_plural(len(latency.hosts), 'host')}",
                 columns,
-                axis_label=f"latency, power-of-two buckets ({hosts})",
+                axis_label=f"latency ({hosts})",
                 count=lambda count: _plural(count, "call"),
             )
             + "</div>"
@@ -414,7 +416,11 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
         "<tr>" + "".join(c if c.startswith("<td") else f"<td>{c}</td>" for c in row) + "</tr>"
         for row in rows
     )
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    # In a scrolling box: on a phone a wide table scrolls instead of overflowing the page.
+    return (
+        f'<div class="table"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody>'
+        "</table></div>"
+    )
 
 
 def _plural(count: int, noun: str) -> str:

@@ -273,7 +273,7 @@ def timeline_chart(
     return _svg(chart_id, title, y, "".join(parts))
 
 
-def nice_ticks(top: float, count: int = 4, *, binary: bool = False) -> list[float]:
+def nice_ticks(top: float, count: int = 3, *, binary: bool = False) -> list[float]:
     """0 and about `count` round steps reaching `top`: 1, 2, 2.5 or 5 times a power of ten,
     or with `binary` (sizes) a power of two times a power of 1024 (128 MiB, 256 MiB...)."""
     if top <= 0:
