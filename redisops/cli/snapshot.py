@@ -1,0 +1,133 @@
+"""`redisops snapshot take | show | diff`.
+
+`show` loads the archive once (`snapshot.archive.load_snapshot`) and renders it; its
+`--html FILE` option (render/snapshot_html.py) writes the HTML page from that same loaded
+`Snapshot`, in the marked place of `show` below.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from redisops.cli.common import global_options, make_output, selected_hosts
+from redisops.cli.groups import command_group
+from redisops.errors import ExitCode
+
+app = command_group("snapshot")
+
+ArchiveArgument = Annotated[
+    Path, typer.Argument(help="A snapshot archive (snapshot-….tar.zst) written by `take`.")
+]
+
+
+@app.command()
+def take(
+    ctx: typer.Context,
+    dest: Annotated[
+        Path,
+        typer.Option(
+            help="Folder the archive is written to (snapshot-<UTC time>.tar.zst, mode 0600).",
+            file_okay=False,
+        ),
+    ],
+) -> int:
+    """Capture every selected host's state into one archive, for the postmortem.
+
+    In parallel, within --timeout per host: INFO ALL, CONFIG GET *, ACL LIST, SLOWLOG GET,
+    LATENCY LATEST/HISTORY/HISTOGRAM, MEMORY STATS and DOCTOR, CLIENT LIST, the replication
+    view, each Sentinel's view of its masters, CLUSTER INFO/SHARDS on cluster nodes, and
+    with host access THP, overcommit, swap, load, the tail of the Redis log and the kernel's
+    OOM-killer lines. Passwords, credentials in slowlog arguments and ACL password rules are
+    redacted before anything is written. A host that fails is an error entry of the manifest;
+    the others are complete. Exit 1 when a host or one of its items failed.
+    """
+    from redisops.render.snapshot import take_footer, take_summary, take_table
+    from redisops.snapshot.capture import take_snapshot
+
+    options = global_options(ctx)
+    output = make_output(options)
+    hosts = selected_hosts(options, output)
+    taken = take_snapshot(
+        hosts,
+        dest=dest,
+        timeout=options.timeout,
+        parallel=options.parallel,
+        inventory=str(options.inventory) if options.inventory else None,
+        limit=options.limit,
+    )
+    code = output.host_results(
+        "snapshot take",
+        taken.results,
+        lambda rows: take_table(output, rows),
+        summary=take_summary(taken),
+    )
+    take_footer(output, taken)
+    return code
+
+
+@app.command()
+def show(
+    ctx: typer.Context,
+    archive: ArchiveArgument,
+    top: Annotated[int, typer.Option(min=0, help="Slowlog fingerprints to list (0: all).")] = 10,
+) -> int:
+    """Show a snapshot archive as tables: no server is contacted.
+
+    Per host: role, server, memory, fragmentation, ops/s, hit ratio, keys, clients,
+    replication, slowlog and latency counts, THP and load, and what was not captured and why;
+    then the fleet's slowlog by fingerprint, the latency events and what each Sentinel sees.
+    Exit 1 when the archive records a failed host.
+    """
+    from redisops.render.snapshot import show_header, show_summary, show_view
+    from redisops.snapshot.archive import load_snapshot
+    from redisops.snapshot.overview import overview
+
+    options = global_options(ctx)
+    output = make_output(options)
+    snapshot = load_snapshot(archive)
+    # The HTML page (--html FILE) is written here, from `snapshot`.
+    view = overview(snapshot, top=top)
+    show_header(output, snapshot)
+    return output.host_results(
+        "snapshot show",
+        view.hosts,
+        lambda rows: show_view(output, view, rows),
+        summary=show_summary(snapshot, view),
+    )
+
+
+@app.command()
+def diff(
+    ctx: typer.Context,
+    before: Annotated[Path, typer.Argument(help="The older snapshot archive (A).")],
+    after: Annotated[Path, typer.Argument(help="The newer snapshot archive (B).")],
+    fail_on_change: Annotated[
+        bool, typer.Option("--fail-on-change", help="Exit 1 when anything differs.")
+    ] = False,
+) -> int:
+    """What changed between two snapshots of the same fleet, host by host.
+
+    Capture failures, versions and restarts, roles and masters, replicas, each Sentinel's
+    view of its masters, cluster state, every config setting (secrets only as set/unset),
+    memory (from 10% and 1 MiB on), key counts per db, clients (count from 20% on, source
+    addresses and names that came or went), and slowlog fingerprints new in B.
+    """
+    from redisops.render.snapshot import diff_summary, diff_view
+    from redisops.snapshot.archive import load_snapshot
+    from redisops.snapshot.diff import diff_snapshots
+
+    options = global_options(ctx)
+    output = make_output(options)
+    result = diff_snapshots(load_snapshot(before), load_snapshot(after))
+    code = output.host_results(
+        "snapshot diff",
+        result.hosts,
+        lambda rows: diff_view(output, result, rows),
+        summary=diff_summary(result),
+    )
+    if fail_on_change and result.changes:
+        return ExitCode.FAILED
+    return code
