@@ -19,7 +19,7 @@ import redis
 from redisops.fleet.inventory import load_inventory
 from redisops.fleet.selection import select_hosts
 from redisops.lab import lab_down
-from redisops.memory.summary import summarise_host
+from redisops.memory.summary import Severity, summarise_host
 from redisops.render import svg
 from redisops.render.snapshot_html import snapshot_page, write_snapshot_page
 from redisops.snapshot.archive import HostSnapshot, Snapshot, load_snapshot
@@ -161,7 +161,20 @@ def test_flags_are_those_memory_summary_and_config_audit_raise(report: Report) -
     assert [f.id for f in host_memory(report.snapshot.host("node-2")).summary.flags] == [
         "no-maxmemory"
     ]
-    flags = report.html[report.html.index('id="flags"') : report.html.index('id="memory"')]
+    # The overview counts them: node-2's no-maxmemory at least; the machine's sysctls decide
+    # whether node-1 has findings too (overcommit, swappiness).
+    severities = [
+        f.severity for h in redis_hosts(report.snapshot) for f in host_memory(h).summary.flags
+    ]
+    severities += [f.severity for audit in audits.values() for f in audit.findings]
+    flagged = {h.name for h in redis_hosts(report.snapshot) if host_memory(h).summary.flags}
+    flagged |= {audit.host for audit in audits.values() if audit.findings}
+    overview = report.html[: report.html.index('<section id="memory"')]
+    warnings = severities.count(Severity.warning)
+    plural = "s" if warnings != 1 else ""
+    assert f'<span class="warning">{warnings} warning{plural}</span>' in overview
+    assert f"on {len(flagged)} host{'s' if len(flagged) != 1 else ''}: " in overview
+    flags = report.html[report.html.index('<section id="flags"') :]
     assert "no-maxmemory" in flags
     assert "maxmemory-unset" in flags
     assert "dangerous-commands-open" in flags  # unchecked: a snapshot holds no ACL DRYRUN

@@ -76,15 +76,17 @@ def snapshot_page(snapshot: Snapshot) -> str:
     """The whole page as text."""
     hosts = redis_hosts(snapshot)
     memory = [host_memory(host) for host in hosts]
+    audits = fleet_audit(snapshot)
+    # Pictures first; the flags' long tables last, counted in the overview with a link.
     sections = [
-        _overview(snapshot),
-        _flags(memory, fleet_audit(snapshot)),
+        _overview(snapshot, memory, audits),
         _memory(memory),
         _traffic(memory),
         _latency_histograms(merged_latency(snapshot)),
         _slowlog(slowlog_digest(snapshot, top=TOP_FINGERPRINTS)),
         _events(latency_points(snapshot)),
         _replication(snapshot, replica_lags(snapshot)),
+        _flags(memory, audits),
     ]
     title = f"redisops snapshot {snapshot.manifest.taken_at}"
     page = (
@@ -106,7 +108,7 @@ def write_snapshot_page(snapshot: Snapshot, path: Path) -> None:
         handle.write(snapshot_page(snapshot))
 
 
-def _overview(snapshot: Snapshot) -> str:
+def _overview(snapshot: Snapshot, memory: Sequence[HostMemory], audits: Sequence[HostAudit]) -> str:
     manifest = snapshot.manifest
     failed = [host for host in manifest.hosts if not host.ok]
     scope = f"inventory {manifest.inventory}" if manifest.inventory else "inventory ?"
@@ -139,7 +141,27 @@ def _overview(snapshot: Snapshot) -> str:
     table = _table(["host", "address", "role", "server", "capture", "took", "not captured"], rows)
     return (
         f'<section id="overview"><h1>Incident snapshot</h1><p class="facts">{_e(facts)}</p>'
-        f"{table}</section>\n"
+        f"{_flag_counts(memory, audits)}{table}</section>\n"
+    )
+
+
+def _flag_counts(memory: Sequence[HostMemory], audits: Sequence[HostAudit]) -> str:
+    """One line: how many flags of each severity, on how many hosts, linking to the list."""
+    severities = [flag.severity for m in memory for flag in m.summary.flags]
+    severities += [finding.severity for audit in audits for finding in audit.findings]
+    flagged = {m.host for m in memory if m.summary.flags}
+    flagged |= {audit.host for audit in audits if audit.findings}
+    if not severities:
+        return '<p class="ok">No memory summary flag and no config audit finding.</p>'
+    counts = ", ".join(
+        f'<span class="{severity.value}">{_plural(severities.count(severity), severity.value)}'
+        "</span>"
+        for severity in reversed(Severity)
+        if severity in severities
+    )
+    return (
+        f"<p>{counts} on {_plural(len(flagged), 'host')}: "
+        '<a href="#flags">memory summary and config audit flags</a>.</p>'
     )
 
 
