@@ -27,6 +27,7 @@ from redisops.snapshot.capture import take_snapshot
 from redisops.snapshot.figures import fleet_audit, host_memory, merged_latency, redis_hosts
 from redisops.tuning.audit import audit_host
 from tests.chromium import load_page, read_png, require_chromium, screenshot
+from tests.cli_helpers import redisops
 from tests.plugins.lab import start_lab
 
 MARKUP_KEY = '<script>alert("k")</script>:&x'
@@ -101,6 +102,23 @@ def test_page_is_private_self_contained_and_secret_free(report: Report) -> None:
     # Untrusted text (a key name in the slowlog) is escaped, never markup.
     assert b'<script>alert("k")' not in raw
     assert b"&lt;script&gt;alert(&quot;k&quot;)&lt;/script&gt;" in raw
+
+
+def test_show_html_writes_the_page(report: Report, tmp_path: Path) -> None:
+    page = tmp_path / "incident.html"
+    run = redisops("-o", "json", "snapshot", "show", str(report.snapshot.path), "--html", str(page))
+    assert run.exit_code == 0, run.stderr
+    assert run.json()["summary"]["html"] == str(page)
+    assert page.stat().st_mode & 0o777 == 0o600
+    assert page.read_text() == snapshot_page(load_snapshot(report.snapshot.path))
+    run = redisops("snapshot", "show", str(report.snapshot.path), "--html", str(page))
+    assert run.exit_code == 0
+    assert f"wrote {page} (" in run.stderr
+    missing = tmp_path / "no-such-folder" / "incident.html"
+    run = redisops("snapshot", "show", str(report.snapshot.path), "--html", str(missing))
+    assert run.exit_code == 2
+    assert f"--html {missing}: cannot write it: No such file or directory" in run.stderr
+    assert not missing.parent.exists()
 
 
 def test_every_chart_has_a_bar_per_host(report: Report) -> None:

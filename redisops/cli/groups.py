@@ -176,6 +176,7 @@ COMMAND_EXAMPLES: dict[str, str] = {
     "snapshot show": """
         redisops snapshot show snapshot-20261205T030000Z.tar.zst
         redisops snapshot show snapshot-20261205T030000Z.tar.zst --top 0 -o json
+        redisops snapshot show snapshot-20261205T030000Z.tar.zst --html incident.html
     """,
     "snapshot diff": """
         redisops snapshot diff snapshot-20261204T030000Z.tar.zst snapshot-20261205T030000Z.tar.zst

@@ -14,7 +14,7 @@ import typer
 
 from redisops.cli.common import global_options, make_output, selected_hosts
 from redisops.cli.groups import command_group
-from redisops.errors import ExitCode
+from redisops.errors import ExitCode, UsageError
 
 app = command_group("snapshot")
 
@@ -73,29 +73,50 @@ def show(
     ctx: typer.Context,
     archive: ArchiveArgument,
     top: Annotated[int, typer.Option(min=0, help="Slowlog fingerprints to list (0: all).")] = 10,
+    html: Annotated[
+        Path | None,
+        typer.Option(
+            metavar="FILE",
+            help="Also write the snapshot as one self-contained HTML page with charts "
+            "(mode 0600; it fetches nothing).",
+            dir_okay=False,
+        ),
+    ] = None,
 ) -> int:
     """Show a snapshot archive as tables: no server is contacted.
 
     Per host: role, server, memory, fragmentation, ops/s, hit ratio, keys, clients,
     replication, slowlog and latency counts, THP and load, and what was not captured and why;
     then the fleet's slowlog by fingerprint, the latency events and what each Sentinel sees.
-    Exit 1 when the archive records a failed host.
+    With --html FILE, also a page with charts: memory vs maxmemory, fragmentation, ops/s and
+    hit ratio, latency histograms per command summed over hosts, top slowlog fingerprints,
+    latency events on one timeline, replica lag, and the flags of memory summary and config
+    audit. Exit 1 when the archive records a failed host.
     """
     from redisops.render.snapshot import show_header, show_summary, show_view
+    from redisops.render.snapshot_html import page_written, write_snapshot_page
     from redisops.snapshot.archive import load_snapshot
     from redisops.snapshot.overview import overview
 
     options = global_options(ctx)
     output = make_output(options)
     snapshot = load_snapshot(archive)
-    # The HTML page (--html FILE) is written here, from `snapshot`.
+    if html is not None:
+        try:
+            size = write_snapshot_page(snapshot, html)
+        except OSError as exc:
+            raise UsageError(f"--html {html}: cannot write it: {exc.strerror or exc}") from None
+        page_written(output, html, size)
     view = overview(snapshot, top=top)
     show_header(output, snapshot)
+    summary = show_summary(snapshot, view)
+    if html is not None:
+        summary["html"] = str(html)
     return output.host_results(
         "snapshot show",
         view.hosts,
         lambda rows: show_view(output, view, rows),
-        summary=show_summary(snapshot, view),
+        summary=summary,
     )
 
 

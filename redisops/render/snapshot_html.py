@@ -13,6 +13,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from redisops.fleet.secrets import redact
 from redisops.memory.summary import FRAGMENTATION_HIGH, FRAGMENTATION_MIN_USED, Severity
@@ -34,6 +35,9 @@ from redisops.snapshot.figures import (
     replica_lags,
     slowlog_digest,
 )
+
+if TYPE_CHECKING:
+    from redisops.render.output import Output
 
 # Enough to see where the time goes; a fleet runs hundreds of distinct commands.
 TOP_COMMANDS = 12
@@ -100,12 +104,23 @@ def snapshot_page(snapshot: Snapshot) -> str:
     return redact(page)
 
 
-def write_snapshot_page(snapshot: Snapshot, path: Path) -> None:
-    """Write the page to `path`: 0600 (it names hosts, keys and clients), atomically."""
+def write_snapshot_page(snapshot: Snapshot, path: Path) -> int:
+    """Write the page to `path`, 0600 (it names hosts, keys and clients) and atomically;
+    returns its size in bytes. Raises OSError as the disk reports it."""
     from redisops.privatefile import private_file
 
+    page = snapshot_page(snapshot)
     with private_file(path) as handle:
-        handle.write(snapshot_page(snapshot))
+        handle.write(page)
+    return len(page.encode("utf-8"))
+
+
+def page_written(output: Output, path: Path, size: int) -> None:
+    """Where the page went, on stderr (stdout keeps the tables or the JSON document)."""
+    if output.format == "table":
+        output.err.print(
+            redact(f"wrote {path} ({human_bytes(size)}, 0600)"), highlight=False, markup=False
+        )
 
 
 def _overview(snapshot: Snapshot, memory: Sequence[HostMemory], audits: Sequence[HostAudit]) -> str:
