@@ -7,8 +7,10 @@ page is checked as bytes, as charts, and as Chromium renders it.
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
+import signal
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -42,6 +44,7 @@ class Report:
     password: str
     masterauth: str
     hosts: tuple
+    pids: dict[str, int]
 
 
 @pytest.fixture(scope="module")
@@ -78,7 +81,8 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Report]:
         snapshot = load_snapshot(taken.path)
         page = lab_dir / "report.html"
         write_snapshot_page(snapshot, page)
-        yield Report(snapshot, page, page.read_text(), password, masterauth, hosts)
+        pids = {process.name: process.pid for process in state.processes if process.pid}
+        yield Report(snapshot, page, page.read_text(), password, masterauth, hosts, pids)
     finally:
         lab_down(lab_dir, purge=True)
 
@@ -258,3 +262,19 @@ def test_page_of_a_snapshot_without_hosts_data(report: Report) -> None:
     failed = replace(report.snapshot, hosts=hosts)
     html = snapshot_page(failed)
     assert html.count("nothing to show") >= 6
+
+
+def test_frozen_host_is_an_error_row_and_the_others_are_charted(report: Report) -> None:
+    pid = report.pids["node-2"]
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        taken = take_snapshot(report.hosts, dest=report.page.parent, timeout=1, parallel=4)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    html = snapshot_page(load_snapshot(taken.path))
+    overview = html[: html.index('<section id="memory"')]
+    row = re.search(r"<tr><td>node-2</td>.*?</tr>", overview)
+    assert row and '<span class="error">error: ' in row.group(0)
+    for chart_id in ("memory", "ops", "hit-ratio", "fragmentation"):
+        labels = re.findall(r'class="bar" data-label="([^"]+)"', _chart(html, chart_id))
+        assert set(labels) == {"node-1"}, chart_id
