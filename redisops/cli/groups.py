@@ -172,6 +172,7 @@ COMMAND_EXAMPLES: dict[str, str] = {
     "snapshot take": """
         redisops -i prod.yaml snapshot take --dest /var/lib/redisops/snapshots
         redisops -i prod.yaml -l cache --timeout 2 snapshot take --dest . -o json
+        redisops -i prod.yaml snapshot take --dest /var/lib/redisops/snapshots --keep 30
     """,
     "snapshot show": """
         redisops snapshot show snapshot-20261205T030000Z.tar.zst
@@ -180,7 +181,7 @@ COMMAND_EXAMPLES: dict[str, str] = {
     """,
     "snapshot diff": """
         redisops snapshot diff snapshot-20261204T030000Z.tar.zst snapshot-20261205T030000Z.tar.zst
-        redisops snapshot diff last-night.tar.zst now.tar.zst --fail-on-change -o json
+        redisops snapshot diff --in /var/lib/redisops/snapshots --fail-on-change -o json
     """,
     "lab up": """
         redisops lab up --dir /tmp/lab --seed 10000

@@ -8,13 +8,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from redisops.cli.common import global_options, make_output, selected_hosts
 from redisops.cli.groups import command_group
 from redisops.errors import ExitCode, UsageError
+
+if TYPE_CHECKING:
+    from redisops.render.output import Output
 
 app = command_group("snapshot")
 
@@ -33,6 +36,13 @@ def take(
             file_okay=False,
         ),
     ],
+    keep: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Then remove all but the newest N snapshot archives in --dest (0: keep all).",
+        ),
+    ] = 0,
 ) -> int:
     """Capture every selected host's state into one archive, for the postmortem.
 
@@ -57,6 +67,7 @@ def take(
         parallel=options.parallel,
         inventory=str(options.inventory) if options.inventory else None,
         limit=options.limit,
+        keep=keep,
     )
     code = output.host_results(
         "snapshot take",
@@ -123,8 +134,21 @@ def show(
 @app.command()
 def diff(
     ctx: typer.Context,
-    before: Annotated[Path, typer.Argument(help="The older snapshot archive (A).")],
-    after: Annotated[Path, typer.Argument(help="The newer snapshot archive (B).")],
+    before: Annotated[
+        Path | None, typer.Argument(help="The older snapshot archive (A).", show_default=False)
+    ] = None,
+    after: Annotated[
+        Path | None, typer.Argument(help="The newer snapshot archive (B).", show_default=False)
+    ] = None,
+    newest_in: Annotated[
+        Path | None,
+        typer.Option(
+            "--in",
+            help="Instead of A and B: the two newest archives in this folder (what `take "
+            "--dest` wrote last, against the one before).",
+            file_okay=False,
+        ),
+    ] = None,
     fail_on_change: Annotated[
         bool, typer.Option("--fail-on-change", help="Exit 1 when anything differs.")
     ] = False,
@@ -142,6 +166,7 @@ def diff(
 
     options = global_options(ctx)
     output = make_output(options)
+    before, after = _pair(before, after, newest_in, output)
     result = diff_snapshots(load_snapshot(before), load_snapshot(after))
     code = output.host_results(
         "snapshot diff",
@@ -152,3 +177,25 @@ def diff(
     if fail_on_change and result.changes:
         return ExitCode.FAILED
     return code
+
+
+def _pair(
+    before: Path | None, after: Path | None, folder: Path | None, output: Output
+) -> tuple[Path, Path]:
+    """A and B as given, or the two newest of --in DIR; the first night DIR holds one
+    archive, compared with itself (a note says so), so a nightly run does not fail."""
+    from redisops.snapshot.capture import newest_archives
+
+    if folder is None:
+        if before is None or after is None:
+            raise UsageError("give two archives (A B), or --in DIR for its two newest")
+        return before, after
+    if before is not None:
+        raise UsageError("give either two archives or --in DIR, not both")
+    newest = newest_archives(folder)
+    if not newest:
+        raise UsageError(f"--in {folder} holds no snapshot archive")
+    if len(newest) == 1:
+        output.warn(f"{newest[0]} is the only archive in {folder}: nothing to compare it with yet")
+        return newest[0], newest[0]
+    return newest[1], newest[0]

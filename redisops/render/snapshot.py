@@ -50,7 +50,12 @@ def take_table(output: Output, results: Sequence[HostResult[HostTaken]]) -> Tabl
 
 
 def take_summary(taken: SnapshotTaken) -> dict[str, Any]:
-    return {"path": str(taken.path), "bytes": taken.bytes, "seconds": round(taken.seconds, 3)}
+    return {
+        "path": str(taken.path),
+        "bytes": taken.bytes,
+        "seconds": round(taken.seconds, 3),
+        "pruned": [str(path) for path in taken.pruned],
+    }
 
 
 def take_footer(output: Output, taken: SnapshotTaken) -> None:
@@ -62,6 +67,13 @@ def take_footer(output: Output, taken: SnapshotTaken) -> None:
             highlight=False,
             markup=False,
         )
+        if taken.pruned:
+            names = ", ".join(path.name for path in taken.pruned)
+            output.err.print(
+                f"removed {len(taken.pruned)} older archives (--keep): {names}",
+                highlight=False,
+                markup=False,
+            )
 
 
 def show_header(output: Output, snapshot: Snapshot) -> None:
@@ -150,7 +162,9 @@ def _hosts_table(output: Output, rows: Sequence[HostResult[HostOverview]]) -> Ta
             _note(notes, result.host, "error", result.error or "failed", "red")
         for item, why in host.not_captured.items():
             if result.ok or why not in (result.error or ""):
-                _note(notes, result.host, f"no {item}", why, "dim")
+                _note(notes, result.host, f"no {item}", why, "yellow")
+        for item, why in host.skipped.items() if output.verbose else ():
+            _note(notes, result.host, f"no {item}", why, "dim")
         if host.oom_lines:
             _note(
                 notes,

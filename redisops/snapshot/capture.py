@@ -29,6 +29,7 @@ from redisops.snapshot.archive import (
     FORMAT,
     OK,
     SKIPPED,
+    SUFFIX,
     archive_name,
     encode_item,
     host_member,
@@ -71,10 +72,13 @@ class HostTaken:
 
 @dataclass(frozen=True)
 class SnapshotTaken:
+    """The archive written, and the older archives `keep` removed from its folder."""
+
     path: Path
     bytes: int
     seconds: float
     results: list[HostResult[HostTaken]]
+    pruned: tuple[Path, ...] = ()
 
 
 def take_snapshot(
@@ -85,8 +89,10 @@ def take_snapshot(
     parallel: int,
     inventory: str | None = None,
     limit: str | None = None,
+    keep: int = 0,
 ) -> SnapshotTaken:
-    """Capture every host (at most `parallel` at once) and write one archive into `dest`.
+    """Capture every host (at most `parallel` at once) and write one archive into `dest`;
+    with `keep`, then remove all but the newest `keep` archives there (this one included).
 
     A host that fails is an error entry of the manifest and an error row; the others are
     complete. Raises UsageError when `dest` is not a writable folder (before any host is
@@ -122,12 +128,38 @@ def take_snapshot(
         "hosts": [scrub(c.record, secrets) for c in captures if c],
     }
     path = write_archive(dest, archive_name(started), manifest, members)
+    pruned = prune_archives(dest, keep) if keep else ()
     seconds = time.monotonic() - clock
     rows = [
         _row(result, manifest_host)
         for result, manifest_host in zip(results, manifest["hosts"], strict=True)
     ]
-    return SnapshotTaken(path=path, bytes=path.stat().st_size, seconds=seconds, results=rows)
+    return SnapshotTaken(
+        path=path, bytes=path.stat().st_size, seconds=seconds, results=rows, pruned=pruned
+    )
+
+
+def newest_archives(folder: Path) -> list[Path]:
+    """The snapshot archives of `folder`, newest first (by the UTC time in their names)."""
+    return sorted(folder.glob(f"snapshot-*{SUFFIX}"), key=_archive_order, reverse=True)
+
+
+def prune_archives(dest: Path, keep: int) -> tuple[Path, ...]:
+    """Remove all but the newest `keep` snapshot archives of `dest`; returns what was
+    removed. Other files are never touched."""
+    archives = newest_archives(dest)
+    removed = []
+    for old in archives[keep:]:
+        old.unlink(missing_ok=True)
+        removed.append(old)
+    return tuple(removed)
+
+
+def _archive_order(path: Path) -> tuple[str, int]:
+    """snapshot-20261205T030000Z.tar.zst, then -2, -3 … taken within the same second."""
+    stem = path.name.removesuffix(SUFFIX).removeprefix("snapshot-")
+    moment, _, again = stem.partition("-")
+    return moment, int(again) if again.isdigit() else 1
 
 
 def capture_host(host: Host, *, timeout: float) -> HostCapture:

@@ -13,7 +13,7 @@ from typing import Any
 
 from redisops.fleet.fanout import HostResult
 from redisops.slowlog.fingerprint import fingerprint_args
-from redisops.snapshot.archive import HostSnapshot, Snapshot
+from redisops.snapshot.archive import FAILED, SKIPPED, HostSnapshot, Snapshot
 from redisops.snapshot.capture import CLIENT_NAME
 
 
@@ -21,8 +21,9 @@ from redisops.snapshot.capture import CLIENT_NAME
 class HostOverview:
     """One host as the archive holds it. Bytes for memory, None where it was not captured.
 
-    `replication` reads `master, 2 replicas` or `replica of 10.0.0.1:6379 (link up)`;
-    `not_captured` maps each failed or skipped item to why.
+    `replication` reads `master, 2 replicas` (`, lag 5s` past 1 s) or `replica of
+    10.0.0.1:6379` (`(link down)` when it is not up);
+    `not_captured` maps each failed item to why, `skipped` each item left out on purpose.
     """
 
     role: str
@@ -41,6 +42,7 @@ class HostOverview:
     load: float | None
     oom_lines: int
     not_captured: Mapping[str, str]
+    skipped: Mapping[str, str]
 
 
 @dataclass(frozen=True)
@@ -154,7 +156,9 @@ def _host(host: HostSnapshot) -> HostOverview:
         fragmentation=_float(info.get("mem_fragmentation_ratio")),
         ops_per_sec=_int(info.get("instantaneous_ops_per_sec")),
         hit_ratio=(hits or 0) / lookups if lookups else None,
-        keys=sum(db.get("keys", 0) for db in keyspace.values()) if info else None,
+        keys=None
+        if host.record.role == "sentinel" or not info
+        else sum(db.get("keys", 0) for db in keyspace.values()),
         connected_clients=_int(info.get("connected_clients")),
         replication=_replication(host),
         slowlog_entries=len(host.slowlog),
@@ -162,9 +166,8 @@ def _host(host: HostSnapshot) -> HostOverview:
         transparent_hugepage=facts.transparent_hugepage if facts else None,
         load=facts.load[0] if facts and facts.load else None,
         oom_lines=len(host.kernel_oom),
-        not_captured={
-            item.name: item.error or item.status for item in host.record.items if not item.ok
-        },
+        not_captured={i.name: i.error or i.status for i in host.record.items if i.status == FAILED},
+        skipped={i.name: i.error or i.status for i in host.record.items if i.status == SKIPPED},
     )
 
 
@@ -182,10 +185,10 @@ def _replication(host: HostSnapshot) -> str | None:
     if view is None:
         return None
     if view.role == "replica":
-        return f"replica of {view.master_host}:{view.master_port} (link {view.master_link_status})"
-    lags = [r.lag for r in view.replicas]
-    text = f"master, {len(view.replicas)} replicas"
-    return text + (f", max lag {max(lags)}s" if lags else "")
+        link = "" if view.master_link_status == "up" else f" (link {view.master_link_status})"
+        return f"replica of {view.master_host}:{view.master_port}{link}"
+    lag = max((r.lag for r in view.replicas), default=0)
+    return f"master, {len(view.replicas)} replicas" + (f", lag {lag}s" if lag > 1 else "")
 
 
 def _int(value: str | None) -> int | None:
