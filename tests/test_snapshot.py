@@ -4,6 +4,7 @@ that finds a config change and a failover."""
 from __future__ import annotations
 
 import os
+import subprocess
 import tarfile
 import time
 from pathlib import Path
@@ -17,7 +18,7 @@ from redisops.snapshot.redaction import mask_acl_rule_line, mask_args, mask_conf
 from redisops.tuning.settings import masked
 from tests.cli_helpers import lab_inventory_with, redisops, redisops_process
 from tests.plugins.lab import start_lab
-from tests.servers import frozen_redis_server
+from tests.servers import free_port, frozen_redis_server, valkey_server_binary
 
 REDIS_ITEMS = {
     "slowlog", "info", "config", "acl", "latency_latest", "latency_history",
@@ -332,3 +333,107 @@ def test_diff_finds_a_config_change_and_a_failover(tmp_path):
         assert same.exit_code == 0 and "no differences" in same.stdout
     finally:
         lab_down(Path(state.dir), purge=True)
+
+
+def spawn(binary: str, folder: Path, *options: str) -> tuple[subprocess.Popen, int]:
+    """A server binary on a free loopback port, no saves; returned once it answers PING."""
+    port = free_port()
+    folder.mkdir()
+    process = subprocess.Popen(
+        [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--dir", str(folder),
+         "--logfile", str(folder / "server.log"), *options],
+    )  # fmt: skip
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            if redis.Redis(port=port, socket_timeout=1).ping():
+                return process, port
+        except redis.ConnectionError:
+            pass
+        assert time.monotonic() < deadline, f"{binary} did not start; see {folder}"
+        time.sleep(0.05)
+
+
+VALKEY_SECRET = "valkey-primaryauth-0c4e7d1b"
+
+
+def test_redis_62_valkey_9_and_a_cluster_node(tmp_path):
+    from tests.test_backup_redis6 import redis6_binary
+
+    servers = {
+        "old": spawn(str(redis6_binary()), tmp_path / "old"),
+        "valkey": spawn(str(valkey_server_binary()), tmp_path / "valkey",
+                        "--primaryauth", VALKEY_SECRET),
+        "cluster": spawn("redis-server", tmp_path / "cluster", "--cluster-enabled", "yes",
+                         "--cluster-config-file", str(tmp_path / "nodes.conf")),
+    }  # fmt: skip
+    try:
+        inventory = tmp_path / "inventory.yaml"
+        hosts = "".join(
+            f"    {name}: {{host: 127.0.0.1, port: {port}, connection: local}}\n"
+            for name, (_, port) in servers.items()
+        )
+        inventory.write_text(f"all:\n  hosts:\n{hosts}")
+        run = redisops(
+            "-i", str(inventory), "-o", "json", "snapshot", "take", "--dest", str(tmp_path)
+        )
+        assert run.exit_code == 0, run.stdout
+        path = Path(run.json()["summary"]["path"])
+        snapshot = load_snapshot(path)
+        cluster_port = servers["cluster"][1]
+        live = redis.Redis(port=cluster_port, decode_responses=True)
+        shards = raw(live, "CLUSTER", "SHARDS")
+        node_info = redis.Redis(port=cluster_port).execute_command("CLUSTER", "INFO")
+        live_info = dict(line.split(":", 1) for line in node_info.decode().split() if ":" in line)
+    finally:
+        for process, _ in servers.values():
+            process.kill()
+            process.wait(timeout=10)
+    old = snapshot.host("old")
+    assert old.record.server.startswith("Redis 6.2")
+    assert old.record.item("latency_histogram").status == "skipped"
+    assert old.record.item("latency_histogram").error.startswith("LATENCY HISTOGRAM needs Redis 7")
+    assert {i.name for i in old.record.items if i.ok} == REDIS_ITEMS - {"latency_histogram"}
+    valkey = snapshot.host("valkey")
+    assert valkey.record.server.startswith("Valkey 9")
+    assert {i.name for i in valkey.record.items if i.ok} == REDIS_ITEMS
+    assert (
+        valkey.config["masterauth" if "masterauth" in valkey.config else "primaryauth"] == "(set)"
+    )
+    unpacked = zstandard.ZstdDecompressor().decompressobj().decompress(path.read_bytes())
+    assert (
+        VALKEY_SECRET.encode() not in unpacked and VALKEY_SECRET.encode() not in path.read_bytes()
+    )
+    node = snapshot.host("cluster")
+    assert {i.name for i in node.record.items if i.ok} == REDIS_ITEMS | {
+        "cluster_info",
+        "cluster_shards",
+    }
+    assert node.cluster_info["cluster_state"] == live_info["cluster_state"]
+    assert node.cluster_info["cluster_known_nodes"] == live_info["cluster_known_nodes"] == "1"
+    assert len(node.cluster_shards) == len(shards)
+    assert snapshot.host("old").cluster_info == {}
+
+
+def test_keep_prunes_older_archives_and_diff_in_compares_the_two_newest(evidence, tmp_path):
+    inventory = evidence["state"].inventory_path
+    stranger = tmp_path / "notes.txt"
+    stranger.write_text("not an archive")
+    paths = []
+    for _ in range(3):
+        run = redisops("-i", inventory, "-o", "json", "snapshot", "take", "--dest", str(tmp_path),
+                       "--keep", "2")  # fmt: skip
+        assert run.exit_code == 0, run.stderr
+        paths.append(run.json()["summary"]["path"])
+    assert run.json()["summary"]["pruned"] == [paths[0]]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [Path(paths[1]).name, Path(paths[2]).name, "notes.txt"]
+    )
+    diff = redisops("-o", "json", "snapshot", "diff", "--in", str(tmp_path))
+    assert diff.exit_code == 0, diff.stderr
+    assert (diff.json()["summary"]["before"], diff.json()["summary"]["after"]) == (
+        paths[1],
+        paths[2],
+    )
+    both = redisops("snapshot", "diff", paths[1], "--in", str(tmp_path))
+    assert both.exit_code == 2 and "not both" in both.stderr
