@@ -289,6 +289,8 @@ def diff_summary(diff: SnapshotDiff) -> dict[str, Any]:
 def _value(output: Output, area: str, value: str | None) -> str:
     if value is None:
         return "(absent)"
+    if value == "":
+        return "(empty)"
     if area == "memory" and value.isdigit():
         return human_bytes(int(value))
     return output.cell(value)

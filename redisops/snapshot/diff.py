@@ -20,6 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from redisops.fleet.fanout import HostResult
+from redisops.fleet.server import canonical_config_name
 from redisops.snapshot.archive import HostSnapshot, Snapshot
 from redisops.snapshot.capture import CLIENT_NAME
 from redisops.snapshot.overview import FingerprintRow, fingerprint_rows
@@ -105,7 +106,7 @@ def _host(old: HostSnapshot | None, new: HostSnapshot | None) -> list[Change]:
     changes += _sentinel(old, new)
     changes += _cluster(old, new)
     if old.config and new.config:
-        changes += _mapping("config", old.config, new.config)
+        changes += _mapping("config", _canonical(old.config), _canonical(new.config))
     if old.info and new.info:
         changes += _memory(old, new)
         changes += _keys(old, new)
@@ -191,6 +192,16 @@ def _mapping(area: str, a: Mapping[str, str | None], b: Mapping[str, str | None]
         for name in sorted(a.keys() | b.keys())
         if a.get(name) != b.get(name)
     ]
+
+
+def _canonical(config: Mapping[str, str]) -> dict[str, str]:
+    """CONFIG GET * lists a setting under its old names too (slaveof, primaryauth): each
+    change is reported once, under the name the server gives it now."""
+    return {
+        name: value
+        for name, value in config.items()
+        if canonical_config_name(name) == name or canonical_config_name(name) not in config
+    }
 
 
 def _memory(old: HostSnapshot, new: HostSnapshot) -> list[Change]:
