@@ -437,3 +437,40 @@ def test_keep_prunes_older_archives_and_diff_in_compares_the_two_newest(evidence
     )
     both = redisops("snapshot", "diff", paths[1], "--in", str(tmp_path))
     assert both.exit_code == 2 and "not both" in both.stderr
+
+
+def test_items_an_acl_denies_fail_alone_and_the_rest_is_captured(evidence, tmp_path):
+    master, state = evidence["master"], evidence["state"]
+    secret = "limited-user-pw-3a9e"
+    master.execute_command(
+        "ACL", "SETUSER", "limited", "on", f">{secret}", "~*", "+@all", "-config", "-acl",
+        "-client|setname",
+    )  # fmt: skip
+    (tmp_path / "pw").write_text(secret)
+    (tmp_path / "pw").chmod(0o600)
+    inventory = tmp_path / "inventory.yaml"
+    port = port_of(state, "node-1")
+    inventory.write_text(
+        "all:\n  hosts:\n    limited: {host: 127.0.0.1, port: "
+        f"{port}, username: limited, password_file: {tmp_path / 'pw'}}}\n"
+    )
+    dest = tmp_path / "out"
+    dest.mkdir()
+    run = redisops("-i", str(inventory), "-o", "json", "snapshot", "take", "--dest", str(dest))
+    assert run.exit_code == 1
+    (row,) = run.json()["results"]
+    assert row["data"]["failed"] == ["config", "acl"]
+    assert row["error"].startswith("config: the server replied: ")
+    path = Path(run.json()["summary"]["path"])
+    node = load_snapshot(path).host("limited")
+    assert node.config == {} and node.acl == ()
+    assert node.record.item("config").error.startswith("the server replied: NOPERM")
+    host_side = {"host_facts", "redis_log", "kernel_oom"}
+    assert {i.name for i in node.record.items if i.ok} == REDIS_ITEMS - {
+        "config",
+        "acl",
+    } - host_side
+    # No host access in this inventory: host facts are skipped, not failed.
+    assert {i.name for i in node.record.items if i.status == "skipped"} == host_side
+    unpacked = zstandard.ZstdDecompressor().decompressobj().decompress(path.read_bytes())
+    assert b"ACL" in unpacked and secret.encode() not in unpacked

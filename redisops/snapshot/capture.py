@@ -10,6 +10,7 @@ a frozen server is when its log and the kernel's OOM lines matter most.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import time
 from collections.abc import Callable, Sequence
@@ -219,7 +220,8 @@ def _capture_redis(
 ) -> tuple[dict[str, str], dict[str, str]]:
     """The Redis (or Sentinel) items; HostError when the server stops answering."""
     call = _caller(connection)
-    call("CLIENT", "SETNAME", CLIENT_NAME)
+    with contextlib.suppress(_ErrorReply):  # an ACL may deny it: the capture goes on unnamed
+        call("CLIENT", "SETNAME", CLIENT_NAME)
     if host.is_sentinel:
         text = _item(capture, "info", lambda: _text(call("INFO")))
         info = parse_info(text.encode("utf-8", "surrogateescape")) if text else {}
@@ -243,11 +245,12 @@ def _capture_redis(
     _item(capture, "acl", lambda: [mask_acl_rule_line(_text(line)) for line in call("ACL", "LIST")])
     latest = _item(capture, "latency_latest", lambda: _latency_latest(call("LATENCY", "LATEST")))
     _item(capture, "latency_history", lambda: _latency_history(call, latest or []))
-    if (
+    before_7 = (
         identity is not None
         and identity.flavour == "redis"
         and version_tuple(identity.version) < (7,)
-    ):
+    )
+    if before_7:
         _skip(capture, "latency_histogram", f"LATENCY HISTOGRAM needs Redis 7.0 ({identity.label})")
     else:
         _item(capture, "latency_histogram", lambda: _histogram(call("LATENCY", "HISTOGRAM")))
@@ -258,7 +261,10 @@ def _capture_redis(
         _item(capture, "replication", lambda: _replication(info))
     if info.get("cluster_enabled") == "1":
         _item(capture, "cluster_info", lambda: _text(call("CLUSTER", "INFO")))
-        _item(capture, "cluster_shards", lambda: _shards(call("CLUSTER", "SHARDS")))
+        if before_7:
+            _skip(capture, "cluster_shards", f"CLUSTER SHARDS needs Redis 7.0 ({identity.label})")
+        else:
+            _item(capture, "cluster_shards", lambda: _shards(call("CLUSTER", "SHARDS")))
     return info, config
 
 
