@@ -474,3 +474,34 @@ def test_items_an_acl_denies_fail_alone_and_the_rest_is_captured(evidence, tmp_p
     assert {i.name for i in node.record.items if i.status == "skipped"} == host_side
     unpacked = zstandard.ZstdDecompressor().decompressobj().decompress(path.read_bytes())
     assert b"ACL" in unpacked and secret.encode() not in unpacked
+
+
+def test_host_facts_over_ssh_and_a_refused_host_key(evidence, sshd, tmp_path):
+    from redisops.snapshot.capture import take_snapshot
+
+    state = evidence["state"]
+    secret = Path(state.dir) / "secret"
+    port = port_of(state, "node-1")
+    good = sshd.host(name="over-ssh", port=port, password_file=str(secret))
+    wrong = sshd.host(
+        name="wrong-key", port=port, password_file=str(secret),
+        ssh_known_hosts=str(sshd.wrong_known_hosts),
+    )  # fmt: skip
+    taken = take_snapshot([good, wrong], dest=tmp_path, timeout=5, parallel=4)
+    snapshot = load_snapshot(taken.path)
+    over_ssh = snapshot.host("over-ssh")
+    assert over_ssh.record.ok
+    assert {i.name for i in over_ssh.record.items if i.ok} == REDIS_ITEMS
+    log = next(Path(state.dir, "node-1").glob("*.log")).read_text(errors="replace")
+    assert over_ssh.redis_log.strip() and over_ssh.redis_log.strip() in log
+    assert over_ssh.host_facts.overcommit_memory == int(
+        Path("/proc/sys/vm/overcommit_memory").read_text()
+    )
+    refused = snapshot.host("wrong-key")
+    assert not refused.record.ok
+    facts = refused.record.item("host_facts")
+    assert facts.status == "failed" and facts.error.startswith("host access: ")
+    assert facts.error.startswith(f"host access: SSH host key of 127.0.0.1:{sshd.port} has CHANGED")
+    assert {i.name for i in refused.record.items if i.ok} == REDIS_ITEMS - {
+        "host_facts", "redis_log", "kernel_oom"
+    }  # fmt: skip
