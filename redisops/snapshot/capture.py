@@ -103,16 +103,15 @@ def take_snapshot(
     started = time.time()
     clock = time.monotonic()
     results = run_on_hosts(hosts, lambda h: capture_host(h, timeout=timeout), parallel=parallel)
-    captures = [result.data for result in results]
-    secrets = set().union(*(c.secrets for c in captures if c)) | _inventory_passwords(hosts)
+    # capture_host returns or raises PartialFailure, both with data: one capture per host.
+    captures = [result.data for result in results if result.data is not None]
+    secrets = set().union(*(c.secrets for c in captures)) | _inventory_passwords(hosts)
     members: dict[str, bytes] = {}
-    for host, capture in zip(hosts, captures, strict=True):
-        if capture is None:  # cannot happen: capture_host always has data; kept for typing
-            continue
+    for capture in captures:
         for item in capture.record["items"]:
             if item["status"] == OK:
                 data = encode_item(item["name"], scrub(capture.values[item["name"]], secrets))
-                item["file"] = host_member(host.name, item["name"])
+                item["file"] = host_member(capture.record["name"], item["name"])
                 item["bytes"] = len(data)
                 members[item["file"]] = data
     manifest = {
@@ -126,7 +125,7 @@ def take_snapshot(
         "limit": limit,
         "timeout": timeout,
         "parallel": parallel,
-        "hosts": [scrub(c.record, secrets) for c in captures if c],
+        "hosts": [scrub(c.record, secrets) for c in captures],
     }
     path = write_archive(dest, archive_name(started), manifest, members)
     pruned = prune_archives(dest, keep) if keep else ()
@@ -294,6 +293,11 @@ def _item(capture: HostCapture, name: str, read: Callable[[], Any]) -> Any:
         value = read()
     except _ErrorReply as exc:
         _note(capture, name, FAILED, clock, f"the server replied: {exc}")
+        return None
+    except (ValueError, TypeError, IndexError, KeyError, AttributeError) as exc:
+        # A reply of another shape than Redis and Valkey give (a proxy, a fork): this item
+        # is lost, never the host or the fleet.
+        _note(capture, name, FAILED, clock, f"unexpected reply: {type(exc).__name__}: {exc}")
         return None
     except HostError as exc:
         _note(capture, name, FAILED, clock, _line(exc))
