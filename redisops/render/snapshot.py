@@ -180,7 +180,7 @@ def _hosts_table(output: Output, rows: Sequence[HostResult[HostOverview]]) -> Ta
 def _fingerprints_table(output: Output, view: SnapshotOverview) -> Table:
     table = output.table(
         "fingerprint", "calls", "total", "max", "hosts",
-        title="slowlog by fingerprint (costliest first)",
+        title="slowlog by fingerprint",
         essential=("fingerprint",), drop=("hosts", "max"),
     )  # fmt: skip
     for row in view.fingerprints:
