@@ -40,11 +40,12 @@ def take(
         int,
         typer.Option(
             min=0,
+            metavar="N",
             help="Then remove all but the newest N snapshot archives in --dest (0: keep all).",
         ),
     ] = 0,
 ) -> int:
-    """Capture every selected host's state into one archive, for the postmortem.
+    """Capture the selected hosts' state into one redacted archive.
 
     In parallel, within --timeout per host: INFO ALL, CONFIG GET *, ACL LIST, SLOWLOG GET,
     LATENCY LATEST/HISTORY/HISTOGRAM, MEMORY STATS and DOCTOR, CLIENT LIST, the replication
