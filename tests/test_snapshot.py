@@ -364,7 +364,9 @@ def test_redis_62_valkey_9_and_a_cluster_node(tmp_path):
         "old": spawn(str(redis6_binary()), tmp_path / "old"),
         "valkey": spawn(str(valkey_server_binary()), tmp_path / "valkey",
                         "--primaryauth", VALKEY_SECRET),
+        # Its own bus port: port+10000 overflows when the free port is above 55535.
         "cluster": spawn("redis-server", tmp_path / "cluster", "--cluster-enabled", "yes",
+                         "--cluster-port", str(free_port()),
                          "--cluster-config-file", str(tmp_path / "nodes.conf")),
     }  # fmt: skip
     try:
