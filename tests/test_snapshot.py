@@ -71,10 +71,13 @@ def evidence(tmp_path_factory):
     master.execute_command("DEBUG", "SLEEP", "0.05")
     dest = folder / "archives"
     dest.mkdir()
-    os.umask(0o022)
-    run = redisops(
-        "-i", state.inventory_path, "-o", "json", "snapshot", "take", "--dest", str(dest)
-    )
+    umask = os.umask(0o022)  # the usual umask: the archive must be 0600 anyway
+    try:
+        run = redisops(
+            "-i", state.inventory_path, "-o", "json", "snapshot", "take", "--dest", str(dest)
+        )
+    finally:
+        os.umask(umask)
     yield {"state": state, "password": password, "master": master, "run": run, "dest": dest}
     from redisops.lab import lab_down
 
