@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 LAB_DIR ?= .lab
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
-DEBIAN_PACKAGES := redis-server redis-sentinel redis-tools openssh-server
+DEBIAN_PACKAGES := redis-server redis-sentinel redis-tools openssh-server chromium
 
 .PHONY: demo test lint bench system-deps venv lab-down clean
 
@@ -39,7 +39,7 @@ lab-down:
 # Debian packages, only when something is missing (a no-op on a prepared machine).
 system-deps:
 	@missing=""; \
-	for tool in redis-server redis-sentinel redis-cli /usr/sbin/sshd ssh-keygen; do \
+	for tool in redis-server redis-sentinel redis-cli /usr/sbin/sshd ssh-keygen chromium; do \
 	  command -v $$tool >/dev/null 2>&1 || missing=yes; \
 	done; \
 	$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || missing=yes; \

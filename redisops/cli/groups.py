@@ -23,6 +23,10 @@ COMMAND_GROUPS: dict[str, tuple[str, str]] = {
     "backup": ("redisops.cli.backup", "Backups: RDB and AOF, verified, catalogued, restorable."),
     "sentinel": ("redisops.cli.sentinel", "Sentinel topology status and failover drills."),
     "config": ("redisops.cli.config", "Configuration: audit, drift and safe apply."),
+    "snapshot": (
+        "redisops.cli.snapshot",
+        "Incident snapshots: a fleet's evidence in one redacted archive, shown and compared.",
+    ),
     "lab": ("redisops.cli.lab", "A local sandbox fleet: master, replicas, sentinels."),
     "playbook": ("redisops.cli.playbook", "Run YAML runbooks that chain redisops commands."),
 }
@@ -54,6 +58,11 @@ GROUP_EXAMPLES: dict[str, str] = {
         redisops -i inventory.yaml config audit
         redisops -i inventory.yaml config diff
         redisops -i inventory.yaml -l cache config apply --set maxmemory-policy=allkeys-lru
+    """,
+    "snapshot": """
+        redisops -i inventory.yaml snapshot take --dest /var/lib/redisops/snapshots
+        redisops snapshot show /var/lib/redisops/snapshots/snapshot-20261205T030000Z.tar.zst
+        redisops snapshot diff snapshot-20261204T030000Z.tar.zst snapshot-20261205T030000Z.tar.zst
     """,
     "lab": """
         redisops lab up --dir /tmp/lab --seed 10000
@@ -159,6 +168,20 @@ COMMAND_EXAMPLES: dict[str, str] = {
     "config apply": """
         redisops -i prod.yaml -l cache config apply --dry-run
         redisops -i prod.yaml -l cache-1 config apply --set maxmemory-policy=allkeys-lru --yes
+    """,
+    "snapshot take": """
+        redisops -i prod.yaml snapshot take --dest /var/lib/redisops/snapshots
+        redisops -i prod.yaml -l cache --timeout 2 snapshot take --dest . -o json
+        redisops -i prod.yaml snapshot take --dest /var/lib/redisops/snapshots --keep 30
+    """,
+    "snapshot show": """
+        redisops snapshot show snapshot-20261205T030000Z.tar.zst
+        redisops snapshot show snapshot-20261205T030000Z.tar.zst --top 0 -o json
+        redisops snapshot show snapshot-20261205T030000Z.tar.zst --html incident.html
+    """,
+    "snapshot diff": """
+        redisops snapshot diff snapshot-20261204T030000Z.tar.zst snapshot-20261205T030000Z.tar.zst
+        redisops snapshot diff --in /var/lib/redisops/snapshots --fail-on-change -o json
     """,
     "lab up": """
         redisops lab up --dir /tmp/lab --seed 10000

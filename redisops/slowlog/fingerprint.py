@@ -171,7 +171,7 @@ def fingerprint_args(args: Sequence[bytes], keys: KeyTable | None = None) -> Sha
 
 def redacted_args(args: Sequence[bytes]) -> tuple[str, ...]:
     """`args` as text for a sample: credentials masked, each clipped, at most 16 of them."""
-    secret = _secret_positions(args)
+    secret = secret_positions(args)
     more = 0
     if len(args) == SERVER_MAX_ARGS and _MORE_ARGS.match(args[-1]):
         args, more = args[:-1], int(args[-1].split(b"(")[1].split()[0])
@@ -309,7 +309,7 @@ _SECRET_SETTINGS = frozenset(
 _ACL_SECRET_RULES = (b">", b"<", b"#", b"!")
 
 
-def _secret_positions(args: Sequence[bytes]) -> set[int]:
+def secret_positions(args: Sequence[bytes]) -> set[int]:
     """Indexes of `args` holding credentials, masked whether or not the server masked them."""
     upper = [arg.upper() for arg in args]
     name, sub = [*upper, b"", b""][:2]

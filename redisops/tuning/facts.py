@@ -203,7 +203,7 @@ def _read_acl(
 
     try:
         lines = client.execute_command("ACL", "LIST")
-        users = tuple(_acl_user(str(line)) for line in lines)
+        users = tuple(parse_acl_user(str(line)) for line in lines)
         # Anyone can log in as `default` (with the shared requirepass, if any) and as a
         # user without a password: those are the users "everyone" has.
         open_users = [u for u in users if u.enabled and (u.name == "default" or u.nopass)]
@@ -230,7 +230,8 @@ def _read_acl(
     return AclFacts(users=users, open_dangerous=allowed)
 
 
-def _acl_user(line: str) -> AclUser:
+def parse_acl_user(line: str) -> AclUser:
+    """One line of ACL LIST: its user's name, on/off and nopass (a snapshot reads them too)."""
     tokens = line.split()
     name = tokens[1] if len(tokens) > 1 else "?"
     return AclUser(name=name, enabled="on" in tokens[2:], nopass="nopass" in tokens[2:])
@@ -286,7 +287,7 @@ def _system_facts(access: HostAccess, pid: int, missing: dict[str, str]) -> Syst
     for name, path in _SYSTEM_FILES.items():
         text = read(path, name)
         if text is not None:
-            values[name] = _thp_mode(text) if name == THP else _int(text.strip())
+            values[name] = thp_mode(text) if name == THP else _int(text.strip())
     if not pid:
         missing[OPEN_FILES] = "INFO gave no process_id"
     comm = read(f"/proc/{pid}/comm", OPEN_FILES) if pid else None
@@ -308,7 +309,7 @@ def _meminfo_total(text: str) -> int | None:
     return None
 
 
-def _thp_mode(text: str) -> str:
+def thp_mode(text: str) -> str:
     """The selected mode of "always [madvise] never"."""
     for word in text.split():
         if word.startswith("[") and word.endswith("]"):
