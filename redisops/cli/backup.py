@@ -486,7 +486,7 @@ def restore_keys(
     backup_id: Annotated[
         str,
         typer.Argument(
-            metavar="BACKUP_ID|latest|FILE",
+            metavar="BACKUP_ID|FILE",
             help="A backup of the catalogue, `latest` (the newest verified one of the target, "
             "or of --from-host), or an RDB file (.zst/.gz read as they are).",
         ),
