@@ -27,6 +27,7 @@ exist now are taken as restored by the interrupted run.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import re
@@ -38,9 +39,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from redisops.backup.catalogue import Backup, Catalogue, resolve_backup
-from redisops.backup.crc64 import crc64
+from redisops.backup.crc64 import crc64_function
 from redisops.backup.datafile import CorruptData, raw_chunks, sniff_compression
-from redisops.backup.formats import loadable_rdb_version
+from redisops.backup.formats import (
+    CRC_OK,
+    HEADER_BYTES,
+    RdbChecker,
+    RdbFacts,
+    loadable_rdb_version,
+    rdb_format,
+)
 from redisops.errors import HostError, UsageError
 from redisops.fleet.host import Host
 from redisops.fleet.resp import RespConnection
@@ -56,6 +64,11 @@ BATCH_KEYS = 1000
 BATCH_BYTES = 1 << 20
 EXISTS_BATCH = 1000
 STATE_FORMAT = 1
+# The state file is rewritten (a rename costs ~1 ms here) when a batch goes past the
+# `sent_to` it holds, or STATE_SECONDS after the last write; `sent_to` is set STATE_AHEAD
+# records ahead, so a run of 1,000-key batches rewrites it every 20 or so.
+STATE_SECONDS = 0.5
+STATE_AHEAD = 20_000
 TYPE_NAMES = ("string", "list", "set", "zset", "hash", "stream")
 # The first Redis RDB version that writes each value type (rdb.h); a payload of that type can
 # be labelled with any version from there on, the encoding being the same.
@@ -350,6 +363,7 @@ class RestoreKeysPlan:
     state_file: str
     resume: ResumePoint | None
     in_flight: tuple[int, ...] = ()
+    counted: bool = True  # False: only checked; the run counts the keys as it sends them
 
 
 @dataclass(frozen=True)
@@ -363,8 +377,8 @@ class FailedKey:
 class RestoreKeysResult:
     """A run's outcome: `restored` keys came back; `kept` existed when their RESTORE came
     (BUSYKEY: left alone); `failed` were rejected by the target (each named in
-    `failed_keys`, the first SAMPLES), the others went on; `expired_now` passed their TTL
-    between plan and run (RESTORE does not create them)."""
+    `failed_keys`, the first SAMPLES), the others went on; `expired` (past their TTL when
+    the run reached them) and `unloadable` (a type the target does not know) were skipped."""
 
     host: str
     address: str
@@ -372,6 +386,10 @@ class RestoreKeysResult:
     kept: int
     failed: int
     failed_keys: tuple[FailedKey, ...]
+    records: int
+    selected: int  # of `records`, this run's (keys an interrupted run handled left out)
+    expired: int
+    unloadable: int
     done_before: int
     seconds: float
     keys_per_second: float
@@ -441,19 +459,35 @@ def _write_state(path: Path, point: ResumePoint) -> None:
     os.replace(temporary, path)
 
 
-def _rows(source: KeySource, on_stored: Callable[[bytes], None] | None = None):
-    """(reader, every row in file order with its ordinal)."""
-    reader = RdbReader(raw_chunks(Path(source.path), source.compression, on_stored), values=True)
+def _batches(
+    source: KeySource,
+    on_stored: Callable[[bytes], None] | None = None,
+    *,
+    values: Callable[[str, int], bool] | bool = True,
+) -> tuple[RdbReader, Iterator[list[tuple]]]:
+    """(reader, the file's rows in batches). `values` may be a predicate on the file's format
+    (flavour, version), for readers that need the serialized values only for some formats."""
+    chunks = raw_chunks(Path(source.path), source.compression, on_stored)
+    if callable(values):
+        head = b""
+        for chunk in chunks:
+            head += chunk
+            if len(head) >= HEADER_BYTES:
+                break
+        try:
+            found = rdb_format(head[:HEADER_BYTES])
+            values = values(found.flavour, found.version)
+        except ValueError:
+            values = False  # the reader says what is wrong
+        chunks = itertools.chain((head,), chunks)
+    reader = RdbReader(chunks, values=values)
 
-    def rows() -> Iterator[tuple[int, tuple]]:
-        ordinal = 0
+    def batches() -> Iterator[list[tuple]]:
         for batch in reader.batches():
             raise_if_stopped()
-            for row in batch:
-                ordinal += 1
-                yield ordinal, row
+            yield batch
 
-    return reader, rows()
+    return reader, batches()
 
 
 def plan_restore_keys(
@@ -464,11 +498,18 @@ def plan_restore_keys(
     replace: bool,
     state_dir: Path,
     timeout: float,
+    count: bool = True,
     progress: Callable[[int, int], None] | None = None,
 ) -> RestoreKeysPlan:
     """Read the target and the whole backup (checking it) and count what a run would do;
     changes nothing. Each selected key that may exist is looked up with EXISTS (pipelined),
-    except in a db where the target holds no key."""
+    except in a db where the target holds no key.
+
+    Without `count` (a run already agreed to, --yes), the backup is only checked (CRC64 and
+    the manifest's SHA-256, no parsing: several times faster) and the keys are counted as
+    they are sent, when that check can decide alone: the file has a CRC64, the target loads
+    its version (nothing can be refused key by key) and no interrupted run is continued.
+    """
     target = read_target(host, timeout=timeout)
     state = state_path(state_dir, source, host, selection, replace)
     resume = read_state(state)
@@ -484,15 +525,27 @@ def plan_restore_keys(
             "; no key was sent"
         )
     tally = _Tally()
-    flavour, version = "redis", None
+    flavour, version, counted = "redis", None, False
     if target.mode == "cluster" or host.cluster:
         blockers.append(
             f"{host.name} is a cluster node: restore-keys does not route keys to their slot's "
             "master yet; restore into a standalone Redis or Valkey"
         )
     else:
-        flavour, version = _count(source, host, target, selection, replace, resume, tally,
-                                  blockers, timeout, progress)  # fmt: skip
+        counted = True
+        if not count and resume is None and not blockers:
+            facts, problem = _check_file(source)
+            if problem:
+                blockers.append(f"{source.label} does not verify: {problem}; no key was sent")
+            if problem or (
+                facts.crc == CRC_OK
+                and payload_version(facts.flavour, facts.version, 255, target) is not None
+            ):
+                counted = False
+                flavour, version = facts.flavour, facts.version
+        if counted:
+            flavour, version = _count(source, host, target, selection, replace, resume, tally,
+                                      blockers, timeout, progress)  # fmt: skip
     refusals = []
     if tally.unloadable:
         refusals.append(
@@ -525,46 +578,78 @@ def plan_restore_keys(
         state_file=str(state),
         resume=resume,
         in_flight=tuple(tally.in_flight),
+        counted=counted,
     )
+
+
+def _check_file(source: KeySource) -> tuple[RdbFacts, str | None]:
+    """The file's header, end and CRC64 (and the manifest's SHA-256 for a catalogued
+    backup), without parsing records; (facts, the first problem or None)."""
+    checker = RdbChecker()
+    digest = hashlib.sha256()
+    try:
+        for chunk in raw_chunks(Path(source.path), source.compression, digest.update):
+            raise_if_stopped()
+            checker.feed(chunk)
+    except CorruptData as exc:
+        return checker.finish(), str(exc)
+    facts = checker.finish()
+    if facts.problems:
+        return facts, facts.problems[0]
+    if source.sha256 and digest.hexdigest() != source.sha256:
+        return (
+            facts,
+            "its SHA-256 differs from the manifest's (the stored file changed since it was taken)",
+        )
+    return facts, None
 
 
 def _count(source, host, target, selection, replace, resume, tally, blockers, timeout, progress):
     """The plan's pass over the backup: fills `tally`; a backup that does not read or verify
-    is a blocker. Returns the file's (flavour, version)."""
-    selected = selection.matcher()
+    is a blocker. Returns the file's (flavour, version). The values themselves are read only
+    when the target may not load the file's version (their type byte decides)."""
+    selected = (
+        None
+        if selection.everything and not selection.types and not selection.dbs
+        else (selection.matcher())
+    )
     digest = hashlib.sha256()
     now = time.time() * 1000
-    reader, rows = _rows(source, digest.update)
-    pending: list[tuple[int, bytes, str, int, int]] = []
+    position = resume.position if resume is not None else 0
+
+    def relabelled(flavour: str, version: int) -> bool:
+        return payload_version(flavour, version, 255, target) is None
+
+    reader, batches = _batches(source, digest.update, values=relabelled)
+    ordinal = 0
     with closing(RespConnection(host, timeout=timeout)) as conn:
         checker = _ExistenceCheck(conn, target.keys_by_db)
         try:
-            for ordinal, row in rows:
-                tally.records = ordinal
-                if progress is not None and ordinal % BATCH_KEYS == 0:
+            for batch in batches:
+                if progress is not None:
                     progress(reader.offset, source.raw_bytes)
-                db, key, type_name = row[0], row[1], row[2]
-                if not selected(db, key, type_name):
-                    continue
-                tally.selected += 1
-                if resume is not None and ordinal <= resume.position:
-                    tally.done += 1
-                    continue
-                expire = row[7]
-                if 0 <= expire <= now:
-                    tally.expired += 1
-                    tally.sample("expired", db, key, type_name, f"expired {_iso(expire)}")
-                    continue
-                payload = row[8]
-                if payload_version(reader.flavour, reader.version, payload[0], target) is None:
-                    tally.unloadable += 1
-                    tally.sample("unloadable", db, key, type_name, f"type byte {payload[0]}")
-                    continue
-                pending.append((db, key, type_name, ordinal, len(payload)))
-                if len(pending) >= EXISTS_BATCH:
-                    _classify(checker, pending, tally, replace, resume)
-                    pending = []
-            _classify(checker, pending, tally, replace, resume)
+                pending = []
+                for row in batch:
+                    ordinal += 1
+                    if selected is not None and not selected(row[0], row[1], row[2]):
+                        continue
+                    tally.selected += 1
+                    if ordinal <= position:
+                        tally.done += 1
+                        continue
+                    expire = row[7]
+                    if 0 <= expire <= now:
+                        tally.expired += 1
+                        tally.sample("expired", row[0], row[1], row[2], f"expired {_iso(expire)}")
+                        continue
+                    if len(row) > 8:
+                        kind = row[8][0]
+                        if payload_version(reader.flavour, reader.version, kind, target) is None:
+                            tally.unloadable += 1
+                            tally.sample("unloadable", row[0], row[1], row[2], f"type byte {kind}")
+                            continue
+                    pending.append((ordinal, row))
+                _classify(checker, pending, tally, replace, resume)
         except (RdbError, CorruptData) as exc:
             blockers.append(f"{source.label} does not verify: {exc}; no key was sent")
         else:
@@ -573,27 +658,37 @@ def _count(source, host, target, selection, replace, resume, tally, blockers, ti
                     f"{source.label} does not verify: its SHA-256 differs from the manifest's "
                     "(the stored file changed since it was taken); no key was sent"
                 )
+    tally.records = ordinal
     return reader.flavour, reader.version
 
 
 def _classify(checker, pending, tally: _Tally, replace: bool, resume) -> None:
-    """Count `pending` keys (db, key, type, ordinal, payload bytes) as created, overwritten,
-    kept or already done, by whether they exist now."""
-    found = checker.exists([(db, key) for db, key, *_ in pending])
-    for (db, key, type_name, ordinal, size), exists in zip(pending, found, strict=True):
+    """Count `pending` (ordinal, row) as created, overwritten, kept or already done, by
+    whether their keys exist now."""
+    found = checker.exists([row for _, row in pending])
+    if found is None:  # in dbs the target holds no key in
+        tally.create += len(pending)
+        tally.bytes += sum(row[3] for _, row in pending)
+        for _, row in pending[: max(0, SAMPLES - len(tally.samples.get("create", ())))]:
+            tally.sample("create", row[0], row[1], row[2])
+        return
+    # Without --replace, a key the interrupted run may have sent is taken as restored by it;
+    # with --replace it is sent again (RESTORE REPLACE of the same value changes nothing).
+    sent_to = resume.sent_to if resume is not None and not replace else 0
+    for (ordinal, row), exists in zip(pending, found, strict=True):
+        db, key, type_name = row[0], row[1], row[2]
         if not exists:
             tally.create += 1
-            tally.bytes += size + 10
+            tally.bytes += row[3]
             tally.sample("create", db, key, type_name)
-        elif resume is not None and ordinal <= resume.sent_to:
-            tally.done += 1  # sent by the interrupted run just before it stopped
+        elif ordinal <= sent_to:
+            tally.done += 1
             tally.in_flight.append(ordinal)
         elif replace:
             tally.overwrite += 1
-            tally.bytes += size + 10
-            tally.sample(
-                "overwrite", db, key, type_name, checker.type_detail(tally, "overwrite", db, key)
-            )
+            tally.bytes += row[3]
+            detail = checker.type_detail(tally, "overwrite", db, key)
+            tally.sample("overwrite", db, key, type_name, detail)
         else:
             tally.kept += 1
             tally.sample("kept", db, key, type_name, checker.type_detail(tally, "kept", db, key))
@@ -608,13 +703,17 @@ class _ExistenceCheck:
         self.keys_by_db = keys_by_db
         self.db = 0  # RespConnection starts in db 0
 
-    def exists(self, keys: Sequence[tuple[int, bytes]]) -> list[bool]:
+    def exists(self, rows: Sequence[tuple]) -> list[bool] | None:
+        """Whether each row's key exists; None when none can (their dbs hold no key)."""
         import hiredis
 
-        found = [False] * len(keys)
+        if not any(self.keys_by_db.get(db) for db in {row[0] for row in rows}):
+            return None
+        found = [False] * len(rows)
         commands: list[bytes] = []
         asked: list[int | None] = []
-        for index, (db, key) in enumerate(keys):
+        for index, row in enumerate(rows):
+            db, key = row[0], row[1]
             if not self.keys_by_db.get(db):
                 continue
             if db != self.db:
@@ -687,125 +786,153 @@ class _Run:
         self.last_key = resume.last_key if resume else ""
         self.done_before = resume.restored if resume else 0
         self.restored = self.kept = self.failed = self.bytes_sent = 0
+        self.records = self.selected = self.expired = self.unloadable = 0
         self.failed_keys: list[FailedKey] = []
         self.problem: str | None = None
         self.started = time.monotonic()
         self.conn: RespConnection | None = None
         self.finished = False
+        self.saved_to = -1  # the sent_to the state file holds
+        self.saved_at = 0.0
 
     def all(self) -> None:
+        """Read the backup again and send what the plan counted."""
         plan = self.plan
         self.state.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.conn = RespConnection(self.host, timeout=self.timeout)
-        selected = plan.selection.matcher()
-        skip_to = self.position
-        in_flight = frozenset(plan.in_flight)
-        target = plan.target
-        restore_head = b"*%d\r\n$7\r\nRESTORE\r\n"
+        selection = plan.selection
+        selected = (
+            None
+            if selection.everything and not selection.types and not selection.dbs
+            else (selection.matcher())
+        )
+        skip_to, in_flight, target = self.position, frozenset(plan.in_flight), plan.target
+        head = b"*%d\r\n$7\r\nRESTORE\r\n"
+        plain = head + b"$%d\r\n%b\r\n$1\r\n0\r\n$%d\r\n%b%b\r\n%b"  # no TTL, LRU, LFU
         replace = b"$7\r\nREPLACE\r\n" if plan.replace else b""
-        flags = 1 + bool(plan.replace)  # RESTORE and REPLACE count
-        footers: dict[int, bytes | None] = {}
+        absttl = replace + b"$6\r\nABSTTL\r\n"
+        fixed = 4 + bool(plan.replace)  # RESTORE key ttl payload [REPLACE]
         per_batch = BATCH_KEYS if self.rate <= 0 else max(1, min(BATCH_KEYS, int(self.rate / 10)))
-        db = 0
-        batch: list[bytes] = []
+        checksum = crc64_function()
+        footers: dict[int, bytes | None] = {}
+        db, ordinal, sent = 0, 0, 0
+        commands: list[bytes] = []
         meta: list[tuple[int, int, bytes] | None] = []
-        size = sent = 0
-        sent_before: list | None = None
+        size = 0
+        previous: list | None = None
         now = time.time() * 1000
-        reader, rows = _rows(plan.source)
-        for ordinal, row in rows:
-            if ordinal <= skip_to or ordinal in in_flight:
-                continue
-            if not selected(row[0], row[1], row[2]):
-                continue
-            expire = row[7]
-            if 0 <= expire <= now:
-                continue
-            payload = row[8]
-            kind = payload[0]
-            footer = footers.get(kind, b"")
-            if footer == b"":
-                version = payload_version(reader.flavour, reader.version, kind, target)
-                footer = footers[kind] = None if version is None else version.to_bytes(2, "little")
-            if footer is None:
-                continue
-            if row[0] != db:
-                db = row[0]
-                batch.append(b"*2\r\n$6\r\nSELECT\r\n$%d\r\n%d\r\n" % (len(b"%d" % db), db))
-                meta.append(None)
-            body = payload + footer
-            body += crc64(body).to_bytes(8, "little")
-            key = row[1]
-            args = flags
-            ttl = b"0"
-            tail = replace
-            if expire >= 0:
-                ttl = b"%d" % expire
-                tail += b"$6\r\nABSTTL\r\n"
-                args += 1
-            if row[9] >= 0:
-                idle = b"%d" % row[9]
-                tail += b"$8\r\nIDLETIME\r\n$%d\r\n%s\r\n" % (len(idle), idle)
-                args += 2
-            if row[10] >= 0:
-                freq = b"%d" % row[10]
-                tail += b"$4\r\nFREQ\r\n$%d\r\n%s\r\n" % (len(freq), freq)
-                args += 2
-            command = (
-                (restore_head % (args + 3))
-                + b"$%d\r\n%s\r\n$%d\r\n%s\r\n$%d\r\n" % (len(key), key, len(ttl), ttl, len(body))
-                + body
-                + b"\r\n"
-                + tail
-            )
-            batch.append(command)
-            meta.append((ordinal, db, key))
-            size += len(command)
-            if len(meta) >= per_batch or size >= BATCH_BYTES:
-                sent_before = self._send(batch, meta, sent_before)
-                sent += len(meta)
-                batch, meta, size = [], [], 0
-                self._throttle(sent)
+        reader, batches = _batches(plan.source)
+        for batch in batches:
+            for row in batch:
+                ordinal += 1
+                if ordinal <= skip_to or ordinal in in_flight:
+                    continue
+                if selected is not None and not selected(row[0], row[1], row[2]):
+                    continue
+                self.selected += 1
+                expire = row[7]
+                if 0 <= expire <= now:
+                    self.expired += 1
+                    continue
+                payload = row[8]
+                kind = payload[0]
+                if kind in footers:
+                    footer = footers[kind]
+                else:
+                    version = payload_version(reader.flavour, reader.version, kind, target)
+                    footer = footers[kind] = (
+                        None if version is None else version.to_bytes(2, "little")
+                    )
+                if footer is None:
+                    self.unloadable += 1
+                    continue
+                if row[0] != db:
+                    db = row[0]
+                    commands.append(b"*2\r\n$6\r\nSELECT\r\n$%d\r\n%d\r\n" % (len(b"%d" % db), db))
+                    meta.append(None)
+                body = payload + footer
+                key = row[1]
+                if expire < 0 and row[9] < 0 and row[10] < 0:
+                    command = plain % (
+                        fixed, len(key), key, len(body) + 8, body,
+                        checksum(body).to_bytes(8, "little"), replace,
+                    )  # fmt: skip
+                else:
+                    command = self._command(head, fixed, key, expire, body, checksum, replace,
+                                            absttl, row[9], row[10])  # fmt: skip
+                commands.append(command)
+                meta.append((ordinal, db, key))
+                size += len(command)
+                if len(meta) >= per_batch or size >= BATCH_BYTES:
+                    previous = self._send(commands, meta, previous, ordinal)
+                    sent += len(meta)
+                    commands, meta, size = [], [], 0
+                    self._throttle(sent)
+        self.records = ordinal
         if meta:
-            sent_before = self._send(batch, meta, sent_before)
-        if sent_before is not None:
-            self._collect(sent_before)
+            previous = self._send(commands, meta, previous, ordinal)
+        if previous is not None:
+            self._collect(previous)
         self.finished = True
         self.state.unlink(missing_ok=True)
 
-    def _send(self, batch, meta, previous):
-        """Record the state, send `batch`, then read the replies of the one before it."""
-        last = next(m for m in reversed(meta) if m is not None)
-        self._save(sent_to=last[0])
-        self.conn.send(b"".join(batch))
-        self.bytes_sent += sum(map(len, batch))
+    @staticmethod
+    def _command(head, fixed, key, expire, body, checksum, replace, absttl, idle, freq) -> bytes:
+        """RESTORE with an expiry (ABSTTL), LRU idle time or LFU counter."""
+        ttl = b"%d" % expire if expire >= 0 else b"0"
+        tail = absttl if expire >= 0 else replace
+        count = fixed + (expire >= 0)
+        if idle >= 0:
+            text = b"%d" % idle
+            tail += b"$8\r\nIDLETIME\r\n$%d\r\n%b\r\n" % (len(text), text)
+            count += 2
+        if freq >= 0:
+            text = b"%d" % freq
+            tail += b"$4\r\nFREQ\r\n$%d\r\n%b\r\n" % (len(text), text)
+            count += 2
+        return (head % count) + b"$%d\r\n%b\r\n$%d\r\n%b\r\n$%d\r\n%b%b\r\n%b" % (
+            len(key), key, len(ttl), ttl, len(body) + 8, body,
+            checksum(body).to_bytes(8, "little"), tail,
+        )  # fmt: skip
+
+    def _send(self, commands, meta, previous, last_ordinal: int):
+        """Record the state when needed, send `commands`, then read the replies of the batch
+        sent before them (so the server works on one while the next is built)."""
+        if last_ordinal > self.saved_to or time.monotonic() - self.saved_at > STATE_SECONDS:
+            self._save(sent_to=last_ordinal + STATE_AHEAD)
+        data = b"".join(commands)
+        self.conn.send(data)
+        self.bytes_sent += len(data)
         if previous is not None:
             self._collect(previous)
         return meta
 
     def _collect(self, meta) -> None:
-        import hiredis
-
         replies = self.conn.replies(len(meta))
-        for entry, reply in zip(meta, replies, strict=True):
-            if entry is None:
-                if isinstance(reply, hiredis.ReplyError):
-                    raise HostError(f"{self.host.address} refused SELECT: {reply}")
-                continue
-            if isinstance(reply, hiredis.ReplyError):
-                text = str(reply)
-                if text.startswith("BUSYKEY"):
-                    self.kept += 1
-                else:
-                    self.failed += 1
-                    if len(self.failed_keys) < SAMPLES:
-                        self.failed_keys.append(FailedKey(entry[1], key_text(entry[2]), text))
-            else:
-                self.restored += 1
+        if replies.count(b"OK") == len(replies):
+            self.restored += sum(1 for entry in meta if entry is not None)
+        else:
+            self._tally(meta, replies)
         last = next(m for m in reversed(meta) if m is not None)
         self.position, self.last_key = last[0], f"db{last[1]} {key_text(last[2])}"
         if self.progress is not None:
             self.progress(self.restored + self.kept + self.failed, self.plan.restore)
+
+    def _tally(self, meta, replies) -> None:
+        import hiredis
+
+        for entry, reply in zip(meta, replies, strict=True):
+            if entry is None:
+                if isinstance(reply, hiredis.ReplyError):
+                    raise HostError(f"{self.host.address} refused SELECT: {reply}")
+            elif not isinstance(reply, hiredis.ReplyError):
+                self.restored += 1
+            elif str(reply).startswith("BUSYKEY"):
+                self.kept += 1  # it appeared since the plan: left alone
+            else:
+                self.failed += 1
+                if len(self.failed_keys) < SAMPLES:
+                    self.failed_keys.append(FailedKey(entry[1], key_text(entry[2]), str(reply)))
 
     def _save(self, *, sent_to: int) -> None:
         _write_state(
@@ -818,6 +945,7 @@ class _Run:
                 updated=datetime.now(timezone.utc).isoformat(timespec="seconds"),
             ),
         )
+        self.saved_to, self.saved_at = sent_to, time.monotonic()
 
     def _throttle(self, sent: int) -> None:
         raise_if_stopped()
@@ -837,6 +965,10 @@ class _Run:
             kept=self.kept,
             failed=self.failed,
             failed_keys=tuple(self.failed_keys),
+            records=self.records,
+            selected=self.selected,
+            expired=self.expired,
+            unloadable=self.unloadable,
             done_before=self.plan.done,
             seconds=seconds,
             keys_per_second=self.restored / seconds if seconds > 0 else 0.0,

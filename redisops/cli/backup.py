@@ -541,10 +541,12 @@ def restore_keys(
 
     Shows the plan first (keys to create, to overwrite with --replace, left alone, expired
     by now and skipped), having read and checked the whole backup; then asks (--yes off a
-    terminal). Keys are restored with their TTL (absolute) and LRU/LFU data, pipelined; keys
-    that exist are never overwritten without --replace. Refused (exit 3): a replica or cluster
-    target, a backup that does not verify. A key the target rejects is named and the others
-    go on (exit 1). Interrupted, the same command continues where it stopped.
+    terminal). With --yes the backup is checked (CRC64, SHA-256) but not counted first: the
+    counts come with the result (--dry-run shows them before). Keys are restored with their
+    TTL (absolute) and LRU/LFU data, pipelined; keys that exist are never overwritten
+    without --replace. Refused (exit 3): a replica or cluster target, a backup that does
+    not verify. A key the target rejects is named and the others go on (exit 1).
+    Interrupted, the same command continues where it stopped.
     """
     from redisops.backup.catalogue import catalogue_dirs, load_catalogue
     from redisops.backup.restore_keys import (
@@ -558,7 +560,13 @@ def restore_keys(
     )
     from redisops.fleet.fanout import HostResult
     from redisops.interrupt import Interrupted
-    from redisops.render.restore_keys import failed_keys, key_progress, plan_view, result_view
+    from redisops.render.restore_keys import (
+        failed_keys,
+        key_progress,
+        plan_view,
+        result_view,
+        run_note,
+    )
     from redisops.tuning.auditlog import AuditLog, default_audit_log
 
     selection = KeySelection(
@@ -586,6 +594,7 @@ def restore_keys(
             replace=replace,
             state_dir=default_state_dir(),
             timeout=options.timeout,
+            count=dry_run or not yes,
             progress=progress,
         )
     if output.format == "table":
@@ -599,7 +608,7 @@ def restore_keys(
             rerun_with="--force",
         )
     row = HostResult(target.name, target.address, True, None, plan)
-    if dry_run or not plan.restore:
+    if dry_run or (plan.counted and not plan.restore):
         if output.format == "table":
             output.err.print(
                 f"{'dry run: ' if dry_run else ''}{plan.restore:,} keys to restore: nothing was "
@@ -629,6 +638,7 @@ def restore_keys(
     if result.problem:
         output.error(f"{target.name}: {result.problem}")
     failed_keys(output, result)
+    run_note(output, result)
     problem = result.problem or (
         f"{result.failed:,} key(s) rejected by {target.name}" if result.failed else None
     )

@@ -13,6 +13,7 @@ from redisops.render.units import human_bytes, human_count, human_duration
 if TYPE_CHECKING:
     from rich.console import RenderableType
     from rich.table import Table
+    from rich.text import Text
 
     from redisops.backup.restore_keys import RestoreKeysPlan, RestoreKeysResult
     from redisops.fleet.fanout import HostResult
@@ -53,6 +54,10 @@ def plan_view(output: Output, plan: RestoreKeysPlan) -> RenderableType:
     )
     table.add_row("keys", output.cell(", ".join(chosen)))
     count = human_count
+    if not plan.counted:
+        table.add_row("counts", "as the keys are sent (--yes: the backup was checked, not counted)")
+        return Group(Text(f"plan: restore keys of {source.label} into {plan.host}", style="bold"),
+                     table, _reasons(plan))  # fmt: skip
     table.add_row("selected", f"{count(plan.selected)} of {count(plan.records)} in the backup")
     table.add_row(
         "restore",
@@ -81,6 +86,16 @@ def plan_view(output: Output, plan: RestoreKeysPlan) -> RenderableType:
         for sample in found[:SHOWN_SAMPLES]:
             detail = f"  ({sample.detail})" if sample.detail else ""
             lines.append(f"  db{sample.db} {sample.key} [{sample.type}]{detail}\n")
+    lines.append_text(_reasons(plan))
+    lines.rstrip()
+    title = Text(f"plan: restore keys of {source.label} into {plan.host}", style="bold")
+    return Group(title, table, lines) if lines else Group(title, table)
+
+
+def _reasons(plan: RestoreKeysPlan) -> Text:
+    from rich.text import Text
+
+    lines = Text()
     for reason in plan.blockers:
         lines.append("cannot: ", style="red")
         lines.append(reason + "\n")
@@ -88,8 +103,32 @@ def plan_view(output: Output, plan: RestoreKeysPlan) -> RenderableType:
         lines.append("refused unless --force: ", style="yellow")
         lines.append(reason + "\n")
     lines.rstrip()
-    title = Text(f"plan: restore keys of {source.label} into {plan.host}", style="bold")
-    return Group(title, table, lines) if lines else Group(title, table)
+    return lines
+
+
+def run_note(output: Output, result: RestoreKeysResult) -> None:
+    """One line on stderr: what the run selected and what became of it."""
+    if output.format != "table":
+        return
+    count = human_count
+    text = (
+        f"{count(result.selected)} of {count(result.records)} keys in the backup selected"
+        + (
+            f" ({count(result.done_before)} handled by the interrupted run)"
+            if result.done_before
+            else ""
+        )
+        + f": {count(result.restored)} restored, {count(result.kept)} left alone (they exist), "
+        f"{count(result.expired)} expired, {count(result.failed)} rejected"
+        + (
+            f", {count(result.unloadable)} of a type the target cannot load"
+            if result.unloadable
+            else ""
+        )
+    )
+    if not result.selected and not result.done_before:
+        text = f"0 keys of {count(result.records)} in the backup selected: nothing was sent"
+    output.err.print(text, style="dim", highlight=False, markup=False)
 
 
 def result_view(output: Output, results: Sequence[HostResult[RestoreKeysResult]]) -> Table:

@@ -1064,7 +1064,7 @@ def _fast_records(
             else:
                 ttl = expire - origin if expire > origin else 0
                 row = (db, key, type_name, overhead + size, ttl, encoding, elements, expire)
-            append(row + (buf[pos : pos + 1] + buf[value_at:at], -1, -1) if values else row)
+            append((*row, buf[pos : pos + 1] + buf[value_at:at], -1, -1) if values else row)
             expire = -1
             pos = at
     except IndexError:
