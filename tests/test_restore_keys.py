@@ -18,7 +18,7 @@ from redisops.lab import lab_down
 from tests.cli_helpers import redisops
 from tests.plugins.lab import start_lab
 from tests.rdb_builder import HASH_LISTPACK, RdbBuilder, _listpack_backlen, packed, string_value
-from tests.servers import start_redis_server
+from tests.servers import free_port, start_redis_server, valkey_server_binary
 
 WAIT = 60.0
 
@@ -379,3 +379,84 @@ def test_resume_after_kill_9_restores_the_rest_without_duplicates(lab, tmp_path,
     assert data["restored"] == 300 - partial == restores(c) - calls
     assert logical(c, snapshot) == expected and c.dbsize() == 300
     assert not state_files[0].exists()
+
+
+def _valkey(folder: Path) -> tuple[subprocess.Popen, int]:
+    port = free_port()
+    process = subprocess.Popen(
+        [str(valkey_server_binary()), "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+         "--dir", str(folder), "--logfile", str(folder / "valkey.log")],
+    )  # fmt: skip
+    deadline = time.monotonic() + WAIT
+    while True:
+        try:
+            redis.Redis(port=port).ping()
+            return process, port
+        except redis.ConnectionError:
+            assert time.monotonic() < deadline, "valkey-server did not start"
+            time.sleep(0.05)
+
+
+def _inventory(folder: Path, **ports: int) -> str:
+    hosts = {name: {"host": "127.0.0.1", "port": port, "connection": "local"}
+             for name, port in ports.items()}  # fmt: skip
+    path = folder / "inventory.yaml"
+    path.write_text(yaml.safe_dump({"all": {"hosts": hosts}}))
+    return str(path)
+
+
+def test_valkey_9_both_ways_and_types_an_older_server_cannot_load(lab, tmp_path):
+    _, _, taken, snapshot = lab
+    expected = logical(reset(lab), snapshot)
+    plain = next(p for p in Path(taken["none"]["path"]).iterdir() if p.name.endswith(".rdb"))
+    valkey, valkey_port = _valkey(tmp_path)
+    old, old_port = start_redis_server(tmp_path)
+    try:
+        inventory = _inventory(tmp_path, valkey=valkey_port, redis70=old_port)
+        # a Redis 7.0 backup (RDB 10) into Valkey 9
+        run = redisops("-i", inventory, "-l", "valkey", "backup", "restore-keys", str(plain),
+                       "--all", "--yes")  # fmt: skip
+        assert run.exit_code == 0, run.stderr
+        v = redis.Redis(port=valkey_port)
+        assert logical(v, snapshot) == expected
+        # a Valkey 9 backup (format 80) into Redis 7.0: types it knows are labelled RDB 10;
+        # a set listpack (Redis 7.2's type 20) it cannot load is named, and refused
+        v.flushall()
+        v.set("s", "text")
+        v.hset("h", mapping={"f": "1", "g": "2"})
+        v.sadd("st", "a", "b")
+        v.save()
+        dump = tmp_path / "dump.rdb"
+        assert dump.read_bytes()[:9] == b"VALKEY080"
+        args = ("-i", inventory, "-l", "redis70", "backup", "restore-keys", str(dump), "--all")
+        run = redisops(*args, "--yes")
+        assert run.exit_code == 3
+        assert "1 selected key(s) are of a type Redis 7.0.15 cannot load from Valkey RDB " \
+            "format 80" in said(run)  # fmt: skip
+        assert "db0 st [set] (type byte 20)" in said(run)
+        r = redis.Redis(port=old_port)
+        assert r.dbsize() == 0
+        run = redisops(*args, "--yes", "--force")
+        assert run.exit_code == 0, run.stderr
+        assert r.get("s") == b"text" and r.hgetall("h") == {b"f": b"1", b"g": b"2"}
+        assert not r.exists("st")
+    finally:
+        for process in (valkey, old):
+            process.kill()
+            process.wait()
+
+
+def test_a_cluster_node_is_refused_for_now(lab, tmp_path):
+    state, dest, _, _ = lab
+    data = yaml.safe_load(Path(state.inventory_path).read_text())
+    node = data["all"]["children"]["redis"]["hosts"]["node-1"]
+    node["cluster"] = True
+    inventory = tmp_path / "inventory.yaml"
+    inventory.write_text(yaml.safe_dump(data))
+    calls = restores(client(state))
+    run = redisops("-i", str(inventory), "-l", "node-1", "backup", "restore-keys", "latest",
+                   "--dest", str(dest), "--all", "--yes")  # fmt: skip
+    assert run.exit_code == 3
+    assert "node-1 is a cluster node: restore-keys does not route keys to their slot's master " \
+        "yet" in said(run)  # fmt: skip
+    assert restores(client(state)) == calls
