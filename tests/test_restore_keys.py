@@ -460,3 +460,32 @@ def test_a_cluster_node_is_refused_for_now(lab, tmp_path):
     assert "node-1 is a cluster node: restore-keys does not route keys to their slot's master " \
         "yet" in said(run)  # fmt: skip
     assert restores(client(state)) == calls
+
+
+def test_ctrl_c_stops_at_once_and_says_what_came_back(lab, state_home):
+    state, dest, taken, _ = lab
+    c = reset(lab)
+    c.flushall()
+    env = {**os.environ, "PYTHONPATH": os.getcwd(), "XDG_STATE_HOME": str(state_home)}
+    command = [sys.executable, "-m", "redisops", "-i", state.inventory_path, "-l", "node-1",
+               "backup", "restore-keys", taken["none"]["backup_id"], "--dest", str(dest),
+               "--all", "--rate", "50", "--yes"]  # fmt: skip
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + WAIT
+        while progress(state_home) < 10:
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "no progress"
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=10)  # at once: not the ~6 s the rest would take
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130
+    text = " ".join(stderr.decode().split())
+    assert "interrupted: SIGINT;" in text and "key(s) restored into node-1 before the stop" in text
+    restored = int(text.split("interrupted: SIGINT; ")[1].split(" key(s)")[0])
+    assert 10 <= restored <= c.dbsize() < 300
+    log = (state_home / "redisops" / "restore-keys.jsonl").read_text().splitlines()
+    assert yaml.safe_load(log[-1])["outcome"] == "interrupted"

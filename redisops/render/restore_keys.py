@@ -62,7 +62,7 @@ def plan_view(output: Output, plan: RestoreKeysPlan) -> RenderableType:
     table.add_row(
         "restore",
         f"{count(plan.restore)} ({count(plan.create)} new, {count(plan.overwrite)} overwritten), "
-        f"{human_bytes(plan.bytes)}",
+        f"~{human_bytes(plan.bytes)} in memory",
     )
     if plan.kept:
         table.add_row("left alone", f"{count(plan.kept)} exist now (--replace overwrites them)")
