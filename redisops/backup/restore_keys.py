@@ -80,6 +80,26 @@ VALKEY_SHARED_TYPES = 21  # Valkey's format 80 has Redis 7.2's types 0-21 (22 is
 REDIS_OF_VALKEY = 11  # the newest Redis RDB version Valkey 8 and 9 load
 
 
+class KeyNames:
+    """Keys named one by one (--keys-from). Shown in JSON as their count: a file may name
+    millions."""
+
+    def __init__(self, names: frozenset[bytes] = frozenset()) -> None:
+        self.names = names
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __str__(self) -> str:
+        return f"{len(self.names)} keys"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, KeyNames) and other.names == self.names
+
+    def __hash__(self) -> int:
+        return hash(self.names)
+
+
 @dataclass(frozen=True)
 class KeySelection:
     """Which keys of the backup: named by `patterns` (Redis glob, as SCAN MATCH), `keys` (one
@@ -88,7 +108,7 @@ class KeySelection:
     patterns: tuple[str, ...] = ()
     types: tuple[str, ...] = ()
     dbs: tuple[int, ...] = ()
-    keys: frozenset[bytes] = frozenset()
+    keys: KeyNames = field(default_factory=KeyNames)
     keys_file: str | None = None
     everything: bool = False
 
@@ -113,7 +133,7 @@ class KeySelection:
                 sorted(self.patterns),
                 sorted(self.types),
                 sorted(self.dbs),
-                sorted(k.hex() for k in self.keys),
+                sorted(k.hex() for k in self.keys.names),
                 self.everything,
             ]
         )
@@ -127,7 +147,7 @@ class KeySelection:
             else None
         )
         keys, types, dbs, everything = (
-            self.keys,
+            self.keys.names,
             frozenset(self.types),
             frozenset(self.dbs),
             (self.everything),
@@ -184,13 +204,15 @@ def glob_regex(pattern: bytes) -> bytes:
     return b"".join(out) + b")"
 
 
-def read_keys_file(path: Path) -> frozenset[bytes]:
+def read_keys_file(path: Path) -> KeyNames:
     """The keys of a --keys-from file, one per line (bytes as they are, newline cut)."""
     try:
         data = Path(path).expanduser().read_bytes()
     except OSError as exc:
         raise UsageError(f"cannot read --keys-from {path}: {exc.strerror}") from None
-    return frozenset(line.rstrip(b"\r") for line in data.split(b"\n") if line.rstrip(b"\r"))
+    return KeyNames(
+        frozenset(line.rstrip(b"\r") for line in data.split(b"\n") if line.rstrip(b"\r"))
+    )
 
 
 @dataclass(frozen=True)

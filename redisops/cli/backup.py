@@ -550,6 +550,7 @@ def restore_keys(
     """
     from redisops.backup.catalogue import catalogue_dirs, load_catalogue
     from redisops.backup.restore_keys import (
+        KeyNames,
         KeySelection,
         apply_restore_keys,
         audit_entry,
@@ -573,7 +574,7 @@ def restore_keys(
         patterns=tuple(match or ()),
         types=tuple(type_ or ()),
         dbs=tuple(db or ()),
-        keys=read_keys_file(keys_from) if keys_from else frozenset(),
+        keys=read_keys_file(keys_from) if keys_from else KeyNames(),
         keys_file=str(keys_from) if keys_from else None,
         everything=all_,
     )

@@ -56,8 +56,9 @@ def plan_view(output: Output, plan: RestoreKeysPlan) -> RenderableType:
     count = human_count
     if not plan.counted:
         table.add_row("counts", "as the keys are sent (--yes: the backup was checked, not counted)")
-        return Group(Text(f"plan: restore keys of {source.label} into {plan.host}", style="bold"),
-                     table, _reasons(plan))  # fmt: skip
+        reasons = _reasons(plan)
+        title = Text(f"plan: restore keys of {source.label} into {plan.host}", style="bold")
+        return Group(title, table, reasons) if reasons else Group(title, table)
     table.add_row("selected", f"{count(plan.selected)} of {count(plan.records)} in the backup")
     table.add_row(
         "restore",
