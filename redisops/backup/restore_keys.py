@@ -829,32 +829,35 @@ class _Run:
             else (selection.matcher())
         )
         skip_to, in_flight, target = self.position, frozenset(plan.in_flight), plan.target
+        resuming = bool(skip_to or in_flight)
         head = b"*%d\r\n$7\r\nRESTORE\r\n"
         plain = head + b"$%d\r\n%b\r\n$1\r\n0\r\n$%d\r\n%b%b\r\n%b"  # no TTL, LRU, LFU
+        timed = head + b"$%d\r\n%b\r\n$%d\r\n%d\r\n$%d\r\n%b%b\r\n%b"  # ABSTTL
         replace = b"$7\r\nREPLACE\r\n" if plan.replace else b""
         absttl = replace + b"$6\r\nABSTTL\r\n"
         fixed = 4 + bool(plan.replace)  # RESTORE key ttl payload [REPLACE]
         per_batch = BATCH_KEYS if self.rate <= 0 else max(1, min(BATCH_KEYS, int(self.rate / 10)))
         checksum = crc64_function()
         footers: dict[int, bytes | None] = {}
-        db, ordinal, sent = 0, 0, 0
+        db = ordinal = sent = selected_count = expired = unloadable = 0
         commands: list[bytes] = []
-        meta: list[tuple[int, int, bytes] | None] = []
+        meta: list[tuple | None] = []  # the row of each command (None: a SELECT)
+        append_command, append_meta = commands.append, meta.append
         size = 0
-        previous: list | None = None
+        previous: tuple[list, int] | None = None
         now = time.time() * 1000
         reader, batches = _batches(plan.source)
         for batch in batches:
             for row in batch:
                 ordinal += 1
-                if ordinal <= skip_to or ordinal in in_flight:
+                if resuming and (ordinal <= skip_to or ordinal in in_flight):
                     continue
                 if selected is not None and not selected(row[0], row[1], row[2]):
                     continue
-                self.selected += 1
+                selected_count += 1
                 expire = row[7]
                 if 0 <= expire <= now:
-                    self.expired += 1
+                    expired += 1
                     continue
                 payload = row[8]
                 kind = payload[0]
@@ -866,33 +869,40 @@ class _Run:
                         None if version is None else version.to_bytes(2, "little")
                     )
                 if footer is None:
-                    self.unloadable += 1
+                    unloadable += 1
                     continue
                 if row[0] != db:
                     db = row[0]
-                    commands.append(b"*2\r\n$6\r\nSELECT\r\n$%d\r\n%d\r\n" % (len(b"%d" % db), db))
-                    meta.append(None)
+                    append_command(b"*2\r\n$6\r\nSELECT\r\n$%d\r\n%d\r\n" % (len(b"%d" % db), db))
+                    append_meta(None)
                 body = payload + footer
                 key = row[1]
-                if expire < 0 and row[9] < 0 and row[10] < 0:
+                if row[9] >= 0 or row[10] >= 0:
+                    command = self._command(head, fixed, key, expire, body, checksum, replace,
+                                            absttl, row[9], row[10])  # fmt: skip
+                elif expire < 0:
                     command = plain % (
                         fixed, len(key), key, len(body) + 8, body,
                         checksum(body).to_bytes(8, "little"), replace,
                     )  # fmt: skip
                 else:
-                    command = self._command(head, fixed, key, expire, body, checksum, replace,
-                                            absttl, row[9], row[10])  # fmt: skip
-                commands.append(command)
-                meta.append((ordinal, db, key))
+                    command = timed % (
+                        fixed + 1, len(key), key, len(b"%d" % expire), expire, len(body) + 8,
+                        body, checksum(body).to_bytes(8, "little"), absttl,
+                    )  # fmt: skip
+                append_command(command)
+                append_meta(row)
                 size += len(command)
                 if len(meta) >= per_batch or size >= BATCH_BYTES:
-                    previous = self._send(commands, meta, previous, ordinal)
+                    previous = self._send(commands, (meta, ordinal), previous)
                     sent += len(meta)
                     commands, meta, size = [], [], 0
+                    append_command, append_meta = commands.append, meta.append
                     self._throttle(sent)
-        self.records = ordinal
+        self.records, self.selected = ordinal, selected_count
+        self.expired, self.unloadable = expired, unloadable
         if meta:
-            previous = self._send(commands, meta, previous, ordinal)
+            previous = self._send(commands, (meta, ordinal), previous)
         if previous is not None:
             self._collect(previous)
         self.finished = True
@@ -917,9 +927,11 @@ class _Run:
             checksum(body).to_bytes(8, "little"), tail,
         )  # fmt: skip
 
-    def _send(self, commands, meta, previous, last_ordinal: int):
-        """Record the state when needed, send `commands`, then read the replies of the batch
-        sent before them (so the server works on one while the next is built)."""
+    def _send(self, commands, sending, previous):
+        """Record the state when needed, send `commands` (`sending`: their rows and the
+        ordinal of the last record read), then read the replies of the batch sent before
+        them (so the server works on one while the next is built). Returns `sending`."""
+        last_ordinal = sending[1]
         if last_ordinal > self.saved_to or time.monotonic() - self.saved_at > STATE_SECONDS:
             self._save(sent_to=last_ordinal + STATE_AHEAD)
         data = b"".join(commands)
@@ -927,16 +939,17 @@ class _Run:
         self.bytes_sent += len(data)
         if previous is not None:
             self._collect(previous)
-        return meta
+        return sending
 
-    def _collect(self, meta) -> None:
+    def _collect(self, sent) -> None:
+        meta, last_ordinal = sent
         replies = self.conn.replies(len(meta))
         if replies.count(b"OK") == len(replies):
-            self.restored += sum(1 for entry in meta if entry is not None)
+            self.restored += len(meta) - meta.count(None)
         else:
             self._tally(meta, replies)
-        last = next(m for m in reversed(meta) if m is not None)
-        self.position, self.last_key = last[0], f"db{last[1]} {key_text(last[2])}"
+        last = next(row for row in reversed(meta) if row is not None)
+        self.position, self.last_key = last_ordinal, f"db{last[0]} {key_text(last[1])}"
         if self.progress is not None:
             self.progress(self.restored + self.kept + self.failed, self.plan.restore)
 
@@ -954,7 +967,7 @@ class _Run:
             else:
                 self.failed += 1
                 if len(self.failed_keys) < SAMPLES:
-                    self.failed_keys.append(FailedKey(entry[1], key_text(entry[2]), str(reply)))
+                    self.failed_keys.append(FailedKey(entry[0], key_text(entry[1]), str(reply)))
 
     def _save(self, *, sent_to: int) -> None:
         _write_state(
