@@ -489,3 +489,18 @@ def test_ctrl_c_stops_at_once_and_says_what_came_back(lab, state_home):
     assert 10 <= restored <= c.dbsize() < 300
     log = (state_home / "redisops" / "restore-keys.jsonl").read_text().splitlines()
     assert yaml.safe_load(log[-1])["outcome"] == "interrupted"
+
+
+@pytest.mark.parametrize(
+    "pattern",
+    ["user:1[0-2]*", "session:?*", "*:[^p]*", "leader*", "stats:page:1?:views", "[a-f]*", "*"],
+)
+def test_match_selects_what_scan_match_selects(lab, pattern):
+    from redisops.backup.restore_keys import KeySelection
+
+    _, _, _, snapshot = lab
+    c = reset(lab)
+    selected = KeySelection(patterns=(pattern,)).matcher()
+    assert sorted(k for k in snapshot if selected(0, k, "string")) == sorted(
+        set(c.scan_iter(match=pattern, count=1000))
+    )
