@@ -33,6 +33,7 @@ bench: venv
 	$(BIN)/python bench/slowlog_digest.py
 	$(BIN)/python bench/backup_rdb.py
 	$(BIN)/python bench/snapshot_take.py
+	$(BIN)/python bench/restore_keys.py
 
 lab-down:
 	$(BIN)/redisops lab down --dir $(LAB_DIR)

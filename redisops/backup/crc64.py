@@ -7,6 +7,7 @@ magnitude); it is imported on first use, never by `redisops --help`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cache
 from typing import TYPE_CHECKING
 
@@ -27,3 +28,8 @@ def _model() -> anycrc.Model:
 def crc64(data: bytes | bytearray | memoryview, crc: int = 0) -> int:
     """The CRC64 of `data`, continuing from `crc` (the value over the bytes before it)."""
     return _model().calc(data, crc)
+
+
+def crc64_function() -> Callable[[bytes], int]:
+    """The CRC64 of one bytes object, as a function bound once: for loops calling it per key."""
+    return _model().calc

@@ -1,4 +1,4 @@
-"""`redisops backup run | list | verify | prune | restore`."""
+"""`redisops backup run | list | verify | prune | restore | restore-keys`."""
 
 from __future__ import annotations
 
@@ -354,6 +354,18 @@ def prune(
         return render(rows(results), sum(1 for r in results if r.ok and not r.data.keep))
 
 
+def _one_target(options, selection, command: str):
+    """The one Redis host -l names; UsageError otherwise."""
+    targets, _ = _redis_hosts(selection)
+    if not options.limit:
+        raise UsageError(
+            f"{command} needs its target named with -l HOST, even in a one-host inventory"
+        )
+    if len(targets) != 1:
+        raise UsageError(f"{command} needs exactly one Redis host, -l selected {len(targets)}")
+    return targets[0]
+
+
 @app.command("restore")
 def restore(
     ctx: typer.Context,
@@ -407,14 +419,7 @@ def restore(
     options = global_options(ctx)
     output = make_output(options)
     inventory, selection = load_selection(options, output)
-    targets, _ = _redis_hosts(selection)
-    if not options.limit:
-        raise UsageError(
-            "restore needs its target named with -l HOST, even in a one-host inventory"
-        )
-    if len(targets) != 1:
-        raise UsageError(f"restore needs exactly one Redis host, -l selected {len(targets)}")
-    target = targets[0]
+    target = _one_target(options, selection, "restore")
     folder = catalogue_dirs(dest, [target])[target.name]
     catalogue = load_catalogue([folder])
     backup = resolve_backup(catalogue, backup_id, from_host or target.name)
@@ -472,4 +477,175 @@ def restore(
         [row],
         lambda rows: restore_result_view(output, rows),
         summary={"backup_id": backup.backup_id, "dry_run": False},
+    )
+
+
+@app.command("restore-keys")
+def restore_keys(
+    ctx: typer.Context,
+    backup_id: Annotated[
+        str,
+        typer.Argument(
+            metavar="BACKUP_ID|FILE",
+            help="A backup of the catalogue, `latest` (the newest verified one of the target, "
+            "or of --from-host), or an RDB file (.zst/.gz read as they are).",
+        ),
+    ],
+    match: Annotated[
+        list[str] | None,
+        typer.Option("--match", help="Keys matching this glob, as SCAN MATCH (repeatable)."),
+    ] = None,
+    type_: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--type", help="Only keys of this type: string, list, set, zset, hash, stream."
+        ),
+    ] = None,
+    db: Annotated[
+        list[int] | None, typer.Option("--db", min=0, help="Only keys of this db (repeatable).")
+    ] = None,
+    keys_from: Annotated[
+        Path | None, typer.Option("--keys-from", help="The keys listed in this file, one a line.")
+    ] = None,
+    all_: Annotated[
+        bool, typer.Option("--all", help="Every key of the backup (a whole logical load).")
+    ] = False,
+    replace: Annotated[
+        bool, typer.Option("--replace", help="Overwrite keys that exist on the target now.")
+    ] = False,
+    rate: Annotated[
+        float, typer.Option(min=0, help="At most this many keys a second (0: no limit).")
+    ] = 0.0,
+    from_host: Annotated[
+        str | None, typer.Option(help="`latest` means the newest backup of this host.")
+    ] = None,
+    force: Annotated[
+        bool,
+        typer.Option(
+            "--force", help="Go ahead when some keys are of a type the target cannot load."
+        ),
+    ] = False,
+    audit_log: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where to append the run's record [default: restore-keys.jsonl beside "
+            "config apply's audit log].",
+            show_default=False,
+        ),
+    ] = None,
+    dest: DestOption = None,
+    yes: YesOption = False,
+    dry_run: DryRunOption = False,
+) -> int:
+    """Bring back some keys (or all) from a backup into the host given with -l, by RESTORE.
+
+    Shows the plan first (keys to create, to overwrite with --replace, left alone, expired
+    by now and skipped), having read and checked the whole backup; then asks (--yes off a
+    terminal). With --yes the backup is checked (CRC64, SHA-256) but not counted first: the
+    counts come with the result (--dry-run shows them before). Keys are restored with their
+    TTL (absolute) and LRU/LFU data, pipelined; keys that exist are never overwritten
+    without --replace. Refused (exit 3): a replica or cluster target, a backup that does
+    not verify. A key the target rejects is named and the others go on (exit 1).
+    Interrupted, the same command continues where it stopped.
+    """
+    from redisops.backup.catalogue import catalogue_dirs, load_catalogue
+    from redisops.backup.restore_keys import (
+        KeyNames,
+        KeySelection,
+        apply_restore_keys,
+        audit_entry,
+        default_state_dir,
+        locate_source,
+        plan_restore_keys,
+        read_keys_file,
+    )
+    from redisops.fleet.fanout import HostResult
+    from redisops.interrupt import Interrupted
+    from redisops.render.restore_keys import (
+        failed_keys,
+        key_progress,
+        plan_view,
+        result_view,
+        run_note,
+    )
+    from redisops.tuning.auditlog import AuditLog, default_audit_log
+
+    selection = KeySelection(
+        patterns=tuple(match or ()),
+        types=tuple(type_ or ()),
+        dbs=tuple(db or ()),
+        keys=read_keys_file(keys_from) if keys_from else KeyNames(),
+        keys_file=str(keys_from) if keys_from else None,
+        everything=all_,
+    )
+    selection.check()
+    options = global_options(ctx)
+    output = make_output(options)
+    _, hosts = load_selection(options, output)
+    target = _one_target(options, hosts, "restore-keys")
+    folder = catalogue_dirs(dest, [target])[target.name] if dest or target.backup_dir else None
+    source = locate_source(
+        backup_id, lambda: load_catalogue([folder] if folder else []), from_host or target.name
+    )
+    with key_progress(output, "reading the backup") as progress:
+        plan = plan_restore_keys(
+            source,
+            target,
+            selection,
+            replace=replace,
+            state_dir=default_state_dir(),
+            timeout=options.timeout,
+            count=dry_run or not yes,
+            progress=progress,
+        )
+    if output.format == "table":
+        output.err.print(plan_view(output, plan))
+    if plan.blockers:
+        raise RefusedError(f"cannot restore keys into {target.name}: {plan.blockers[0]}")
+    if plan.refusals and not force:
+        raise RefusedError(
+            f"restore-keys refused: {'; '.join(plan.refusals)}",
+            hint="restore into a newer server, or re-run with --force to restore the others",
+            rerun_with="--force",
+        )
+    row = HostResult(target.name, target.address, True, None, plan)
+    if dry_run or (plan.counted and not plan.restore):
+        if output.format == "table":
+            output.err.print(
+                f"{'dry run: ' if dry_run else ''}{plan.restore:,} keys to restore: nothing was "
+                "sent",
+                style="dim",
+                highlight=False,
+            )
+            return ExitCode.OK
+        return output.host_results(
+            "backup restore-keys", [row], lambda rows: "", summary={"dry_run": dry_run}
+        )
+    log = AuditLog(audit_log or default_audit_log().with_name("restore-keys.jsonl"))
+    try:
+        confirm_change(f"Restore {plan.restore:,} key(s) into {target.name}?", yes=yes)
+        with key_progress(output, "restoring") as progress:
+            try:
+                result = apply_restore_keys(
+                    plan, target, rate=rate, timeout=options.timeout, progress=progress
+                )
+            except Interrupted:
+                log.append(audit_entry(plan, None, "interrupted"))
+                raise
+        outcome = "failed" if result.problem or result.failed else "restored"
+        log.append(audit_entry(plan, result, outcome))
+    finally:
+        log.close()
+    if result.problem:
+        output.error(f"{target.name}: {result.problem}")
+    failed_keys(output, result)
+    run_note(output, result)
+    problem = result.problem or (
+        f"{result.failed:,} key(s) rejected by {target.name}" if result.failed else None
+    )
+    return output.host_results(
+        "backup restore-keys",
+        [HostResult(target.name, target.address, problem is None, problem, result)],
+        lambda rows: result_view(output, rows),
+        summary={"dry_run": False, "planned": plan.restore, "state_file": result.state_file},
     )

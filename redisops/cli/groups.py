@@ -139,6 +139,11 @@ COMMAND_EXAMPLES: dict[str, str] = {
         redisops -i prod.yaml -l cache-1 backup restore cache-1-20261205T030000Z --yes
         redisops -i staging.yaml -l cache-1 backup restore latest --from-host prod-cache-1
     """,
+    "backup restore-keys": """
+        redisops -i prod.yaml -l cache-1 backup restore-keys latest --match 'user:42:*' --dry-run
+        redisops -i prod.yaml -l cache-1 backup restore-keys latest --match 'cart:*' --yes
+        redisops -i prod.yaml -l managed-1 backup restore-keys dump.rdb --all --rate 5000 --yes
+    """,
     "sentinel status": """
         redisops -i prod.yaml sentinel status
         redisops -i prod.yaml -l sentinels sentinel status -o json

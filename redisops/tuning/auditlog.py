@@ -89,6 +89,15 @@ class AuditLog:
             self._file.flush()
             os.fsync(self._file.fileno())
 
+    def append(self, entry: dict) -> None:
+        """Append one line for a whole run (`entry`'s fields after the time and who)."""
+        when = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        line = json.dumps({"time": when, "who": redact(self._who)} | entry) + "\n"
+        with self._lock:
+            self._file.write(redact(line))
+            self._file.flush()
+            os.fsync(self._file.fileno())
+
     def close(self) -> None:
         with contextlib.suppress(OSError):
             self._file.close()

@@ -156,6 +156,18 @@ class _Input:
         self.base = 0
         self.crc = 0  # CRC64 of the bytes before buf[crc_from]
         self.crc_from = 0
+        self._captured: list[bytes] | None = None  # bytes kept since start_capture()
+        self._capture_at = 0
+
+    def start_capture(self) -> None:
+        """Keep every byte consumed from here on, until end_capture()."""
+        self._captured, self._capture_at = [], self.pos
+
+    def end_capture(self) -> bytes:
+        """The bytes consumed since start_capture()."""
+        parts, self._captured = self._captured or [], None
+        parts.append(self.buf[self._capture_at : self.pos])
+        return parts[0] if len(parts) == 1 else b"".join(parts)
 
     @property
     def offset(self) -> int:
@@ -183,6 +195,9 @@ class _Input:
 
     def _fill(self, need: int) -> None:
         self.checksum_to_here()
+        if self._captured is not None:
+            self._captured.append(self.buf[self._capture_at : self.pos])
+            self._capture_at = 0
         self.crc_from = 0
         parts = [self.buf[self.pos :]]
         have = len(parts[0])
@@ -224,6 +239,9 @@ class _Input:
         while size > left:
             size -= left
             self.crc = crc64(memoryview(self.buf)[self.crc_from :], self.crc)
+            if self._captured is not None:
+                self._captured.append(self.buf[self._capture_at :])
+                self._capture_at = 0
             self.base += len(self.buf)
             self.buf, self.pos, self.crc_from = b"", 0, 0
             self.buf = self._next_chunk()
@@ -318,10 +336,14 @@ class RdbReader:
     `offset` fill in as it goes, the rest once the file has been read.
 
     `chunks` are the raw file bytes in order (a file read in chunks, or a decompressed backup).
+    With `values`, each row of `batches()` also carries the value as DUMP serializes it (its
+    type byte, then its bytes as the file has them), and the LRU idle seconds and LFU counter
+    saved before it (-1 when absent): what a RESTORE payload is made of. Not for `records()`.
     """
 
-    def __init__(self, chunks: Iterable[bytes]) -> None:
+    def __init__(self, chunks: Iterable[bytes], *, values: bool = False) -> None:
         self._in = _Input(chunks)
+        self._values = values
         self.flavour = "redis"
         self.version: int | None = None
         self.aux: dict[str, str] = {}
@@ -398,13 +420,15 @@ class RdbReader:
         listpack_lists = version >= LISTPACK_LISTS_SINCE
         db, expire, byte = 0, -1, read.byte
         value, rows, types, checked = self._value, [], self._types, 0
+        values, lru = self._values, _NO_LRU  # (idle, freq) saved for the next key
         while True:
             if len(read.buf) - read.pos < WINDOW // 2:
                 read.prefetch(WINDOW)
             origin = self.snapshot_ms
-            while True:
+            # a key after IDLE/FREQ takes the general path, which attaches them to its row
+            while lru is _NO_LRU:
                 read.pos, expire, cut = _fast_records(
-                    read.buf, read.pos, db, expire, origin, rows, listpack_lists
+                    read.buf, read.pos, db, expire, origin, rows, listpack_lists, values
                 )
                 ahead = len(read.buf) - read.pos
                 if not cut or ahead >= MAX_WINDOW:
@@ -423,7 +447,15 @@ class RdbReader:
                 if kind not in types:
                     raise ValueError(f"unknown value type {kind}{_foreign_type(found, kind)}")
                 self._key = key = read.string()
-                row = value(db, key, kind, expire, origin, listpack_lists)
+                if values:
+                    read.start_capture()
+                    row = value(db, key, kind, expire, origin, listpack_lists)
+                    payload = bytes((kind,)) + read.end_capture()
+                    if row is not None:
+                        row += (payload, *lru)
+                    lru = _NO_LRU
+                else:
+                    row = value(db, key, kind, expire, origin, listpack_lists)
                 if row is not None:
                     rows.append(row)
                 expire = -1
@@ -444,9 +476,11 @@ class RdbReader:
             elif kind == EXPIRETIME:
                 expire = int.from_bytes(read.read(4), "little", signed=True) * 1000
             elif kind == IDLE:
-                read.length()
+                idle = read.length()
+                lru = (idle, lru[1]) if values else lru
             elif kind == FREQ:
-                read.byte()
+                freq = read.byte()
+                lru = (lru[0], freq) if values else lru
             elif kind == FUNCTION2:
                 read.string_size()
                 self.functions += 1
@@ -744,6 +778,7 @@ def _shown(key: bytes) -> str:
 _KEY_OF = itemgetter(1)
 _INTEGER_START = frozenset(b"-0123456789")
 _NO_FIELD_TTL = b"\xff" * 8
+_NO_LRU = (-1, -1)
 EMPTY_SAMPLES = 10
 
 
@@ -879,9 +914,17 @@ def _blob_at(buf: bytes, pos: int, kind: int) -> tuple[int, bytes, int]:
 
 
 def _fast_records(
-    buf: bytes, pos: int, db: int, expire: int, origin: int, rows: list, listpack_lists: bool
+    buf: bytes,
+    pos: int,
+    db: int,
+    expire: int,
+    origin: int,
+    rows: list,
+    listpack_lists: bool,
+    values: bool = False,
 ) -> tuple[int, int, bool]:
-    """Append the records from `pos` on that lie wholly in `buf` and are of a common kind.
+    """Append the records from `pos` on that lie wholly in `buf` and are of a common kind
+    (with `values`, each with its serialized value and no LRU/LFU, as RdbReader says).
 
     Returns where it stopped (a record for the general path), the expiry still pending, and
     whether a longer buffer would let it go on (a collection running past the end of `buf`).
@@ -908,6 +951,7 @@ def _fast_records(
                 key = buf[pos + 2 : at]
             else:
                 key, at = _text_at(buf, pos + 1)
+            value_at = at
             type_name, encoding = types[kind]
             if kind == 0:
                 first = buf[at]
@@ -1016,10 +1060,11 @@ def _fast_records(
             klen = len(key)
             overhead = key_bytes[klen] if klen < short else estimate.key_overhead(klen)
             if expire < 0:
-                append((db, key, type_name, overhead + size, -1, encoding, elements, -1))
+                row = (db, key, type_name, overhead + size, -1, encoding, elements, -1)
             else:
                 ttl = expire - origin if expire > origin else 0
-                append((db, key, type_name, overhead + size, ttl, encoding, elements, expire))
+                row = (db, key, type_name, overhead + size, ttl, encoding, elements, expire)
+            append((*row, buf[pos : pos + 1] + buf[value_at:at], -1, -1) if values else row)
             expire = -1
             pos = at
     except IndexError:
