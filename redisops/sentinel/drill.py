@@ -155,6 +155,9 @@ class _Drill:
         self.steps: list[tuple[float, str, str, str]] = []
         self.problems: list[str] = []
         self.trigger_at: float | None = None
+        # When the kill or stop signal was sent, set before it: a stop signal that lands
+        # between the signal and its step must still be told as "after the fault".
+        self.fault_sent_at: float | None = None
         self.promoted_at: float | None = None
         self.rejoin_at: float | None = None
         self.settled_at: float | None = None
@@ -296,6 +299,7 @@ class _Drill:
         with open_host_access(old, timeout=self.timeout) as access:
             sent = time.monotonic()
             self.killed = True  # before the kill: a stop signal right after it must restart
+            self.fault_sent_at = sent
             access.run(["kill", "-9", str(pid)])
         self.step("trigger", f"kill -9 {pid} ({old.name}, {old.address})", at=sent)
         return sent
@@ -331,6 +335,7 @@ class _Drill:
         with open_host_access(old, timeout=self.timeout) as access:
             sent = time.monotonic()
             self.frozen = True  # before the signal: a stop signal right after it must thaw
+            self.fault_sent_at = sent
             self.hang_until = sent + seconds
             access.run(["sh", "-c", script])
         self.step(
@@ -582,11 +587,12 @@ class _Drill:
     def _wind_down(self) -> str:
         """What a stopped drill did, for the `interrupted: …` line (its clean-ups have run)."""
         plan = self.plan
-        if self.trigger_at is None:
+        fault_at = self.trigger_at if self.trigger_at is not None else self.fault_sent_at
+        if fault_at is None:
             parts = [f"{plan.mode} drill of {plan.master} stopped before the fault"]
             parts.append("nothing was triggered")
         else:
-            after = time.monotonic() - self.trigger_at
+            after = time.monotonic() - fault_at
             parts = [f"{plan.mode} drill of {plan.master} stopped {after:.1f}s after the fault"]
         events = {event: detail for _, source, event, detail in self.steps if source == "drill"}
         if "restarted" in events:
@@ -612,7 +618,7 @@ class _Drill:
                 f"probe stopped after {len(self.probe.acks)} acknowledged writes; its keys "
                 f"{plan.key_prefix}* expire within a day"
             )
-        if self.trigger_at is not None:
+        if fault_at is not None:
             parts.append(
                 "the sentinels finish any failover under way by themselves: check "
                 "`redisops sentinel status`"
