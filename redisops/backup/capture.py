@@ -32,8 +32,6 @@ from redisops.backup.catalogue import (
     private_dir,
     publish,
 )
-from redisops.backup.datafile import DataFileWriter, StoredFile
-from redisops.backup.formats import parse_aof_manifest
 from redisops.backup.lock import host_locks
 from redisops.backup.temp_settings import Warn, repair_left_behind, temporarily_set
 from redisops.backup.verify import (
@@ -44,12 +42,14 @@ from redisops.backup.verify import (
     feeds_for,
     new_findings,
 )
+from redisops.datafile import DataFileWriter, StoredFile
 from redisops.errors import HostError, RefusedError
 from redisops.fleet.connection import redis_client
 from redisops.fleet.fanout import HostResult, run_on_hosts
 from redisops.fleet.host import Host
 from redisops.fleet.hostaccess import HostAccess, open_host_access
 from redisops.interrupt import pause, raise_if_stopped
+from redisops.rdb.format import parse_aof_manifest
 
 if TYPE_CHECKING:
     import redis

@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from redisops.backup.datafile import StoredFile
+from redisops.datafile import StoredFile
 from redisops.errors import UsageError
 from redisops.fleet.host import Host
 from redisops.fleet.hostaccess import fsync_dir

@@ -35,14 +35,14 @@ from pathlib import Path, PurePosixPath
 
 from redisops.backup.capture import BackupSettings, Progress, back_up_host
 from redisops.backup.catalogue import Backup, host_folder
-from redisops.backup.datafile import read_stored
-from redisops.backup.formats import loadable_rdb_version, parse_aof_manifest
 from redisops.backup.verify import VerifyResult, verify_backup
+from redisops.datafile import read_stored
 from redisops.errors import HostError
 from redisops.fleet.connection import redis_client
 from redisops.fleet.host import Host
 from redisops.fleet.hostaccess import HostAccess, open_host_access
 from redisops.interrupt import HANDLED_SIGNALS, Interrupted
+from redisops.rdb.format import loadable_rdb_version, parse_aof_manifest
 
 POLL_SECONDS = 0.1
 STAGE_PREFIX = ".redisops-restore-"

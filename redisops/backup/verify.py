@@ -26,8 +26,8 @@ from redisops.backup.catalogue import (
     now_utc,
     record_verification,
 )
-from redisops.backup.datafile import CorruptData, StoredFile, read_stored
-from redisops.backup.formats import (
+from redisops.datafile import CorruptData, StoredFile, read_stored
+from redisops.rdb.format import (
     CRC_ABSENT,
     CRC_DISABLED,
     CRC_OK,

@@ -18,8 +18,19 @@ from collections.abc import Iterable, Iterator
 from operator import itemgetter
 from typing import NamedTuple
 
-from redisops.backup.crc64 import crc64
-from redisops.backup.formats import (
+from redisops.errors import HostError
+from redisops.memory.patterns import key_text
+from redisops.rdb import estimate
+from redisops.rdb.blobs import (
+    check_listpack,
+    checked_intset_count,
+    checked_ziplist_count,
+    checked_zipmap_count,
+    listpack_count,
+    listpack_items,
+)
+from redisops.rdb.crc64 import crc64
+from redisops.rdb.format import (
     CHECKSUM_SINCE_VERSION,
     CRC_ABSENT,
     CRC_DISABLED,
@@ -28,18 +39,7 @@ from redisops.backup.formats import (
     UnknownRdbFormat,
     rdb_format,
 )
-from redisops.errors import HostError
-from redisops.memory.patterns import key_text
-from redisops.memory.rdb import estimate
-from redisops.memory.rdb.blobs import (
-    check_listpack,
-    checked_intset_count,
-    checked_ziplist_count,
-    checked_zipmap_count,
-    listpack_count,
-    listpack_items,
-)
-from redisops.memory.rdb.lzf import lzf_decompress
+from redisops.rdb.lzf import lzf_decompress
 
 # Opcodes (rdb.h); SLOT_IMPORT is Valkey 9's
 SLOT_IMPORT, SLOT_INFO, FUNCTION2, FUNCTION_PRE_GA, MODULE_AUX = 0xF3, 0xF4, 0xF5, 0xF6, 0xF7

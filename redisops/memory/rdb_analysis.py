@@ -19,7 +19,6 @@ from pathlib import Path
 from redisops.errors import HostError, UsageError
 from redisops.fleet.fanout import HostResult
 from redisops.memory.patterns import key_text
-from redisops.memory.rdb.reader import RdbError, RdbReader
 from redisops.memory.report import (
     Aggregate,
     MemoryReport,
@@ -28,6 +27,7 @@ from redisops.memory.report import (
     top_keys,
 )
 from redisops.privatefile import private_file
+from redisops.rdb.reader import RdbError, RdbReader
 
 CSV_COLUMNS = ("db", "key", "key_base64", "type", "encoding", "elements", "bytes", "ttl_ms")
 
@@ -85,7 +85,7 @@ def locate_rdb(target: str, dests: Sequence[Path]) -> RdbInput:
 
     path = Path(target).expanduser()
     if path.is_file():
-        from redisops.backup.datafile import sniff_compression
+        from redisops.datafile import sniff_compression
 
         compression = sniff_compression(path)  # a backup's .zst/.gz data file, given by path
         raw_bytes = path.stat().st_size if compression == "none" else 0  # 0: size unknown
@@ -135,7 +135,7 @@ def analyse_rdb(
 def _report(
     source: RdbInput, options: ReportOptions, keys_csv: Path | None, progress: Progress | None
 ) -> tuple[MemoryReport, RdbDetails]:
-    from redisops.backup.datafile import CorruptData, raw_chunks
+    from redisops.datafile import CorruptData, raw_chunks
 
     started = time.monotonic()
     reader = RdbReader(raw_chunks(source.path, source.compression))

@@ -9,7 +9,7 @@ import shlex
 from collections import deque
 from dataclasses import dataclass, field
 
-from redisops.backup.crc64 import crc64
+from redisops.rdb.crc64 import crc64
 
 RDB_MAGIC = b"REDIS"
 # Valkey 9 writes `VALKEY` and a three-digit format number (rdb.h: RDB_VERSION 80); it keeps
