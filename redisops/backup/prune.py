@@ -19,7 +19,7 @@ from datetime import datetime, timedelta
 
 from redisops.backup.catalogue import Backup, now_utc, record_verification, remove_backup
 from redisops.errors import HostError, UsageError
-from redisops.fleet.fanout import HostResult
+from redisops.results import HostResult
 
 SAFETY_DAYS = 30
 

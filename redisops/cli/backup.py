@@ -182,8 +182,8 @@ def list_(ctx: typer.Context, dest: DestOption = None) -> int:
     Only finished backups are listed; runs cut short leave nothing here. --limit filters by
     host. A failed backup is a failed row (exit 1), as its last verification recorded it.
     """
-    from redisops.fleet.fanout import HostResult
     from redisops.render.backup import list_table, safety_note
+    from redisops.results import HostResult
 
     options = global_options(ctx)
     output = make_output(options)
@@ -230,8 +230,8 @@ def verify(
     """
     from redisops.backup.catalogue import find_backup
     from redisops.backup.verify import verify_backup
-    from redisops.fleet.fanout import HostResult
     from redisops.render.backup import verify_table
+    from redisops.results import HostResult
 
     if (backup_id is None) == (not all_):
         raise UsageError("give a backup id or --all (not both)")
@@ -290,8 +290,8 @@ def prune(
         record_damage,
     )
     from redisops.backup.verify import check_files
-    from redisops.fleet.fanout import HostResult
     from redisops.render.backup import prune_table
+    from redisops.results import HostResult
 
     policy = RetentionPolicy(keep_last, keep_daily, keep_weekly, keep_monthly, keep_safety_days)
     policy.check()
@@ -401,8 +401,8 @@ def restore(
     from redisops.backup.catalogue import catalogue_dirs, load_catalogue, resolve_backup
     from redisops.backup.lock import host_locks
     from redisops.backup.restore import execute_restore, plan_restore
-    from redisops.fleet.fanout import HostResult
     from redisops.render.backup import restore_plan_view, restore_result_view, transfer_progress
+    from redisops.results import HostResult
 
     options = global_options(ctx)
     output = make_output(options)

@@ -25,7 +25,7 @@ from redisops.errors import ExitCode, UsageError
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from redisops.fleet.fanout import HostResult
+    from redisops.results import HostResult
     from redisops.tuning.apply import HostChanges
 
 app = command_group("config")

@@ -17,9 +17,9 @@ def list_hosts(ctx: typer.Context) -> int:
     Shows role, groups, how redisops reaches each host and where its password comes from
     (never the password itself).
     """
-    from redisops.fleet.fanout import HostResult
     from redisops.fleet.inventory import describe_host
     from redisops.render.inventory import inventory_list_table
+    from redisops.results import HostResult
 
     options = global_options(ctx)
     output = make_output(options)

@@ -25,9 +25,9 @@ from redisops.sentinel import DEFAULT_MAX_LAG
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
-    from redisops.fleet.fanout import HostResult
     from redisops.fleet.host import Host
     from redisops.render.output import Output
+    from redisops.results import HostResult
 
 app = command_group("sentinel")
 

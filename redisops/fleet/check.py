@@ -6,9 +6,9 @@ from dataclasses import dataclass
 
 from redisops.errors import HostError
 from redisops.fleet.connection import redis_client
-from redisops.fleet.fanout import PartialFailure
 from redisops.fleet.host import Host
 from redisops.fleet.server import server_identity
+from redisops.results import PartialFailure
 
 
 @dataclass(frozen=True)

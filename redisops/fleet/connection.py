@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 
 from redisops.errors import HostError
 from redisops.fleet.host import Host, TlsSettings
-from redisops.fleet.secrets import redact, resolve_password
+from redisops.fleet.secrets import resolve_password
+from redisops.redaction import redact
 
 if TYPE_CHECKING:
     import redis

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from itertools import count
 
 from redisops.errors import UsageError
-from redisops.fleet.fanout import HostResult, run_on_hosts
+from redisops.fleet.fanout import run_on_hosts
 from redisops.fleet.host import Host
 from redisops.fleet.resp import RespConnection
 from redisops.fleet.selection import split_sentinels
@@ -31,6 +31,7 @@ from redisops.memory.patterns import (
 )
 from redisops.memory.scanner import KeyFacts, scan_keys
 from redisops.memory.summary import field_ttls_supported, volatile_hashes
+from redisops.results import HostResult
 
 MAX_PATTERNS = 10_000
 OTHER_PATTERN = "(other patterns)"

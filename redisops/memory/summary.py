@@ -19,7 +19,7 @@ from redisops.fleet.server import refuse_sentinel_as_redis, server_identity, ver
 if TYPE_CHECKING:
     import redis
 
-    from redisops.fleet.fanout import HostResult
+    from redisops.results import HostResult
 
 MIB = 1024 * 1024
 GIB = 1024 * MIB

@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from redisops.fleet.fanout import HostResult
 from redisops.fleet.host import Host
+from redisops.results import HostResult
 
 # Phrases of LATENCY DOCTOR's report (Redis 7.0 latency.c) that say what kind of answer it is.
 OFF_MARKER = "Latency monitoring is disabled"

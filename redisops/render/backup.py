@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from redisops.backup.prune import PruneDecision
     from redisops.backup.restore import RestorePlan, RestoreResult
     from redisops.backup.verify import VerifyResult
-    from redisops.fleet.fanout import HostResult
+    from redisops.results import HostResult
 
 
 def _status(output: Output, status: str) -> str:

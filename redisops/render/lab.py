@@ -5,8 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from redisops.fleet.fanout import HostResult
 from redisops.render.output import Output
+from redisops.results import HostResult
 
 if TYPE_CHECKING:
     from rich.table import Table

@@ -8,9 +8,9 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from redisops.fleet.fanout import HostResult
 from redisops.render.output import Output
 from redisops.render.units import human_bytes, human_count, human_duration, human_ms, human_percent
+from redisops.results import HostResult
 
 if TYPE_CHECKING:
     from rich.console import RenderableType

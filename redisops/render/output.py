@@ -16,9 +16,9 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from redisops.errors import ExitCode
-from redisops.fleet.fanout import HostResult
-from redisops.fleet.secrets import redact
+from redisops.redaction import redact
 from redisops.render.documents import note_document
+from redisops.results import HostResult
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType

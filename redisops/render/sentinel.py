@@ -6,10 +6,10 @@ import dataclasses
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from redisops.fleet.fanout import HostResult
-from redisops.fleet.secrets import redact
+from redisops.redaction import redact
 from redisops.render.output import Output
 from redisops.render.units import human_bytes, human_count, human_duration, human_ms
+from redisops.results import HostResult
 from redisops.sentinel.drill import DrillReport, Step
 from redisops.sentinel.precheck import DrillPlan
 from redisops.sentinel.settings import MasterSettings

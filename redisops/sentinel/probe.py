@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from redisops.fleet.connection import client_options, host_client
 from redisops.fleet.host import Host
-from redisops.fleet.secrets import redact, resolve_password
+from redisops.fleet.secrets import resolve_password
+from redisops.redaction import redact
 from redisops.sentinel.topology import address_of
 
 if TYPE_CHECKING:

@@ -24,9 +24,10 @@ from typing import Any
 
 from redisops.errors import HostError, RefusedError, UsageError
 from redisops.fleet.connection import redis_client
-from redisops.fleet.fanout import HostResult, PartialFailure, run_on_hosts
+from redisops.fleet.fanout import run_on_hosts
 from redisops.fleet.host import Host
 from redisops.fleet.secrets import resolve_password
+from redisops.results import HostResult, PartialFailure
 from redisops.sentinel.topology import CLIENT_NAME, address_of, find_host, sentinel_fields
 
 SETTINGS_KIND = "redisops-sentinel-settings"

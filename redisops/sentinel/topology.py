@@ -16,8 +16,9 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from redisops.fleet.connection import redis_client
-from redisops.fleet.fanout import HostResult, run_on_hosts
+from redisops.fleet.fanout import run_on_hosts
 from redisops.fleet.host import Host
+from redisops.results import HostResult
 from redisops.sentinel import DEFAULT_MAX_LAG
 
 CLIENT_NAME = "redisops-sentinel"

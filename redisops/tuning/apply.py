@@ -22,9 +22,10 @@ from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, NoReturn
 
 from redisops.errors import HostError, RefusedError, UsageError
-from redisops.fleet.fanout import HostResult, PartialFailure, run_on_hosts
+from redisops.fleet.fanout import run_on_hosts
 from redisops.fleet.host import Host
 from redisops.interrupt import Interrupted, raise_if_stopped
+from redisops.results import HostResult, PartialFailure
 from redisops.tuning.settings import (
     SECRET_SETTINGS,
     canonical,

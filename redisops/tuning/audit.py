@@ -7,9 +7,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from redisops.commandline import CommandLine
-from redisops.fleet.fanout import HostResult, PartialFailure, run_on_hosts
+from redisops.fleet.fanout import run_on_hosts
 from redisops.fleet.host import Host
 from redisops.memory.summary import Severity
+from redisops.results import HostResult, PartialFailure
 from redisops.tuning.facts import Facts, SystemFacts, collect_facts
 from redisops.tuning.rules import RULES, AuditRule, Hit
 
