@@ -11,6 +11,7 @@ import time
 import pytest
 import redis
 
+from redisops.backup.aof import PREAMBLE_UNENDED, AofChecker, RespChecker, parse_aof_manifest
 from redisops.backup.replication import stream_rdb
 from redisops.backup.verify import check_aof_folder, feeds_for, new_findings
 from redisops.datafile import StoredFile
@@ -21,12 +22,8 @@ from redisops.rdb.format import (
     CRC_DISABLED,
     CRC_MISMATCH,
     CRC_OK,
-    PREAMBLE_UNENDED,
-    AofChecker,
     RdbChecker,
-    RespChecker,
     loadable_rdb_version,
-    parse_aof_manifest,
 )
 from redisops.rdb.reader import RdbReader
 from tests.rdb_builder import RdbBuilder, string_value

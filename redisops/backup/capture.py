@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from redisops import __version__
+from redisops.backup.aof import parse_aof_manifest
 from redisops.backup.catalogue import (
     VERIFIED,
     Backup,
@@ -49,7 +50,6 @@ from redisops.fleet.fanout import HostResult, run_on_hosts
 from redisops.fleet.host import Host
 from redisops.fleet.hostaccess import HostAccess, open_host_access
 from redisops.interrupt import pause, raise_if_stopped
-from redisops.rdb.format import parse_aof_manifest
 
 if TYPE_CHECKING:
     import redis

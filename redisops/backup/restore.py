@@ -33,6 +33,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from redisops.backup.aof import parse_aof_manifest
 from redisops.backup.capture import BackupSettings, Progress, back_up_host
 from redisops.backup.catalogue import Backup, host_folder
 from redisops.backup.verify import VerifyResult, verify_backup
@@ -42,7 +43,7 @@ from redisops.fleet.connection import redis_client
 from redisops.fleet.host import Host
 from redisops.fleet.hostaccess import HostAccess, open_host_access
 from redisops.interrupt import HANDLED_SIGNALS, Interrupted
-from redisops.rdb.format import loadable_rdb_version, parse_aof_manifest
+from redisops.rdb.format import loadable_rdb_version
 
 POLL_SECONDS = 0.1
 STAGE_PREFIX = ".redisops-restore-"

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from redisops.backup import checktool
+from redisops.backup.aof import AofChecker, parse_aof_manifest
 from redisops.backup.catalogue import (
     FAILED,
     UNVERIFIABLE,
@@ -31,10 +32,8 @@ from redisops.rdb.format import (
     CRC_ABSENT,
     CRC_DISABLED,
     CRC_OK,
-    AofChecker,
     RdbChecker,
     RdbFacts,
-    parse_aof_manifest,
 )
 
 
