@@ -174,7 +174,8 @@ def rdb(
     Valkey's format 80. A truncated or corrupted file, or one Redis would refuse to load,
     fails (exit 1) naming the byte offset and the key; so does an unknown format, named.
     """
-    from redisops.memory.rdb_analysis import analyse_rdb, locate_rdb
+    from redisops.backup.catalogue import locate_rdb
+    from redisops.memory.rdb_analysis import analyse_rdb
     from redisops.memory.report import ReportOptions
     from redisops.render.memory_rdb import rdb_notes
     from redisops.render.memory_report import bytes_progress, memory_report_view
