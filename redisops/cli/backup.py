@@ -21,6 +21,7 @@ from redisops.cli.common import (
 )
 from redisops.cli.groups import command_group
 from redisops.errors import ExitCode, HostError, RefusedError, UsageError
+from redisops.exitcode import exit_code
 
 app = command_group("backup")
 
@@ -140,14 +141,14 @@ def run(
             output.error(f"{result.host}: {result.error}")
         elif not result.data.verified:
             output.warn(f"{result.host}: {'; '.join(result.data.verification.problems)}")
-    code = output.host_results(
+    output.host_results(
         "backup run",
         results,
         lambda rows: run_table(output, rows),
         summary={"kind": kind.value, "sentinels_skipped": sentinels},
     )
     output.skipped_sentinels(sentinels, "data set")
-    return code
+    return exit_code(results)
 
 
 def _catalogue(options, output, dest: Path | None):
@@ -195,7 +196,7 @@ def list_(ctx: typer.Context, dest: DestOption = None) -> int:
         for b in catalogue.backups
     ]
     safety = sum(1 for b in catalogue.backups if b.safety)
-    code = output.host_results(
+    output.host_results(
         "backup list",
         rows,
         lambda shown: list_table(output, shown),
@@ -207,7 +208,7 @@ def list_(ctx: typer.Context, dest: DestOption = None) -> int:
         noun="backups",
     )
     safety_note(output, safety)
-    return code
+    return exit_code(rows)
 
 
 def _failure(backup) -> str:
@@ -249,13 +250,14 @@ def verify(
             output.error(error)
         elif checked.status == "unverifiable":
             output.warn(f"{checked.backup_id}: {'; '.join(checked.problems)}")
-    return output.host_results(
+    output.host_results(
         "backup verify",
         rows,
         lambda shown: verify_table(output, shown),
         summary={"backups": len(rows)},
         noun="backups",
     )
+    return exit_code(rows)
 
 
 @app.command("prune")
@@ -319,7 +321,7 @@ def prune(
                     hint="prune counts it as failed and keeps to the backups that verify now; "
                     "`redisops backup verify ID` tells more",
                 )
-        return output.host_results(
+        output.host_results(
             "backup prune",
             results,
             lambda shown: prune_table(output, shown),
@@ -331,6 +333,7 @@ def prune(
             },
             noun="backups",
         )
+        return exit_code(results)
 
     planned = rows([HostResult(d.host, d.address, True, None, d) for d in plan.decisions])
     if dry_run or not doomed:
@@ -467,9 +470,10 @@ def restore(
         else:
             if result.problem:
                 output.error(f"{target.name}: {result.problem}")
-    return output.host_results(
+    output.host_results(
         "backup restore",
         [row],
         lambda rows: restore_result_view(output, rows),
         summary={"backup_id": backup.backup_id, "dry_run": False},
     )
+    return exit_code([row])

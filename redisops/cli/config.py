@@ -20,7 +20,8 @@ from redisops.cli.common import (
 )
 from redisops.cli.groups import command_group
 from redisops.cli.memory import FailOnOption
-from redisops.errors import ExitCode, UsageError
+from redisops.errors import UsageError
+from redisops.exitcode import exit_code
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -79,13 +80,11 @@ def audit(
         output.out.print(
             audit_yaml(fleet.results, options.command_line), markup=False, highlight=False, end=""
         )
-        failed = [r.host for r in fleet.results if not r.ok]
         for r in fleet.results:
             if r.error:
                 output.error(f"{r.host}: {r.error}")
-        code = ExitCode.FAILED if failed else ExitCode.OK
     else:
-        code = output.host_results(
+        output.host_results(
             "config audit",
             fleet.results,
             lambda rows: audit_view(output, rows, options.command_line),
@@ -96,10 +95,10 @@ def audit(
             },
         )
     output.skipped_sentinels(fleet.skipped_sentinels, "Redis configuration")
-    if fail_on and (flagged := fleet.hosts_at_or_above(fail_on)):
+    flagged = fleet.hosts_at_or_above(fail_on) if fail_on else []
+    if flagged:
         output.warn(f"--fail-on {fail_on.value}: {fail_on.value} or worse on {', '.join(flagged)}")
-        return ExitCode.FAILED
-    return code
+    return exit_code(fleet.results, flagged=flagged)
 
 
 @app.command()
@@ -125,7 +124,7 @@ def diff(
     report = diff_fleet(hosts, timeout=options.timeout, parallel=options.parallel)
     for name in report.ignored:
         output.warn(f"redis_config.{name} is a secret: never compared or shown")
-    code = output.host_results(
+    output.host_results(
         "config diff",
         report.results,
         lambda rows: drift_view(output, report, rows),
@@ -136,10 +135,10 @@ def diff(
         },
     )
     output.skipped_sentinels(report.skipped_sentinels, "Redis configuration")
-    if fail_on_drift and report.drifted:
+    drifted = fail_on_drift and bool(report.drifted)
+    if drifted:
         output.warn("--fail-on-drift: drift found")
-        return ExitCode.FAILED
-    return code
+    return exit_code(report.results, flagged=drifted)
 
 
 @app.command()
@@ -209,7 +208,7 @@ def apply(
         "sentinels_skipped": list(sentinels),
     }
     if dry_run or refused or not pending:
-        code = output.host_results(
+        output.host_results(
             "config apply",
             _failing_refusals(plans) if refused else plans,
             lambda rows: changes_view(output, rows),
@@ -222,7 +221,7 @@ def apply(
             raise refused
         if dry_run:
             output.err.print("dry run: nothing was changed", style="dim", highlight=False)
-        return code
+        return exit_code(_failing_refusals(plans) if refused else plans)
     output.err.print(changes_view(output, plans))
     with closing(AuditLog(log_path)) as log:
         targets = sum(1 for r in plans if r.data and r.data.changes)
@@ -231,14 +230,14 @@ def apply(
             hosts, plans, timeout=options.timeout, parallel=options.parallel, log=log
         )
     summary["outcome"] = fleet.outcome
-    code = output.host_results(
+    output.host_results(
         "config apply", fleet.results, lambda rows: changes_view(output, rows), summary=summary
     )
     if fleet.outcome != APPLIED:
         output.error(fleet.message)
     output.skipped_sentinels(sentinels, "Redis configuration")
     output.note(f"changes recorded in {log_path}")
-    return code
+    return exit_code(fleet.results)
 
 
 def _failing_refusals(plans: Sequence[HostResult[HostChanges]]) -> list[HostResult[HostChanges]]:

@@ -9,6 +9,7 @@ import typer
 
 from redisops.cli.common import global_options, make_output
 from redisops.cli.groups import command_group
+from redisops.exitcode import exit_code
 
 app = command_group("lab")
 
@@ -63,16 +64,15 @@ def up(
     )
     if state.already_running:
         output.warn(f"a lab is already running in {state.dir}; nothing changed")
-    code = output.host_results(
-        "lab up", lab_results(state), lambda r: lab_table(output, r), noun="processes"
-    )
+    results = lab_results(state)
+    output.host_results("lab up", results, lambda r: lab_table(output, r), noun="processes")
     output.note(f"inventory: {state.inventory_path}")
     if output.format == "table":
         output.err.print(f"server: {state.server}", highlight=False, markup=False)
         output.err.print(
             f"next: redisops -i {state.inventory_path} inventory check", highlight=False
         )
-    return code
+    return exit_code(results)
 
 
 @app.command()
@@ -88,9 +88,8 @@ def down(
     output = make_output(global_options(ctx))
     state = lab_down(lab_dir.resolve(), purge=purge)
     results = lab_results(state, want_running=False)
-    return output.host_results(
-        "lab down", results, lambda r: lab_table(output, r), noun="processes"
-    )
+    output.host_results("lab down", results, lambda r: lab_table(output, r), noun="processes")
+    return exit_code(results)
 
 
 @app.command()
@@ -104,6 +103,6 @@ def status(ctx: typer.Context, lab_dir: LabDir = DEFAULT_LAB_DIR) -> int:
 
     output = make_output(global_options(ctx))
     state = lab_status(lab_dir.resolve())
-    return output.host_results(
-        "lab status", lab_results(state), lambda r: lab_table(output, r), noun="processes"
-    )
+    results = lab_results(state)
+    output.host_results("lab status", results, lambda r: lab_table(output, r), noun="processes")
+    return exit_code(results)

@@ -9,7 +9,7 @@ import typer
 
 from redisops.cli.common import global_options, load_selection, make_output, selected_hosts
 from redisops.cli.groups import command_group
-from redisops.errors import ExitCode
+from redisops.exitcode import exit_code
 from redisops.memory.summary import Severity
 
 app = command_group("memory")
@@ -48,7 +48,7 @@ def summary(ctx: typer.Context, fail_on: FailOnOption = None) -> int:
     output = make_output(options)
     hosts = selected_hosts(options, output)
     fleet = summarise_fleet(hosts, timeout=options.timeout, parallel=options.parallel)
-    code = output.host_results(
+    output.host_results(
         "memory summary",
         fleet.results,
         lambda rows: memory_summary_table(output, rows),
@@ -64,8 +64,7 @@ def summary(ctx: typer.Context, fail_on: FailOnOption = None) -> int:
             f"--fail-on {fail_on.value}: {len(flagged)} host(s) flagged {fail_on.value} "
             f"or worse: {', '.join(flagged)}"
         )
-        return ExitCode.FAILED
-    return code
+    return exit_code(fleet.results, flagged=flagged)
 
 
 @app.command("report")
@@ -134,12 +133,13 @@ def report(
         )
     for name, why in fleet.skipped.items():
         output.note(f"{name}: skipped, {why}")
-    return output.host_results(
+    output.host_results(
         "memory report",
         fleet.results,
         lambda rows: memory_report_view(output, rows),
         summary={"skipped": fleet.skipped},
     )
+    return exit_code(fleet.results)
 
 
 @app.command("rdb")
@@ -191,7 +191,7 @@ def rdb(
     summary = {"backup_id": source.backup_id, "source": source.address}
     if details is not None:
         summary |= vars(details)
-    code = output.host_results(
+    output.host_results(
         "memory rdb",
         [result],
         lambda rows: memory_report_view(output, rows),
@@ -200,7 +200,7 @@ def rdb(
     )
     if details is not None:
         rdb_notes(output, source.label, details)
-    return code
+    return exit_code([result])
 
 
 def _catalogues(options, output, target: str, dest: Path | None) -> list[Path]:

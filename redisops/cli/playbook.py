@@ -116,6 +116,7 @@ class _Hooks:
 
     def latency_doctor(self, options: dict[str, str]) -> Any:
         """The `doctor: latency` built-in, shown and recorded like a command's result."""
+        from redisops.exitcode import exit_code
         from redisops.playbook.doctor import read_latency_doctors
         from redisops.playbook.runner import Invocation
         from redisops.render.output import Output, collecting_views
@@ -130,7 +131,7 @@ class _Hooks:
                 results, sentinels = read_latency_doctors(
                     hosts, timeout=step_options.timeout, parallel=step_options.parallel
                 )
-                code = output.host_results(
+                output.host_results(
                     "latency doctor",
                     results,
                     lambda rows: doctor_table(output, rows),
@@ -140,6 +141,7 @@ class _Hooks:
                 Output().error(exc.message, exc.hint)
                 return Invocation(int(exc.exit_code), None)
         self.screen.views(views)
+        code = exit_code(results)
         return Invocation(int(code), json.loads(captured.getvalue()))
 
     def confirm(self, message: str) -> None:

@@ -20,6 +20,7 @@ from redisops.cli.common import (
 )
 from redisops.cli.groups import command_group
 from redisops.errors import ExitCode, RefusedError, UsageError
+from redisops.exitcode import exit_code
 from redisops.sentinel import DEFAULT_MAX_LAG
 
 if TYPE_CHECKING:
@@ -71,7 +72,7 @@ def status(ctx: typer.Context, max_lag: MaxLagOption = DEFAULT_MAX_LAG) -> int:
         parallel=options.parallel,
         max_lag=max_lag,
     )
-    code = output.host_results(
+    output.host_results(
         "sentinel status",
         result.results,
         lambda _rows: status_view(output, result),
@@ -81,8 +82,7 @@ def status(ctx: typer.Context, max_lag: MaxLagOption = DEFAULT_MAX_LAG) -> int:
     unhealthy = [m.name for m in result.masters if not m.healthy]
     if unhealthy:
         output.warn(f"unhealthy: {', '.join(unhealthy)}")
-        return ExitCode.FAILED
-    return code
+    return exit_code(result.results, flagged=unhealthy)
 
 
 @app.command()
@@ -310,7 +310,7 @@ def remove(
     )
     save_settings(save, saved)
     removed = remove_master(sentinels, saved, timeout=options.timeout, parallel=options.parallel)
-    code = output.host_results(
+    output.host_results(
         "sentinel remove",
         removed,
         lambda rows: settings_table(output, rows),
@@ -326,7 +326,7 @@ def remove(
         soft_wrap=True,
         markup=False,
     )
-    return code
+    return exit_code(removed)
 
 
 @app.command()
@@ -393,13 +393,14 @@ def monitor(
     results = monitor_master(
         saved, chosen, inventory.hosts, timeout=options.timeout, parallel=options.parallel
     )
-    return output.host_results(
+    output.host_results(
         "sentinel monitor",
         results,
         lambda rows: settings_table(output, rows),
         summary=summary,
         noun="sentinels",
     )
+    return exit_code(results)
 
 
 def _inventory_file(options: GlobalOptions) -> str:

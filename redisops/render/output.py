@@ -15,7 +15,6 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
-from redisops.errors import ExitCode
 from redisops.redaction import redact
 from redisops.render.documents import note_document
 from redisops.results import HostResult
@@ -103,8 +102,9 @@ class Output:
         table: Callable[[Sequence[HostResult]], RenderableType],
         summary: dict[str, Any] | None = None,
         noun: str = "hosts",
-    ) -> ExitCode:
-        """Render fan-out results; the exit code is 1 when any host failed."""
+    ) -> None:
+        """Render fan-out results: the table (or the JSON document) and, on stderr, how many
+        worked. The exit code is the command's to compute (redisops/exitcode.py)."""
         failed = sum(1 for r in results if not r.ok)
         summary = {"hosts": len(results), "ok": len(results) - failed, "failed": failed} | (
             summary or {}
@@ -122,7 +122,6 @@ class Output:
                 style="red" if failed else "dim",
                 highlight=False,
             )
-        return ExitCode.FAILED if failed else ExitCode.OK
 
     def json(self, command: str, results: Sequence[HostResult], summary: dict[str, Any]) -> None:
         """Write exactly one JSON document (the envelope of DESIGN.md) to stdout."""
