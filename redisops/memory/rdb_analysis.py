@@ -18,7 +18,7 @@ from pathlib import Path
 
 from redisops.errors import HostError
 from redisops.fleet.fanout import HostResult
-from redisops.memory.patterns import key_text
+from redisops.keypatterns import key_text
 from redisops.memory.report import (
     Aggregate,
     MemoryReport,

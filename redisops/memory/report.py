@@ -23,7 +23,7 @@ from redisops.fleet.resp import RespConnection
 from redisops.fleet.selection import split_sentinels
 from redisops.fleet.server import parse_info, refuse_sentinel_as_redis
 from redisops.interrupt import pause
-from redisops.memory.patterns import (
+from redisops.keypatterns import (
     DEFAULT_SEPARATOR,
     DIGIT_SKELETON,
     PatternCache,

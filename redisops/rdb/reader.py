@@ -19,7 +19,7 @@ from operator import itemgetter
 from typing import NamedTuple
 
 from redisops.errors import HostError
-from redisops.memory.patterns import key_text
+from redisops.keypatterns import key_text
 from redisops.rdb import estimate
 from redisops.rdb.blobs import (
     check_listpack,

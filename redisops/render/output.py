@@ -204,10 +204,10 @@ class Output:
 
 def printable(text: str) -> str:
     """`text` with the characters a terminal would act on or hide (ESC, U+202E, zero-width
-    ones) escaped as key names are (`memory.patterns.key_text`); line breaks are kept."""
+    ones) escaped as key names are (`keypatterns.key_text`); line breaks are kept."""
     if text.isprintable():
         return text
-    from redisops.memory.patterns import key_text
+    from redisops.keypatterns import key_text
 
     return "\n".join(key_text(line) for line in text.split("\n"))
 
