@@ -10,7 +10,7 @@ import typer
 from redisops.cli.common import global_options, load_selection, make_output, selected_hosts
 from redisops.cli.groups import command_group
 from redisops.exitcode import exit_code
-from redisops.memory.summary import Severity
+from redisops.severity import Severity
 
 app = command_group("memory")
 

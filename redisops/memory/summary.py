@@ -10,11 +10,11 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from redisops.fleet.host import Host
 from redisops.fleet.server import refuse_sentinel_as_redis, server_identity, version_tuple
+from redisops.severity import Severity, count_by_severity, reaches
 
 if TYPE_CHECKING:
     import redis
@@ -36,18 +36,6 @@ RSS_EXCESS = GIB
 NO_EVICTION = "noeviction"
 # The first versions with hash-field TTLs, per flavour.
 FIELD_TTLS_SINCE = {"redis": (7, 4), "valkey": (9,)}
-
-
-class Severity(str, Enum):
-    """How urgent a flag is; `--fail-on` takes the same names."""
-
-    warning = "warning"
-    critical = "critical"
-
-    @property
-    def rank(self) -> int:
-        """Higher is more urgent."""
-        return list(Severity).index(self)
 
 
 @dataclass(frozen=True)
@@ -360,16 +348,11 @@ class FleetMemory:
 
     def hosts_by_severity(self) -> dict[str, int]:
         """How many hosts have each severity as their worst flag."""
-        worst = [r.data.severity for r in self.results if r.ok and r.data is not None]
-        return {severity.value: worst.count(severity) for severity in reversed(Severity)}
+        return count_by_severity(r.data.severity for r in self.results if r.ok and r.data)
 
     def flagged(self, at_least: Severity) -> list[str]:
         """Hosts with a flag at or above `at_least`, in inventory order."""
-        return [
-            r.host
-            for r in self.results
-            if r.data is not None and r.data.severity and r.data.severity.rank >= at_least.rank
-        ]
+        return [r.host for r in self.results if r.data and reaches(r.data.severity, at_least)]
 
 
 def summarise_fleet(hosts: Sequence[Host], *, timeout: float, parallel: int) -> FleetMemory:

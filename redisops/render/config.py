@@ -5,11 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from redisops.memory.summary import Severity
 from redisops.redaction import redact
 from redisops.render.output import Output
 from redisops.render.units import human_bytes
 from redisops.results import HostResult
+from redisops.severity import Severity
 from redisops.tuning.apply import HostChanges
 from redisops.tuning.audit import HostAudit, group_findings, recommended_config
 from redisops.tuning.drift import DriftReport, HostConfig

@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from redisops.memory.summary import MemorySummary, Severity, urgency
+from redisops.memory.summary import MemorySummary, urgency
 from redisops.redaction import redact
 from redisops.render.output import Output
 from redisops.render.units import human_bytes, human_count, human_percent, human_us
 from redisops.results import HostResult
+from redisops.severity import Severity
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
