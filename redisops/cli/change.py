@@ -1,0 +1,83 @@
+"""The one function that carries out any mutating command's plan (redisops/change.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from redisops.cli.common import confirm_change
+from redisops.exitcode import exit_code
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
+
+    from redisops.change import ChangeOutcome, ChangePlan
+    from redisops.render.output import Output
+    from redisops.results import HostResult
+
+    View = Callable[[Sequence[HostResult]], RenderableType]
+    Show = Callable[[Sequence[HostResult], Mapping[str, Any]], None]
+
+
+def carry_out(
+    output: Output,
+    plan: ChangePlan,
+    apply: Callable[[], ChangeOutcome],
+    *,
+    view: View,
+    yes: bool,
+    dry_run: bool,
+    force: bool = False,
+    result_view: View | None = None,
+    show: Show | None = None,
+    audit: Callable[[ChangeOutcome], str | None] | None = None,
+    plan_on_stderr: bool = False,
+) -> int:
+    """Plan → show → refuse (exit 3, every reason said) or stop after a dry run → confirm or
+    --yes → apply → show → audit. Returns the exit code of the outcome (exitcode.py).
+
+    `view` draws the plan's rows, `result_view` the outcome's (default: `view`); `show`
+    replaces the standard result (the fan-out table, or the JSON envelope). A refused plan, a
+    dry run and a plan with nothing to do are shown as the command's result (the summary
+    says `dry_run`), unless
+    `plan_on_stderr`: then the plan goes to stderr and only a dry run writes a JSON document.
+    `audit` records the outcome and may return a line for --verbose.
+    """
+
+    def shown(rows: Sequence[HostResult], summary: Mapping[str, Any], draw: View) -> None:
+        if show is not None:
+            show(rows, summary)
+        else:
+            output.host_results(plan.command, rows, draw, summary=dict(summary))
+
+    summary = {"dry_run": dry_run, **plan.summary}
+    if plan_on_stderr and output.format == "table":
+        output.err.print(view(plan.rows))
+    refusal = plan.refusal(force=force)
+    if refusal is not None:
+        if not plan_on_stderr:
+            shown(plan.rows, summary, view)
+        for reason in plan.reasons(force=force):
+            if reason not in refusal.message:
+                output.error(reason)
+        raise refusal
+    if dry_run or not plan.pending:
+        if not plan_on_stderr:
+            shown(plan.rows, summary, view)
+        elif output.format == "json":
+            shown(plan.rows, summary, lambda rows: "")
+        if dry_run:
+            output.err.print(f"dry run: nothing was {plan.undone}", style="dim", highlight=False)
+        return exit_code(plan.rows)
+    if not plan_on_stderr:
+        output.err.print(view(plan.rows))
+    confirm_change(plan.question, yes=yes)
+    outcome = apply()
+    for warning in outcome.warnings:
+        output.warn(warning)
+    shown(outcome.rows, summary | dict(outcome.summary), result_view or view)
+    for error in outcome.errors:
+        output.error(error)
+    if audit is not None and (line := audit(outcome)):
+        output.note(line)
+    return exit_code(outcome.rows, failed=outcome.failed)
