@@ -283,17 +283,15 @@ def prune(
     the corrected plan allows. Shows the plan, then asks (or needs --yes off a terminal);
     --dry-run stops at the plan.
     """
-    from redisops.backup.catalogue import load_catalogue
-    from redisops.backup.lock import host_locks
     from redisops.backup.prune import (
         RetentionPolicy,
-        delete_pruned,
-        plan_checked_prune,
-        record_damage,
+        apply_backup_prune,
+        plan_backup_prune,
+        record_prune_damage,
     )
     from redisops.backup.verify import check_files
+    from redisops.cli.change import carry_out
     from redisops.render.backup import prune_table
-    from redisops.results import HostResult
 
     policy = RetentionPolicy(keep_last, keep_daily, keep_weekly, keep_monthly, keep_safety_days)
     policy.check()
@@ -301,60 +299,34 @@ def prune(
     output = make_output(options)
     catalogue, _, _ = _catalogue(options, output, dest)
     checked: dict[str, tuple[str, ...]] = {}
-    plan = plan_checked_prune(catalogue.backups, policy, checked, check_files)
-    doomed = [d for d in plan.decisions if not d.keep]
+    plan = plan_backup_prune(catalogue.backups, policy, checked, check_files)
+    if not dry_run and not plan.pending:
+        # Nothing to delete, but a backup found damaged is recorded so (no question asked).
+        for warning in record_prune_damage(catalogue.backups, policy, checked, check_files):
+            output.warn(warning)
 
-    def rows(results) -> list:
-        """A backup found damaged just now is a failed row, whatever else happened to it."""
-        return [
-            HostResult(r.host, r.address, False, f"{r.data.backup_id}: {r.data.damage[0]}", r.data)
-            if r.ok and r.data.damage
-            else r
-            for r in results
-        ]
-
-    def render(results, deleted: int) -> int:
-        for result in results:
-            if result.data.damage:
+    def show(rows, summary) -> None:
+        for row in rows:
+            if row.data.damage:
                 output.error(
-                    f"{result.data.backup_id}: {'; '.join(result.data.damage)}",
+                    f"{row.data.backup_id}: {'; '.join(row.data.damage)}",
                     hint="prune counts it as failed and keeps to the backups that verify now; "
                     "`redisops backup verify ID` tells more",
                 )
-        output.host_results(
-            "backup prune",
-            results,
-            lambda shown: prune_table(output, shown),
-            summary={
-                "dry_run": dry_run,
-                "kept": sum(1 for r in results if r.data.keep),
-                "deleted": deleted,
-                "damaged": sum(1 for r in results if r.data.damage),
-            },
-            noun="backups",
-        )
-        return exit_code(results)
+        output.host_results("backup prune", rows, table, summary=dict(summary), noun="backups")
 
-    planned = rows([HostResult(d.host, d.address, True, None, d) for d in plan.decisions])
-    if dry_run or not doomed:
-        if dry_run:
-            output.err.print("dry run: nothing was deleted", style="dim", highlight=False)
-        else:
-            for path in record_damage(plan):
-                output.warn(f"{path}: manifest not writable: the damage is not recorded")
-        return render(planned, 0)
-    output.err.print(prune_table(output, planned))
-    freed = sum(d.bytes for d in doomed)
-    confirm_change(f"Delete {len(doomed)} backup(s) ({freed:,} bytes)?", yes=yes)
-    folders = {(Path(d.path).parent.parent, d.host) for d in plan.decisions}
-    with host_locks(sorted(folders), purpose="backup prune"):
-        # Re-read under the lock: a run may have finished meanwhile (checked only once).
-        fresh = load_catalogue({folder for folder, _ in folders}, {h for _, h in folders})
-        plan = plan_checked_prune(fresh.backups, policy, checked, check_files)
-        for path in record_damage(plan):
-            output.warn(f"{path}: manifest not writable: the damage is not recorded")
-        results = delete_pruned(plan.decisions, plan.backups)
-        return render(rows(results), sum(1 for r in results if r.ok and not r.data.keep))
+    def table(rows):
+        return prune_table(output, rows)
+
+    return carry_out(
+        output,
+        plan,
+        lambda: apply_backup_prune(plan, policy, checked, check_files),
+        view=table,
+        show=show,
+        yes=yes,
+        dry_run=dry_run,
+    )
 
 
 @app.command("restore")
