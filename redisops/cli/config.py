@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from contextlib import closing
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from redisops.cli.common import (
     DryRunOption,
     YesOption,
-    confirm_change,
     global_options,
     load_selection,
     make_output,
@@ -22,12 +20,6 @@ from redisops.cli.groups import command_group
 from redisops.cli.memory import FailOnOption
 from redisops.errors import UsageError
 from redisops.exitcode import exit_code
-
-if TYPE_CHECKING:
-    from collections.abc import Sequence
-
-    from redisops.results import HostResult
-    from redisops.tuning.apply import HostChanges
 
 app = command_group("config")
 
@@ -177,17 +169,11 @@ def apply(
     is rolled back. Secrets are never applied, unknown settings are refused, dangerous ones
     need --force. Every change is appended to the audit log. Sentinels are skipped.
     """
+    from redisops.cli.change import carry_out
     from redisops.fleet.selection import split_sentinels
     from redisops.render.config import changes_view
-    from redisops.tuning.apply import (
-        APPLIED,
-        apply_fleet,
-        parse_assignments,
-        plan_fleet,
-        refusal,
-        refusal_reasons,
-    )
-    from redisops.tuning.auditlog import AuditLog, default_audit_log
+    from redisops.tuning.apply import apply_config, parse_assignments, plan_config_apply
+    from redisops.tuning.auditlog import default_audit_log
 
     options = global_options(ctx)
     output = make_output(options)
@@ -195,57 +181,25 @@ def apply(
     hosts, sentinels = split_sentinels(
         selected_hosts(options, output), lacking="Redis configuration"
     )
-    plans = plan_fleet(
-        hosts, overrides, force=force, timeout=options.timeout, parallel=options.parallel
-    )
-    refused = refusal(plans)
-    pending = sum(len(r.data.changes) for r in plans if r.data)
     log_path = audit_log or default_audit_log()
-    summary = {
-        "dry_run": dry_run,
-        "changes": pending,
-        "audit_log": str(log_path),
-        "sentinels_skipped": list(sentinels),
-    }
-    if dry_run or refused or not pending:
-        output.host_results(
-            "config apply",
-            _failing_refusals(plans) if refused else plans,
-            lambda rows: changes_view(output, rows),
-            summary=summary,
-        )
-        output.skipped_sentinels(sentinels, "Redis configuration")
-        if refused:
-            for reason in refusal_reasons(plans):
-                output.error(reason)
-            raise refused
-        if dry_run:
-            output.err.print("dry run: nothing was changed", style="dim", highlight=False)
-        return exit_code(_failing_refusals(plans) if refused else plans)
-    output.err.print(changes_view(output, plans))
-    with closing(AuditLog(log_path)) as log:
-        targets = sum(1 for r in plans if r.data and r.data.changes)
-        confirm_change(f"Apply {pending} change(s) to {targets} host(s)?", yes=yes)
-        fleet = apply_fleet(
-            hosts, plans, timeout=options.timeout, parallel=options.parallel, log=log
-        )
-    summary["outcome"] = fleet.outcome
-    output.host_results(
-        "config apply", fleet.results, lambda rows: changes_view(output, rows), summary=summary
+    plan = plan_config_apply(
+        hosts,
+        overrides,
+        force=force,
+        timeout=options.timeout,
+        parallel=options.parallel,
+        audit_log=log_path,
+        sentinels=sentinels,
     )
-    if fleet.outcome != APPLIED:
-        output.error(fleet.message)
-    output.skipped_sentinels(sentinels, "Redis configuration")
-    output.note(f"changes recorded in {log_path}")
-    return exit_code(fleet.results)
-
-
-def _failing_refusals(plans: Sequence[HostResult[HostChanges]]) -> list[HostResult[HostChanges]]:
-    """A host whose plan has a refused setting is a failed row, so a refused apply's JSON
-    document says `"ok": false` as its exit code 3 does."""
-    return [
-        replace(r, ok=False, error=f"refused: {', '.join(i.setting for i in r.data.refused)}")
-        if r.data and r.data.refused
-        else r
-        for r in plans
-    ]
+    try:
+        return carry_out(
+            output,
+            plan,
+            lambda: apply_config(plan, hosts, timeout=options.timeout, parallel=options.parallel),
+            view=lambda rows: changes_view(output, rows),
+            yes=yes,
+            dry_run=dry_run,
+            audit=lambda _: f"changes recorded in {log_path}",
+        )
+    finally:
+        output.skipped_sentinels(sentinels, "Redis configuration")

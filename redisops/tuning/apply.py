@@ -18,9 +18,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import closing
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
+from redisops.change import ChangeOutcome, ChangePlan
 from redisops.errors import HostError, RefusedError, UsageError
 from redisops.fleet.fanout import run_on_hosts
 from redisops.fleet.host import Host
@@ -256,6 +259,60 @@ def refusal_reasons(plans: Sequence[HostResult[HostChanges]]) -> list[str]:
             else []
         )
     ]
+
+
+def plan_config_apply(
+    hosts: Sequence[Host],
+    overrides: Mapping[str, str],
+    *,
+    force: bool,
+    timeout: float,
+    parallel: int,
+    audit_log: Path,
+    sentinels: Sequence[str],
+) -> ChangePlan[HostChanges]:
+    """`config apply` as a change: plan_fleet's rows (a host with a refused setting is a failed
+    row, so a refused apply's JSON says `"ok": false` as its exit code 3 does), and the
+    refusal, which --force cannot lift: dangerous settings were already let through by
+    `force` when planning."""
+    plans = plan_fleet(hosts, overrides, force=force, timeout=timeout, parallel=parallel)
+    refused = refusal(plans)
+    pending = sum(len(r.data.changes) for r in plans if r.data)
+    targets = sum(1 for r in plans if r.data and r.data.changes)
+    return ChangePlan(
+        command="config apply",
+        rows=[
+            replace(r, ok=False, error=f"refused: {', '.join(i.setting for i in r.data.refused)}")
+            if r.data and r.data.refused
+            else r
+            for r in plans
+        ],
+        question=f"Apply {pending} change(s) to {targets} host(s)?",
+        pending=pending,
+        summary={
+            "changes": pending,
+            "audit_log": str(audit_log),
+            "sentinels_skipped": list(sentinels),
+        },
+        blockers=refusal_reasons(plans) if refused else (),
+        refused=refused.message if refused else "",
+        hint=refused.hint if refused else None,
+    )
+
+
+def apply_config(
+    plan: ChangePlan[HostChanges], hosts: Sequence[Host], *, timeout: float, parallel: int
+) -> ChangeOutcome[HostChanges]:
+    """Apply a plan that was not refused, every change appended to its audit log."""
+    from redisops.tuning.auditlog import AuditLog
+
+    with closing(AuditLog(Path(plan.summary["audit_log"]))) as log:
+        fleet = apply_fleet(hosts, plan.rows, timeout=timeout, parallel=parallel, log=log)
+    return ChangeOutcome(
+        fleet.results,
+        summary={"outcome": fleet.outcome},
+        errors=() if fleet.outcome == APPLIED else (fleet.message,),
+    )
 
 
 def apply_fleet(
