@@ -50,6 +50,7 @@ from redisops.fleet.fanout import HostResult, run_on_hosts
 from redisops.fleet.host import Host
 from redisops.fleet.hostaccess import HostAccess, open_host_access
 from redisops.interrupt import pause, raise_if_stopped
+from redisops.serverinfo import as_int, keyspace, parse_info
 
 if TYPE_CHECKING:
     import redis
@@ -329,7 +330,7 @@ def back_up_host(
             replid=captured.replid or (facts.aux.get("repl-id") if facts else None),
             repl_offset=captured.repl_offset
             if captured.repl_offset is not None
-            else _int(facts.aux.get("repl-offset") if facts else None),
+            else as_int(facts.aux.get("repl-offset") if facts else None),
             started_at=format_time(started),
             finished_at=format_time(now_utc()),
             duration_seconds=round(time.monotonic() - clock, 3),
@@ -366,23 +367,14 @@ def listing_sha256(files: Sequence[StoredFile]) -> str:
 
 def _server_facts(connection: RespConnection) -> dict:
     """Role, version, run id and key counts from one INFO (its default sections)."""
-    fields = {}
-    for line in connection.call(b"INFO").decode(errors="replace").splitlines():
-        name, colon, value = line.partition(":")
-        if colon:
-            fields[name] = value
-    keys = expires = 0
-    for name, value in fields.items():
-        if name.startswith("db") and name[2:].isdigit():
-            counts = dict(item.partition("=")[::2] for item in value.split(","))
-            keys += int(counts.get("keys", 0))
-            expires += int(counts.get("expires", 0))
+    fields = parse_info(connection.call(b"INFO"))
+    dbs = keyspace(fields).values()
     return {
         "role": "replica" if fields.get("role") == "slave" else "master",
         "version": fields.get("redis_version", "None"),
         "run_id": fields.get("run_id"),
-        "keys": keys,
-        "expires": expires,
+        "keys": sum(db.get("keys", 0) for db in dbs),
+        "expires": sum(db.get("expires", 0) for db in dbs),
     }
 
 
@@ -679,7 +671,3 @@ def _config(client: redis.Redis, host: Host, *names: str) -> tuple[str, ...]:
             raise HostError(f"{host.address} has no config {name!r}")
         values.append(value)
     return tuple(values)
-
-
-def _int(text: str | None) -> int | None:
-    return int(text) if text is not None and text.lstrip("-").isdigit() else None

@@ -44,6 +44,7 @@ from redisops.fleet.host import Host
 from redisops.fleet.hostaccess import HostAccess, open_host_access
 from redisops.interrupt import HANDLED_SIGNALS, Interrupted
 from redisops.rdb.format import loadable_rdb_version
+from redisops.serverinfo import keyspace
 
 POLL_SECONDS = 0.1
 STAGE_PREFIX = ".redisops-restore-"
@@ -336,8 +337,8 @@ def _leftover(target: Host, state: TargetState, backup_id: str, *, timeout: floa
     return None
 
 
-def _keys(keyspace: dict) -> int:
-    return sum(int(v.get("keys", 0)) for k, v in keyspace.items() if k.startswith("db"))
+def _keys(info: dict) -> int:
+    return sum(db.get("keys", 0) for db in keyspace(info).values())
 
 
 def _remote_size(host: Host, path: str, timeout: float) -> int | None:

@@ -17,6 +17,7 @@ from redisops.errors import HostError
 from redisops.fleet.host import Host
 from redisops.fleet.server import is_server_process, refuse_sentinel_as_redis
 from redisops.interrupt import pause
+from redisops.serverinfo import as_int
 from redisops.tuning.settings import masked
 from redisops.tuning.units import parse_size
 
@@ -163,7 +164,7 @@ def collect_facts(
         acl = _read_acl(client, config, missing)
         write_rate = _write_rate(client, info, rate_window, missing)
     system, access_error = _read_system(host, info, timeout, missing)
-    ram = system.mem_total or _int(info.get("total_system_memory")) or None
+    ram = system.mem_total or as_int(info.get("total_system_memory")) or None
     if ram is not None:
         missing.pop(MEM_TOTAL, None)
     facts = Facts(
@@ -247,7 +248,9 @@ def _write_rate(
     pause(window)
     later = client.info("replication")
     elapsed = time.monotonic() - started
-    grown = _int(later.get("master_repl_offset")) - _int(info.get("master_repl_offset"))
+    grown = (as_int(later.get("master_repl_offset")) or 0) - (
+        as_int(info.get("master_repl_offset")) or 0
+    )
     return max(0.0, grown / elapsed)
 
 
@@ -262,7 +265,7 @@ def _read_system(
         return SystemFacts(), None
     try:
         with open_host_access(host, timeout=timeout) as access:
-            facts = _system_facts(access, _int(info.get("process_id")), missing)
+            facts = _system_facts(access, as_int(info.get("process_id")) or 0, missing)
     except HostError as exc:
         for name in SYSTEM_INPUTS:
             missing[name] = f"host access failed: {exc.message}"
@@ -286,7 +289,7 @@ def _system_facts(access: HostAccess, pid: int, missing: dict[str, str]) -> Syst
     for name, path in _SYSTEM_FILES.items():
         text = read(path, name)
         if text is not None:
-            values[name] = _thp_mode(text) if name == THP else _int(text.strip())
+            values[name] = _thp_mode(text) if name == THP else as_int(text) or 0
     if not pid:
         missing[OPEN_FILES] = "INFO gave no process_id"
     comm = read(f"/proc/{pid}/comm", OPEN_FILES) if pid else None
@@ -322,13 +325,6 @@ def _open_files(text: str) -> int | None:
             soft = line.split()[3]
             return None if soft == "unlimited" else int(soft)
     return None
-
-
-def _int(value: object) -> int:
-    try:
-        return int(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return 0
 
 
 def _first_line(exc: Exception) -> str:

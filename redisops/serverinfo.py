@@ -1,0 +1,59 @@
+"""INFO replies as data: one parser for every concern, whichever client read the reply.
+
+redis-py parses INFO itself (numbers as int or float, each `dbN` keyspace line as a dict); a
+plain RESP connection (backups by replication, `memory report`'s scanner) gets the raw text.
+`parse_info` reads the text, `keyspace` reads the `dbN` lines of either, and `as_int` reads one
+field of either (or of CONFIG GET, or of an RDB aux field), so no concern parses INFO its own
+way. Imports nothing of redisops.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+
+def parse_info(raw: bytes | str) -> dict[str, str]:
+    """A raw INFO reply (as a plain RESP connection gets it) as name -> value, all text."""
+    text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else raw
+    info = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#") and ":" in line:
+            name, _, value = line.partition(":")
+            info[name] = value
+    return info
+
+
+def keyspace(info: Mapping[str, Any]) -> dict[int, dict[str, int]]:
+    """Each database's line of INFO keyspace (`keys`, `expires`, `avg_ttl`, and `subexpiry` or
+    `keys_with_volatile_items` where the server has them), by db number in order.
+
+    Takes `parse_info`'s text (`db0` -> "keys=5,expires=1,avg_ttl=0") or redis-py's dicts;
+    fields that are not integers are left out.
+    """
+    dbs = {}
+    for name, value in info.items():
+        if not (name.startswith("db") and name[2:].isdigit()):
+            continue
+        if isinstance(value, str):
+            value = dict(item.partition("=")[::2] for item in value.split(","))
+        if isinstance(value, Mapping):
+            fields = {key: as_int(number) for key, number in value.items()}
+            dbs[int(name[2:])] = {key: n for key, n in fields.items() if n is not None}
+    return dict(sorted(dbs.items()))
+
+
+def as_int(value: object) -> int | None:
+    """An INFO, CONFIG GET or aux field as an integer: an int (a float is truncated, as redis-py
+    gives some counters) or decimal text with an optional sign; None for anything else
+    (absent, empty, a word)."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, (int, float)):
+        return int(value)
+    if isinstance(value, str):
+        text = value.strip()
+        digits = text[1:] if text[:1] in ("+", "-") else text
+        if digits.isascii() and digits.isdigit():
+            return int(text)
+    return None
