@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from redisops.errors import RefusedError
+from redisops.errors import HostError, RefusedError
 from redisops.results import HostResult
 
 T = TypeVar("T")
@@ -62,11 +62,11 @@ class ChangePlan(Generic[T]):
 @dataclass(frozen=True)
 class ChangeOutcome(Generic[R]):
     """What applying a plan did: one row per host (or item), summary fields added to the
-    plan's, one-line `errors` and `warnings` for stderr, and `failed` when the change failed
-    though no row did (a drill without a promotion)."""
+    plan's, one-line `errors` (a HostError when it has a hint) and `warnings` for stderr, and
+    `failed` when the change failed though no row did (a drill that lost too many writes)."""
 
     rows: Sequence[HostResult[R]]
     summary: Mapping[str, Any] = field(default_factory=dict)
-    errors: Sequence[str] = ()
+    errors: Sequence[str | HostError] = ()
     warnings: Sequence[str] = ()
     failed: bool = False

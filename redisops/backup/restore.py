@@ -37,6 +37,7 @@ from redisops.backup.aof import parse_aof_manifest
 from redisops.backup.capture import BackupSettings, Progress, back_up_host
 from redisops.backup.catalogue import Backup, host_folder
 from redisops.backup.verify import VerifyResult, verify_backup
+from redisops.change import ChangeOutcome, ChangePlan
 from redisops.datafile import read_stored
 from redisops.errors import HostError
 from redisops.fleet.connection import redis_client
@@ -44,6 +45,7 @@ from redisops.fleet.host import Host
 from redisops.fleet.hostaccess import HostAccess, open_host_access
 from redisops.interrupt import HANDLED_SIGNALS, Interrupted
 from redisops.rdb.format import loadable_rdb_version
+from redisops.results import HostResult
 from redisops.serverinfo import keyspace
 
 POLL_SECONDS = 0.1
@@ -916,3 +918,58 @@ def _wait_loaded(host: Host, *, timeout: float, wait: float) -> tuple[int | None
                 hint="see the server's log",
             )
         time.sleep(POLL_SECONDS * 2)
+
+
+@contextlib.contextmanager
+def restore_lock(folder: Path, target: Host, backup: Backup) -> Iterator[None]:
+    """Hold the catalogue locks of the target and of the backup's host from planning to the
+    end of the restore: no backup run or prune may change either meanwhile."""
+    from redisops.backup.lock import host_locks
+
+    with host_locks(
+        sorted({(folder, target.name), (folder, backup.host)}), purpose="backup restore"
+    ):
+        yield
+
+
+def restore_change(plan: RestorePlan, target: Host) -> ChangePlan[RestorePlan]:
+    """`plan` as the change engine's plan: one row, its blockers and its refusals (--force
+    lifts those)."""
+    if plan.blockers:
+        refused = f"cannot restore onto {target.name}: {plan.blockers[0]}"
+    else:
+        refused = f"restore refused: {'; '.join(plan.refusals)}"
+    return ChangePlan(
+        command="backup restore",
+        rows=[HostResult(target.name, target.address, True, None, plan)],
+        question=f"Replace the data of {target.name} with {plan.backup_id}?",
+        pending=1,
+        summary={"backup_id": plan.backup_id},
+        blockers=plan.blockers,
+        refusals=plan.refusals,
+        refused=refused,
+    )
+
+
+def apply_restore(
+    plan: RestorePlan,
+    backup: Backup,
+    target: Host,
+    dest: Path,
+    *,
+    timeout: float,
+    wait: float,
+    progress: Progress | None = None,
+) -> ChangeOutcome[RestoreResult]:
+    """execute_restore as the change engine's outcome: a failed step or a key count that
+    does not match is a failed row and an error line."""
+    try:
+        result = execute_restore(
+            plan, backup, target, dest, timeout=timeout, wait=wait, progress=progress
+        )
+    except HostError as exc:
+        row = HostResult(target.name, target.address, False, exc.message, None)
+        return ChangeOutcome([row], errors=[HostError(f"{target.name}: {exc.message}", exc.hint)])
+    row = HostResult(target.name, target.address, not result.problem, result.problem, result)
+    errors = [f"{target.name}: {result.problem}"] if result.problem else []
+    return ChangeOutcome([row], errors=errors)

@@ -13,14 +13,13 @@ import typer
 from redisops.cli.common import (
     DryRunOption,
     YesOption,
-    confirm_change,
     global_options,
     load_selection,
     make_output,
     selected_hosts,
 )
 from redisops.cli.groups import command_group
-from redisops.errors import ExitCode, HostError, RefusedError, UsageError
+from redisops.errors import UsageError
 from redisops.exitcode import exit_code
 
 app = command_group("backup")
@@ -374,10 +373,9 @@ def restore(
     up, the previous data goes back and it is started again on that (exit 1).
     """
     from redisops.backup.catalogue import catalogue_dirs, load_catalogue, resolve_backup
-    from redisops.backup.lock import host_locks
-    from redisops.backup.restore import execute_restore, plan_restore
+    from redisops.backup.restore import apply_restore, plan_restore, restore_change, restore_lock
+    from redisops.cli.change import carry_out
     from redisops.render.backup import restore_plan_view, restore_result_view, transfer_progress
-    from redisops.results import HostResult
 
     options = global_options(ctx)
     output = make_output(options)
@@ -391,11 +389,8 @@ def restore(
         raise UsageError(f"restore needs exactly one Redis host, -l selected {len(targets)}")
     target = targets[0]
     folder = catalogue_dirs(dest, [target])[target.name]
-    catalogue = load_catalogue([folder])
-    backup = resolve_backup(catalogue, backup_id, from_host or target.name)
-    with host_locks(
-        sorted({(folder, target.name), (folder, backup.host)}), purpose="backup restore"
-    ):
+    backup = resolve_backup(load_catalogue([folder]), backup_id, from_host or target.name)
+    with restore_lock(folder, target, backup):
         plan = plan_restore(
             backup,
             target,
@@ -405,26 +400,10 @@ def restore(
             timeout=options.timeout,
             wait=wait,
         )
-        if output.format == "table":
-            output.err.print(restore_plan_view(output, plan))
-        if plan.blockers:
-            raise RefusedError(f"cannot restore onto {target.name}: {plan.blockers[0]}")
-        if plan.refusals and not force:
-            raise RefusedError(
-                f"restore refused: {'; '.join(plan.refusals)}",
-                hint="fix that first, or re-run with --force if you are sure",
-                rerun_with="--force",
-            )
-        if dry_run:
-            if output.format == "table":
-                output.err.print("dry run: nothing was changed", style="dim", highlight=False)
-                return ExitCode.OK
-            row = HostResult(target.name, target.address, True, None, plan)
-            return output.host_results("backup restore", [row], lambda rows: "", noun="hosts")
-        confirm_change(f"Replace the data of {target.name} with {backup.backup_id}?", yes=yes)
-        try:
+
+        def apply():
             with transfer_progress(output) as progress:
-                result = execute_restore(
+                return apply_restore(
                     plan,
                     backup,
                     target,
@@ -433,19 +412,15 @@ def restore(
                     wait=wait,
                     progress=progress,
                 )
-            row = HostResult(
-                target.name, target.address, not result.problem, result.problem, result
-            )
-        except HostError as exc:
-            row = HostResult(target.name, target.address, False, exc.message, None)
-            output.error(f"{target.name}: {exc.message}", exc.hint)
-        else:
-            if result.problem:
-                output.error(f"{target.name}: {result.problem}")
-    output.host_results(
-        "backup restore",
-        [row],
-        lambda rows: restore_result_view(output, rows),
-        summary={"backup_id": backup.backup_id, "dry_run": False},
-    )
-    return exit_code([row])
+
+        return carry_out(
+            output,
+            restore_change(plan, target),
+            apply,
+            view=lambda rows: restore_plan_view(output, rows[0].data),
+            result_view=lambda rows: restore_result_view(output, rows),
+            yes=yes,
+            dry_run=dry_run,
+            force=force,
+            plan_on_stderr=True,
+        )

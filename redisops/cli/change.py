@@ -77,7 +77,10 @@ def carry_out(
         output.warn(warning)
     shown(outcome.rows, summary | dict(outcome.summary), result_view or view)
     for error in outcome.errors:
-        output.error(error)
+        if isinstance(error, str):
+            output.error(error)
+        else:
+            output.error(error.message, error.hint)
     if audit is not None and (line := audit(outcome)):
         output.note(line)
     return exit_code(outcome.rows, failed=outcome.failed)
