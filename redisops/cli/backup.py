@@ -107,7 +107,8 @@ def run(
     from redisops.backup.capture import BackupSettings, run_backups
     from redisops.backup.catalogue import catalogue_dirs, load_catalogue
     from redisops.backup.metrics import metrics_text, write_metrics
-    from redisops.render.backup import run_table, transfer_progress
+    from redisops.render.backup import run_table
+    from redisops.render.progress import progress_bars
 
     # The process ends after a run: with the heap frozen, the interpreter's teardown skips
     # its garbage collections over every object loaded (~40 ms of a backup here).
@@ -128,7 +129,7 @@ def run(
         save_timeout=save_timeout,
         reason=reason.value,
     )
-    with transfer_progress(output) as progress:
+    with progress_bars(output, "bytes") as progress:
         results = run_backups(
             hosts, dests, settings, parallel=options.parallel, progress=progress, warn=output.warn
         )
@@ -375,7 +376,8 @@ def restore(
     from redisops.backup.catalogue import catalogue_dirs, load_catalogue, resolve_backup
     from redisops.backup.restore import apply_restore, plan_restore, restore_change, restore_lock
     from redisops.cli.change import carry_out
-    from redisops.render.backup import restore_plan_view, restore_result_view, transfer_progress
+    from redisops.render.backup import restore_plan_view, restore_result_view
+    from redisops.render.progress import progress_bars
 
     options = global_options(ctx)
     output = make_output(options)
@@ -402,7 +404,7 @@ def restore(
         )
 
         def apply():
-            with transfer_progress(output) as progress:
+            with progress_bars(output, "bytes") as progress:
                 return apply_restore(
                     plan,
                     backup,

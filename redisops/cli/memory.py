@@ -106,7 +106,8 @@ def report(
     dbs. Masters are scanned on an online replica from the inventory unless --on-master.
     """
     from redisops.memory.report import ReportOptions, report_fleet
-    from redisops.render.memory_report import memory_report_view, scan_progress
+    from redisops.render.memory_report import memory_report_view
+    from redisops.render.progress import progress_bars
 
     options = global_options(ctx)
     output = make_output(options)
@@ -122,7 +123,7 @@ def report(
         encodings=encodings,
         on_master=on_master,
     )
-    with scan_progress(output) as progress:
+    with progress_bars(output, "keys") as progress:
         fleet = report_fleet(
             hosts,
             inventory.hosts,
@@ -178,7 +179,8 @@ def rdb(
     from redisops.memory.rdb_analysis import analyse_rdb
     from redisops.memory.report import ReportOptions
     from redisops.render.memory_rdb import rdb_notes
-    from redisops.render.memory_report import bytes_progress, memory_report_view
+    from redisops.render.memory_report import memory_report_view
+    from redisops.render.progress import progress_bars
 
     options = global_options(ctx)
     output = make_output(options)
@@ -186,7 +188,7 @@ def rdb(
         separator=separator, depth=depth, top=top, samples=0, encodings=encodings
     )
     source = locate_rdb(target, _catalogues(options, output, target, dest))
-    with bytes_progress(output) as progress:
+    with progress_bars(output, "bytes") as progress:
         result, details = analyse_rdb(source, settings, keys_csv=keys_csv, progress=progress)
     summary = {"backup_id": source.backup_id, "source": source.address}
     if details is not None:
