@@ -47,3 +47,13 @@ def remember_secret(value: str) -> None:
 def redact(text: str) -> str:
     """`text` with every remembered secret replaced, longest first."""
     return _process.redact(text)
+
+
+def first_line(exc: BaseException, empty: str | None = None) -> str:
+    """The first line of an exception's message, redacted: drivers put whole replies in theirs
+    (an AUTH error, a CONFIG SET refusal naming the value). With no message: `empty`, else the
+    exception's type name."""
+    lines = str(exc).strip().splitlines()
+    if lines:
+        return redact(lines[0])
+    return type(exc).__name__ if empty is None else empty

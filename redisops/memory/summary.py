@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from redisops.fleet.host import Host
 from redisops.fleet.server import refuse_sentinel_as_redis, server_identity, version_tuple
+from redisops.redaction import first_line
 from redisops.serverinfo import as_int, keyspace
 from redisops.severity import Severity, count_by_severity, reaches
 
@@ -400,7 +401,7 @@ def _ask_doctor(client: redis.Redis) -> DoctorVerdict:
         # redis-py deliberately leaves memory_doctor() unimplemented; the command is fine.
         reply = client.execute_command("MEMORY DOCTOR")
     except redis.ResponseError as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "refused"
+        reason = first_line(exc, "refused")
         return DoctorVerdict("unavailable", f"MEMORY DOCTOR refused: {reason}", (), None)
     return parse_doctor(reply if isinstance(reply, str) else str(reply))
 

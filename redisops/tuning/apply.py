@@ -28,6 +28,7 @@ from redisops.errors import HostError, RefusedError, UsageError
 from redisops.fleet.fanout import run_on_hosts
 from redisops.fleet.host import Host
 from redisops.interrupt import Interrupted, raise_if_stopped
+from redisops.redaction import first_line
 from redisops.results import HostResult, PartialFailure
 from redisops.tuning.settings import (
     SECRET_SETTINGS,
@@ -187,7 +188,7 @@ def _preflight(client: redis.Redis, host: Host, changes: Sequence[Change]) -> li
     try:
         client.execute_command("CONFIG", "SET", *_pairs(changes, new=False))
     except redis.ResponseError as exc:
-        text = _first_line(exc)
+        text = first_line(exc)
         if isinstance(exc, redis.exceptions.NoPermissionError):
             return [Refusal("CONFIG SET", f"{ACL_DENIED} to user {user!r}: {text}", False)]
         if len(changes) > 1 and "wrong number of arguments" in text:
@@ -479,7 +480,7 @@ def _apply(client: redis.Redis, host: Host, plan: HostChanges, log: AuditLog) ->
     try:
         client.execute_command("CONFIG", "SET", *_pairs(changes, new=True))
     except redis.ResponseError as exc:
-        reason = f"Redis rejected the change: {_first_line(exc)}"
+        reason = f"Redis rejected the change: {first_line(exc)}"
         # Redis 7 sets all or nothing; check, rather than trust it.
         after = _current(client, [change.setting for change in changes])
         if any(not _holds(after, change, change.old) for change in changes):
@@ -501,7 +502,7 @@ def _apply(client: redis.Redis, host: Host, plan: HostChanges, log: AuditLog) ->
         client.execute_command("CONFIG", "REWRITE")
     except redis.ResponseError as exc:
         if "without a config file" not in str(exc):
-            _roll_back(client, host, plan, log, f"CONFIG REWRITE failed: {_first_line(exc)}")
+            _roll_back(client, host, plan, log, f"CONFIG REWRITE failed: {first_line(exc)}")
         persisted, note = False, NO_CONFIG_FILE
     log.record(host, changes, APPLIED if persisted else f"{APPLIED}, not persisted")
     return replace(plan, outcome=APPLIED, persisted=persisted, note=note)
@@ -561,8 +562,3 @@ def _holds(values: Mapping[str, str], change: Change, expected: str) -> bool:
 
 def _pairs(changes: Iterable[Change], *, new: bool) -> list[str]:
     return [part for c in changes for part in (c.setting, c.new if new else c.old)]
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__

@@ -17,6 +17,7 @@ from redisops.errors import HostError
 from redisops.fleet.host import Host
 from redisops.fleet.server import is_server_process, refuse_sentinel_as_redis
 from redisops.interrupt import pause
+from redisops.redaction import first_line
 from redisops.serverinfo import as_int
 from redisops.tuning.settings import masked
 from redisops.tuning.units import parse_size
@@ -192,7 +193,7 @@ def _read_config_or_note(client: redis.Redis, missing: dict[str, str]) -> dict[s
     try:
         return read_config(client)
     except redis.ResponseError as exc:
-        missing[CONFIG] = f"CONFIG GET refused: {_first_line(exc)}"
+        missing[CONFIG] = f"CONFIG GET refused: {first_line(exc)}"
         return {}
 
 
@@ -214,7 +215,7 @@ def _read_acl(
                 pipe.execute_command("ACL", "DRYRUN", user.name, *argv)
         replies = iter(pipe.execute(raise_on_error=False))
     except redis.ResponseError as exc:
-        missing[ACL] = f"ACL LIST/DRYRUN refused: {_first_line(exc)}"
+        missing[ACL] = f"ACL LIST/DRYRUN refused: {first_line(exc)}"
         return None
     allowed: dict[str, tuple[str, ...]] = {}
     for user in open_users:
@@ -222,7 +223,7 @@ def _read_acl(
         for (name, _), reply in zip(DANGEROUS_PROBES, replies, strict=False):
             # A denied command is a plain reply naming it; an error means no verdict at all.
             if isinstance(reply, redis.ResponseError):
-                missing[ACL] = f"ACL DRYRUN failed: {_first_line(reply)}"
+                missing[ACL] = f"ACL DRYRUN failed: {first_line(reply)}"
                 return None
             switch = _SWITCHED.get(name)
             if reply == "OK" and not (switch and config.get(switch, "no") == "no"):
@@ -325,8 +326,3 @@ def _open_files(text: str) -> int | None:
             soft = line.split()[3]
             return None if soft == "unlimited" else int(soft)
     return None
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
