@@ -31,7 +31,8 @@ class ChangePlan(Generic[T]):
     `blockers`: reasons that stop it whatever the options; `refusals`: reasons `--force`
     lifts. `refused`: the one-line error a refusal exits 3 with; a reason it does not already
     say gets an `error:` line of its own. `undone` ends the dry run's line ("dry run: nothing
-    was reset"). `summary`: the JSON summary of the plan, and of the outcome (merged).
+    was reset"). `summary`: the JSON summary of the plan, and of the outcome (merged); `noun`
+    what the rows are, for the count line.
     """
 
     command: str
@@ -44,6 +45,7 @@ class ChangePlan(Generic[T]):
     refused: str = "refused; nothing was changed"
     hint: str | None = None
     undone: str = "changed"
+    noun: str = "hosts"
 
     def reasons(self, *, force: bool) -> list[str]:
         """Why the plan may not go ahead (empty: it may)."""

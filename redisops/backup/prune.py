@@ -243,6 +243,7 @@ def plan_backup_prune(
         pending=len(doomed),
         summary=_summary(decisions, deleted=0),
         undone="deleted",
+        noun="backups",
     )
 
 

@@ -305,7 +305,7 @@ def prune(
         for warning in record_prune_damage(catalogue.backups, policy, checked, check_files):
             output.warn(warning)
 
-    def show(rows, summary) -> None:
+    def show(rows, summary, draw) -> None:
         for row in rows:
             if row.data.damage:
                 output.error(
@@ -313,16 +313,13 @@ def prune(
                     hint="prune counts it as failed and keeps to the backups that verify now; "
                     "`redisops backup verify ID` tells more",
                 )
-        output.host_results("backup prune", rows, table, summary=dict(summary), noun="backups")
-
-    def table(rows):
-        return prune_table(output, rows)
+        output.host_results(plan.command, rows, draw, summary=dict(summary), noun=plan.noun)
 
     return carry_out(
         output,
         plan,
         lambda: apply_backup_prune(plan, policy, checked, check_files),
-        view=table,
+        view=lambda rows: prune_table(output, rows),
         show=show,
         yes=yes,
         dry_run=dry_run,

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from redisops.results import HostResult
 
     View = Callable[[Sequence[HostResult]], RenderableType]
-    Show = Callable[[Sequence[HostResult], Mapping[str, Any]], None]
+    Show = Callable[[Sequence[HostResult], Mapping[str, Any], View], None]
 
 
 def carry_out(
@@ -36,19 +36,19 @@ def carry_out(
     """Plan → show → refuse (exit 3, every reason said) or stop after a dry run → confirm or
     --yes → apply → show → audit. Returns the exit code of the outcome (exitcode.py).
 
-    `view` draws the plan's rows, `result_view` the outcome's (default: `view`); `show`
-    replaces the standard result (the fan-out table, or the JSON envelope). A refused plan, a
-    dry run and a plan with nothing to do are shown as the command's result (the summary
-    says `dry_run`), unless
-    `plan_on_stderr`: then the plan goes to stderr and only a dry run writes a JSON document.
-    `audit` records the outcome and may return a line for --verbose.
+    `view` draws the plan's rows, `result_view` the outcome's (default: `view`);
+    `show(rows, summary, draw)` replaces the standard result (the fan-out table, or the JSON
+    envelope). A refused plan, a dry run and a plan with nothing to do are shown as the
+    command's result (the summary says `dry_run`), unless `plan_on_stderr`: then the plan
+    goes to stderr and only a dry run writes a JSON document. `audit` records the outcome
+    and may return a line for --verbose.
     """
 
     def shown(rows: Sequence[HostResult], summary: Mapping[str, Any], draw: View) -> None:
         if show is not None:
-            show(rows, summary)
+            show(rows, summary, draw)
         else:
-            output.host_results(plan.command, rows, draw, summary=dict(summary))
+            output.host_results(plan.command, rows, draw, summary=dict(summary), noun=plan.noun)
 
     summary = {"dry_run": dry_run, **plan.summary}
     if plan_on_stderr and output.format == "table":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+from dataclasses import replace
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -181,10 +182,12 @@ def drill(
         raise UsageError(
             "--master NAME is required", hint="the names the sentinels monitor: sentinel status"
         )
-    from redisops.render.sentinel import drill_result, drill_view, plan_result, plan_view, step_line
+    from redisops.change import ChangeOutcome
+    from redisops.cli.change import carry_out
+    from redisops.render.sentinel import drill_result, drill_view, plan_view, step_line
     from redisops.sentinel.drill import run_drill
     from redisops.sentinel.history import append_drill
-    from redisops.sentinel.precheck import plan_drill
+    from redisops.sentinel.precheck import drill_change, plan_drill
 
     inventory, hosts = load_selection(options, output)
     plan = plan_drill(
@@ -198,40 +201,40 @@ def drill(
         timeout=options.timeout,
         parallel=options.parallel,
     )
-    summary = {"dry_run": dry_run, "history_file": str(path)}
-    if dry_run or not plan.ready:
-        _show(output, plan_result(plan), plan_view(output, plan), summary)
-        if not plan.ready:
-            raise RefusedError(
-                f"drill refused, nothing was triggered: {plan.refusal}",
-                hint="fix the fleet first; `redisops sentinel status` shows what is wrong",
-            )
-        output.err.print("dry run: nothing was triggered", style="dim", highlight=False)
-        return ExitCode.OK
-    output.err.print(plan_view(output, plan))
-    confirm_change(
-        f"Run a {mode.value} drill on {master} (master {plan.old_master}, {plan.old_address})?",
+
+    def apply() -> ChangeOutcome:
+        report = run_drill(
+            plan,
+            inventory=inventory.hosts,
+            probe_rate=probe_rate,
+            probe_timeout=probe_timeout,
+            settle_timeout=settle_timeout,
+            timeout=options.timeout,
+            parallel=options.parallel,
+            on_step=(lambda step: step_line(output, step)) if output.err.is_terminal else None,
+            max_lost=max_lost,
+            inventory_file=inventory_file,
+        )
+        # The table shows the warnings; a JSON document's reader gets them on stderr.
+        shown = report.warnings if output.format == "json" else ()
+        return ChangeOutcome([drill_result(report)], warnings=shown)
+
+    def audit(outcome: ChangeOutcome) -> str:
+        report = outcome.rows[0].data
+        append_drill(path, report)
+        return f"drill {report.drill_id} appended to {path}"
+
+    return carry_out(
+        output,
+        replace(drill_change(plan), summary={"history_file": str(path)}),
+        apply,
+        view=lambda rows: plan_view(output, rows[0].data),
+        result_view=lambda rows: drill_view(output, rows[0].data),
+        show=lambda rows, summary, draw: _show(output, rows[0], draw(rows), summary),
         yes=yes,
+        dry_run=dry_run,
+        audit=audit,
     )
-    report = run_drill(
-        plan,
-        inventory=inventory.hosts,
-        probe_rate=probe_rate,
-        probe_timeout=probe_timeout,
-        settle_timeout=settle_timeout,
-        timeout=options.timeout,
-        parallel=options.parallel,
-        on_step=(lambda step: step_line(output, step)) if output.err.is_terminal else None,
-        max_lost=max_lost,
-        inventory_file=inventory_file,
-    )
-    _show(output, drill_result(report), drill_view(output, report), summary)
-    if output.format == "json":
-        for warning in report.warnings:
-            output.warn(warning)
-    append_drill(path, report)
-    output.note(f"drill {report.drill_id} appended to {path}")
-    return ExitCode.OK if report.ok else ExitCode.FAILED
 
 
 @app.command()

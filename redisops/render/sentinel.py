@@ -148,12 +148,6 @@ def _setting_seconds(settings: dict[str, str], name: str) -> str:
 # --- sentinel drill ----------------------------------------------------------------------
 
 
-def plan_result(plan: DrillPlan) -> HostResult[DrillPlan]:
-    """The plan as the JSON envelope's one row (a dry run, or a refusal)."""
-    host = plan.old_master or plan.master
-    return HostResult(host, plan.old_address or "-", plan.ready, plan.refusal or None, plan)
-
-
 def drill_result(report: DrillReport) -> HostResult[DrillReport]:
     error = "; ".join(report.problems) or None
     return HostResult(report.old_master, report.old_address, report.ok, error, report)
