@@ -107,6 +107,7 @@ def run(
     from redisops.backup.capture import BackupSettings, run_backups
     from redisops.backup.catalogue import catalogue_dirs, load_catalogue
     from redisops.backup.metrics import metrics_text, write_metrics
+    from redisops.fleet.selection import split_sentinels
     from redisops.render.backup import run_table
     from redisops.render.progress import progress_bars
 
@@ -115,9 +116,7 @@ def run(
     atexit.register(gc.freeze)
     options = global_options(ctx)
     output = make_output(options)
-    hosts, sentinels = _redis_hosts(selected_hosts(options, output))
-    if not hosts:
-        raise UsageError("no Redis host to back up", hint="--limit selected only sentinels")
+    hosts, sentinels = split_sentinels(selected_hosts(options, output), lacking="data set")
     if kind is Kind.aof and via is Via.replication:
         raise UsageError("--kind aof copies files: it cannot use --via replication")
     dests = catalogue_dirs(dest, hosts)
