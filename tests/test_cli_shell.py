@@ -381,7 +381,7 @@ def test_the_playbooks_the_examples_name_are_shipped():
 
 
 def test_a_playbook_steps_own_timeout_is_bounded_too(lab, tmp_path):
-    """The doctor built-in runs without the root command, so it checks the bound itself."""
+    """The doctor built-in runs as a (hidden) command, so the root checks the bound for it."""
     playbook = tmp_path / "doctor.yaml"
     playbook.write_text(
         "name: doctor\ndescription: one step\n"
