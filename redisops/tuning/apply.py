@@ -424,18 +424,7 @@ def _undo_host(
             stuck = _restore(client, done.changes, rewrite=bool(done.persisted))
     except HostError as exc:
         stuck, cause = [c.setting for c in done.changes], f"{cause}; {exc.message}"
-    if stuck:
-        log.record(host, done.changes, ROLLBACK_FAILED)
-        raise PartialFailure(
-            f"set back because {cause}; rolling back FAILED: {', '.join(stuck)} may hold the "
-            "new values, set them back by hand",
-            replace(done, outcome=ROLLBACK_FAILED),
-        )
-    log.record(host, done.changes, ROLLED_BACK)
-    raise PartialFailure(
-        f"set back because {cause}: every setting holds its old value again",
-        replace(done, outcome=ROLLED_BACK),
-    )
+    _rolled_back(host, done, stuck, log, f"set back because {cause}")
 
 
 def apply_host(host: Host, plan: HostChanges, *, timeout: float, log: AuditLog) -> HostChanges:
@@ -512,7 +501,14 @@ def _roll_back(
     client: redis.Redis, host: Host, plan: HostChanges, log: AuditLog, reason: str
 ) -> NoReturn:
     """Set the old values back and raise PartialFailure saying whether that worked."""
-    stuck = _restore(client, plan.changes, rewrite=False)
+    _rolled_back(host, plan, _restore(client, plan.changes, rewrite=False), log, reason)
+
+
+def _rolled_back(
+    host: Host, plan: HostChanges, stuck: Sequence[str], log: AuditLog, reason: str
+) -> NoReturn:
+    """Audit a rollback and raise PartialFailure: `stuck` names the settings that did not take
+    their old value back (none: the rollback worked)."""
     if stuck:
         log.record(host, plan.changes, ROLLBACK_FAILED)
         raise PartialFailure(
