@@ -103,3 +103,13 @@ def test_only_sentinels_selected_is_one_usage_error_everywhere(tmp_path, argv, l
     assert run.stderr.startswith(
         f"error: no Redis host selected: Sentinels have no {lacking} (2 selected)\n"
     )
+
+
+def test_select_sentinels_is_the_other_side_of_the_guard(inventory):
+    from redisops.fleet.selection import select_sentinels
+
+    assert [h.name for h in select_sentinels(inventory)] == ["sentinel-1", "sentinel-2"]
+    with pytest.raises(UsageError) as caught:
+        select_sentinels(select_hosts(inventory, "cache"))
+    assert caught.value.exit_code == ExitCode.USAGE
+    assert caught.value.message == "no Sentinel selected: this command asks the sentinels"

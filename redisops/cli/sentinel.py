@@ -22,12 +22,12 @@ from redisops.cli.common import (
 from redisops.cli.groups import command_group
 from redisops.errors import ExitCode, RefusedError, UsageError
 from redisops.exitcode import exit_code
+from redisops.fleet.selection import select_sentinels
 from redisops.sentinel import DEFAULT_MAX_LAG
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
-    from redisops.fleet.host import Host
     from redisops.render.output import Output
     from redisops.results import HostResult
 
@@ -67,7 +67,7 @@ def status(ctx: typer.Context, max_lag: MaxLagOption = DEFAULT_MAX_LAG) -> int:
     output = make_output(options)
     inventory, hosts = load_selection(options, output)
     result = sentinel_status(
-        _sentinels(hosts),
+        select_sentinels(hosts),
         inventory.hosts,
         timeout=options.timeout,
         parallel=options.parallel,
@@ -191,7 +191,7 @@ def drill(
 
     inventory, hosts = load_selection(options, output)
     plan = plan_drill(
-        _sentinels(hosts),
+        select_sentinels(hosts),
         inventory.hosts,
         master=master,
         mode=mode.value,
@@ -275,7 +275,7 @@ def remove(
     options = global_options(ctx)
     output = make_output(options)
     inventory, hosts = load_selection(options, output)
-    sentinels = _sentinels(hosts)
+    sentinels = select_sentinels(hosts)
     refuse_existing(save)
     read = read_settings(
         sentinels, master=master, timeout=options.timeout, parallel=options.parallel
@@ -362,7 +362,7 @@ def monitor(
     output = make_output(options)
     saved = load_settings(from_)
     inventory, hosts = load_selection(options, output)
-    planned = saved_for(saved, _sentinels(hosts))
+    planned = saved_for(saved, select_sentinels(hosts))
     chosen = [host for host in hosts if host.name in {row.host for row in planned}]
     auth = auth_host(saved, inventory.hosts)
     summary = {
@@ -448,13 +448,3 @@ def _show_history(
             highlight=False,
         )
     return ExitCode.OK
-
-
-def _sentinels(hosts: tuple[Host, ...]) -> list[Host]:
-    sentinels = [host for host in hosts if host.is_sentinel]
-    if not sentinels:
-        raise UsageError(
-            "no Sentinel selected: this command asks the sentinels",
-            hint="select the inventory's role: sentinel hosts with --limit",
-        )
-    return sentinels
