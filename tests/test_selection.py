@@ -108,7 +108,10 @@ def test_only_sentinels_selected_is_one_usage_error_everywhere(tmp_path, argv, l
 def test_select_sentinels_is_the_other_side_of_the_guard(inventory):
     from redisops.fleet.selection import select_sentinels
 
-    assert [h.name for h in select_sentinels(inventory)] == ["sentinel-1", "sentinel-2"]
+    assert [h.name for h in select_sentinels(select_hosts(inventory, None))] == [
+        "sentinel-1",
+        "sentinel-2",
+    ]
     with pytest.raises(UsageError) as caught:
         select_sentinels(select_hosts(inventory, "cache"))
     assert caught.value.exit_code == ExitCode.USAGE
