@@ -344,14 +344,33 @@ def test_each_step_option_reaches_its_command_and_the_document_is_the_commands(l
         ("parallel: many", "step option parallel: 'many' is no --parallel value"),
     ],
 )
-def test_a_steps_own_bad_option_is_a_usage_error_of_its_command(lab, tmp_path, option, message):
-    """The doctor step parses its options as any command does: exit 2, one error line."""
+def test_a_steps_own_bad_option_is_refused_before_any_step_runs(lab, tmp_path, option, message):
+    """Checked as the command line's global option is, with the file and line, exit 2."""
     path = tmp_path / "bad.yaml"
-    path.write_text(f"name: bad\nsteps:\n  - id: doctor\n    doctor: latency\n    {option}\n")
+    path.write_text(
+        f"name: bad\nsteps:\n  - run: backup run --dest {tmp_path / 'b'}\n"
+        f"  - id: doctor\n    doctor: latency\n    {option}\n"
+    )
+    run = play(lab, path, "--yes")
+    assert (run.exit_code, run.stdout) == (2, "")
+    key = option.split(":")[0]
+    assert run.stderr.splitlines() == [f"error: {path}:6: steps[2].{key}: {message}"]
+    assert not (tmp_path / "b").exists()
+
+
+def test_a_steps_option_known_only_at_run_time_is_checked_by_its_command(lab, tmp_path):
+    """A value from an earlier step's result is parsed as any command's option is, when the
+    step runs: its command exits 2 with one error line, and so does the playbook."""
+    path = tmp_path / "late.yaml"
+    path.write_text(
+        "name: late\nsteps:\n  - id: s\n    run: inventory list\n"
+        "  - id: doctor\n    doctor: latency\n    timeout: '{{ s.summary.failed }}'\n"
+    )
     run = play(lab, path, "-o", "json")
     assert run.exit_code == 2
+    message = "--timeout must be 0.1 to 86400 seconds, got 0"
     assert run.stderr.splitlines() == [f"error: {message}", "error: step doctor failed: exit 2"]
-    (record,) = run.json()["results"]
+    record = steps(run)["doctor"]
     assert (record["status"], record["exit_code"], record["result"]["error"]) == (
         "failed",
         2,
@@ -376,15 +395,16 @@ def test_the_hidden_doctor_command_refuses_a_bad_timeout_as_the_root_does(lab):
 EXIT_CASES = {
     0: "  - note: nothing to do\n",
     1: "  - id: s\n    run: inventory list\n    assert: s.summary.hosts == 99\n",
-    2: "  - run: inventory list\n    limit: no-such-host\n",
+    2: "  - id: s\n    run: inventory list\n  - run: inventory list\n"
+    "    parallel: '{{ s.summary.failed }}'\n",
     3: "  - run: slowlog reset\n    limit: node-1\n",
 }
 
 
 @pytest.mark.parametrize("code", sorted(EXIT_CASES))
 def test_a_playbooks_exit_code_comes_from_its_steps(lab, tmp_path, code):
-    """0 all passed; 1 an assert failed; 2 a step's command had a bad option (its --limit
-    matches nothing); 3 a step was refused (no --yes off a terminal)."""
+    """0 all passed; 1 an assert failed; 2 a step's command had a bad option (--parallel 0,
+    known only once the step before has run); 3 a step was refused (no --yes off a terminal)."""
     path = tmp_path / "p.yaml"
     path.write_text("name: codes\nsteps:\n" + EXIT_CASES[code])
     run = play(lab, path, "-o", "json")
