@@ -40,8 +40,9 @@ def carry_out(
     `show(rows, summary, draw)` replaces the standard result (the fan-out table, or the JSON
     envelope). A refused plan, a dry run and a plan with nothing to do are shown as the
     command's result (the summary says `dry_run`), unless `plan_on_stderr`: then the plan
-    goes to stderr and only a dry run writes a JSON document. `audit` records the outcome
-    and may return a line for --verbose.
+    goes to stderr and only a dry run writes a JSON document. A refusal whose rows are all
+    ok writes no JSON document (the error boundary writes the failure's). `audit` records
+    the outcome and may return a line for --verbose.
     """
 
     def shown(rows: Sequence[HostResult], summary: Mapping[str, Any], draw: View) -> None:
@@ -55,7 +56,9 @@ def carry_out(
         output.err.print(view(plan.rows))
     refusal = plan.refusal(force=force)
     if refusal is not None:
-        if not plan_on_stderr:
+        # A JSON document whose rows are all ok must not stand for a refusal: then the error
+        # boundary writes the failure document (`ok` false and the error) instead.
+        if not plan_on_stderr and (output.format == "table" or not all_ok(plan.rows)):
             shown(plan.rows, summary, view)
         for reason in plan.reasons(force=force):
             if reason not in refusal.message:
@@ -84,3 +87,7 @@ def carry_out(
     if audit is not None and (line := audit(outcome)):
         output.note(line)
     return exit_code(outcome.rows, failed=outcome.failed)
+
+
+def all_ok(rows: Sequence[HostResult]) -> bool:
+    return all(row.ok for row in rows)

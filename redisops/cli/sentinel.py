@@ -14,13 +14,12 @@ from redisops.cli.common import (
     DryRunOption,
     GlobalOptions,
     YesOption,
-    confirm_change,
     global_options,
     load_selection,
     make_output,
 )
 from redisops.cli.groups import command_group
-from redisops.errors import ExitCode, RefusedError, UsageError
+from redisops.errors import ExitCode, UsageError
 from redisops.exitcode import exit_code
 from redisops.fleet.selection import select_sentinels
 from redisops.sentinel import DEFAULT_MAX_LAG
@@ -263,73 +262,42 @@ def remove(
     3, nothing changed) unless every selected sentinel monitors the master at one address, or
     when FILE exists. FILE holds no secret: auth-pass is set again from the inventory.
     """
+    from redisops.cli.change import carry_out
     from redisops.render.sentinel import settings_table
-    from redisops.sentinel.settings import (
-        read_settings,
-        refuse_existing,
-        remove_master,
-        save_settings,
-        saved_from,
-    )
+    from redisops.sentinel.settings import apply_remove, plan_remove
 
     options = global_options(ctx)
     output = make_output(options)
     inventory, hosts = load_selection(options, output)
     sentinels = select_sentinels(hosts)
-    refuse_existing(save)
-    read = read_settings(
-        sentinels, master=master, timeout=options.timeout, parallel=options.parallel
+    plan, saved = plan_remove(
+        sentinels,
+        inventory.hosts,
+        master=master,
+        save=save,
+        inventory_file=_inventory_file(options),
+        timeout=options.timeout,
+        parallel=options.parallel,
     )
-    summary = {"master": master, "settings_file": str(save), "dry_run": dry_run}
-    try:
-        saved = saved_from(
-            read, inventory.hosts, master=master, inventory_file=_inventory_file(options)
-        )
-    except RefusedError:
-        if output.format != "json":  # under -o json the refusal is the one document (ok false)
-            output.out.print(settings_table(output, read))
-        raise
-    if dry_run:
-        output.host_results(
-            "sentinel remove",
-            read,
-            lambda rows: settings_table(output, rows),
-            summary=summary,
-            noun="sentinels",
-        )
+    code = carry_out(
+        output,
+        plan,
+        lambda: apply_remove(
+            sentinels, saved, save, timeout=options.timeout, parallel=options.parallel
+        ),
+        view=lambda rows: settings_table(output, rows),
+        yes=yes,
+        dry_run=dry_run,
+    )
+    if saved is not None and not dry_run:
+        again = ["redisops", "-i", saved.inventory, "sentinel", "monitor", "--from", str(save)]
         output.err.print(
-            f"dry run: nothing was changed; would save these settings to {save}, then "
-            f"SENTINEL REMOVE {master} on {len(sentinels)} sentinels",
-            style="dim",
+            f"settings saved to {save}; put them back with: {shlex.join(again)}",
             highlight=False,
+            soft_wrap=True,
             markup=False,
         )
-        return ExitCode.OK
-    output.err.print(settings_table(output, read))
-    confirm_change(
-        f"Save {master}'s settings to {save}, then remove {master} from "
-        f"{len(sentinels)} sentinels?",
-        yes=yes,
-    )
-    save_settings(save, saved)
-    removed = remove_master(sentinels, saved, timeout=options.timeout, parallel=options.parallel)
-    output.host_results(
-        "sentinel remove",
-        removed,
-        lambda rows: settings_table(output, rows),
-        summary=summary,
-        noun="sentinels",
-    )
-    again = shlex.join(
-        ["redisops", "-i", saved.inventory, "sentinel", "monitor", "--from", str(save)]
-    )
-    output.err.print(
-        f"settings saved to {save}; put them back with: {again}",
-        highlight=False,
-        soft_wrap=True,
-        markup=False,
-    )
-    return exit_code(removed)
+    return code
 
 
 @app.command()
@@ -355,55 +323,33 @@ def monitor(
     A sentinel that monitors the master at another address is left alone (an error row).
     Then check with `sentinel status`: the sentinels find each other again within seconds.
     """
+    from redisops.change import ChangeOutcome
+    from redisops.cli.change import carry_out
     from redisops.render.sentinel import settings_table
-    from redisops.sentinel.settings import auth_host, load_settings, monitor_master, saved_for
+    from redisops.sentinel.settings import load_settings, monitor_master, plan_monitor
 
     options = global_options(ctx)
     output = make_output(options)
     saved = load_settings(from_)
     inventory, hosts = load_selection(options, output)
-    planned = saved_for(saved, select_sentinels(hosts))
-    chosen = [host for host in hosts if host.name in {row.host for row in planned}]
-    auth = auth_host(saved, inventory.hosts)
-    summary = {
-        "master": saved.master,
-        "settings_file": str(from_),
-        "dry_run": dry_run,
-        "auth": saved.auth,
-    }
-    where = f"auth-pass from {auth.name} ({saved.auth})" if auth else "no auth-pass (none saved)"
-    if dry_run:
-        output.host_results(
-            "sentinel monitor",
-            planned,
-            lambda rows: settings_table(output, rows),
-            summary=summary,
-            noun="sentinels",
-        )
-        output.err.print(
-            f"dry run: nothing was changed; would monitor {saved.master} with these settings "
-            f"and {where}",
-            style="dim",
-            highlight=False,
-            markup=False,
-        )
-        return ExitCode.OK
-    output.err.print(settings_table(output, planned))
-    confirm_change(
-        f"Monitor {saved.master} on {len(chosen)} sentinels with these settings and {where}?",
+    sentinels = select_sentinels(hosts)
+    plan = plan_monitor(saved, sentinels, inventory.hosts, source=from_)
+    return carry_out(
+        output,
+        plan,
+        lambda: ChangeOutcome(
+            monitor_master(
+                saved,
+                sentinels,
+                inventory.hosts,
+                timeout=options.timeout,
+                parallel=options.parallel,
+            )
+        ),
+        view=lambda rows: settings_table(output, rows),
         yes=yes,
+        dry_run=dry_run,
     )
-    results = monitor_master(
-        saved, chosen, inventory.hosts, timeout=options.timeout, parallel=options.parallel
-    )
-    output.host_results(
-        "sentinel monitor",
-        results,
-        lambda rows: settings_table(output, rows),
-        summary=summary,
-        noun="sentinels",
-    )
-    return exit_code(results)
 
 
 def _inventory_file(options: GlobalOptions) -> str:
