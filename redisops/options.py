@@ -98,14 +98,6 @@ class GlobalOptions:
             given[option.name] = value
         return cls(**given)
 
-    def step_mapping(self) -> dict[str, str]:
-        """The options a playbook step inherits, as the text a step's own keys hold."""
-        return {
-            option.name: str(getattr(self, option.name))
-            for option in step_options()
-            if getattr(self, option.name) is not None
-        }
-
     def for_step(self, mapping: Mapping[str, str], *, sink: Any) -> GlobalOptions:
         """These options with a step's own over them (text, templates resolved), results to
         `sink`, as JSON; UsageError naming the key when a value does not parse or is out of
@@ -124,7 +116,7 @@ class GlobalOptions:
             except ValueError:
                 flag = option.metadata["flags"][-1]
                 raise UsageError(
-                    f"step option {option.name}: {text!r} is no {flag} value"
+                    f"step option {option.name}: {text!r} is not a valid {flag} value"
                 ) from None
         return replace(self, **changes, output=OutputFormat.json, sink=sink)
 

@@ -341,7 +341,7 @@ def test_each_step_option_reaches_its_command_and_the_document_is_the_commands(l
         ("timeout: 0", "--timeout must be 0.1 to 86400 seconds, got 0"),
         ("timeout: 1e12", "--timeout must be 0.1 to 86400 seconds, got 1e+12"),
         ("parallel: 0", "--parallel must be at least 1, got 0"),
-        ("parallel: many", "step option parallel: 'many' is no --parallel value"),
+        ("parallel: many", "step option parallel: 'many' is not a valid --parallel value"),
     ],
 )
 def test_a_steps_own_bad_option_is_refused_before_any_step_runs(lab, tmp_path, option, message):
