@@ -49,8 +49,8 @@ def up(
 
     Returns when every process answers and the replicas are in sync.
     """
-    from redisops.lab.sandbox import lab_up
-    from redisops.render.lab import lab_results, lab_table
+    from redisops.lab.sandbox import lab_results, lab_up
+    from redisops.render.lab import lab_table
 
     output = make_output(global_options(ctx))
     state = lab_up(
@@ -82,8 +82,8 @@ def down(
     purge: Annotated[bool, typer.Option(help="Also delete the lab folder and its data.")] = False,
 ) -> int:
     """Stop every lab process (data is kept unless --purge)."""
-    from redisops.lab.sandbox import lab_down
-    from redisops.render.lab import lab_results, lab_table
+    from redisops.lab.sandbox import lab_down, lab_results
+    from redisops.render.lab import lab_table
 
     output = make_output(global_options(ctx))
     state = lab_down(lab_dir.resolve(), purge=purge)
@@ -98,8 +98,8 @@ def status(ctx: typer.Context, lab_dir: LabDir = DEFAULT_LAB_DIR) -> int:
 
     Exit code 1 when any of them is down.
     """
-    from redisops.lab.sandbox import lab_status
-    from redisops.render.lab import lab_results, lab_table
+    from redisops.lab.sandbox import lab_results, lab_status
+    from redisops.render.lab import lab_table
 
     output = make_output(global_options(ctx))
     state = lab_status(lab_dir.resolve())

@@ -183,8 +183,8 @@ def drill(
         )
     from redisops.change import ChangeOutcome
     from redisops.cli.change import carry_out
-    from redisops.render.sentinel import drill_result, drill_view, plan_view, step_line
-    from redisops.sentinel.drill import run_drill
+    from redisops.render.sentinel import drill_view, plan_view, step_line
+    from redisops.sentinel.drill import drill_result, run_drill
     from redisops.sentinel.history import append_drill
     from redisops.sentinel.precheck import drill_change, plan_drill
 
@@ -371,7 +371,8 @@ def _show_history(
     output: Output, path: Path, *, master: str | None, last: int, inventory: str | None
 ) -> int:
     """The drills of `inventory` (every inventory's when None), newest last."""
-    from redisops.render.sentinel import drill_result, history_table
+    from redisops.render.sentinel import history_table
+    from redisops.sentinel.drill import drill_result
     from redisops.sentinel.history import read_history
 
     past = read_history(path, master=master, last=last, inventory=inventory)

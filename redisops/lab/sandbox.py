@@ -37,6 +37,7 @@ from redisops.lab.layout import (
     sentinel_config,
     start_argv,
 )
+from redisops.results import HostResult
 
 STATE_FILE = "lab.json"
 SECRET_FILE = "secret"
@@ -164,6 +165,16 @@ def lab_up(
         _stop_all(members, deadline=time.monotonic() + STOP_AFTER_FAILURE_SECONDS)
         raise
     return _snapshot(lab_dir, _read_state(lab_dir), members, already_running=False)
+
+
+def lab_results(state: LabState, *, want_running: bool = True) -> list[HostResult[LabProcess]]:
+    """A process is a failed row when its state is not the one the command wanted."""
+    rows = []
+    for process in state.processes:
+        ok = process.running == want_running
+        error = None if ok else ("not running" if want_running else "still running")
+        rows.append(HostResult(process.name, f"127.0.0.1:{process.port}", ok, error, process))
+    return rows
 
 
 def lab_down(lab_dir: Path, *, purge: bool = False, timeout: float = 10.0) -> LabState:

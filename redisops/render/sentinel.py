@@ -148,11 +148,6 @@ def _setting_seconds(settings: dict[str, str], name: str) -> str:
 # --- sentinel drill ----------------------------------------------------------------------
 
 
-def drill_result(report: DrillReport) -> HostResult[DrillReport]:
-    error = "; ".join(report.problems) or None
-    return HostResult(report.old_master, report.old_address, report.ok, error, report)
-
-
 def plan_view(output: Output, plan: DrillPlan) -> RenderableType:
     """The pre-checks, then what the drill will do, numbered."""
     from rich.console import Group
