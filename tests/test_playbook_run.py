@@ -423,7 +423,8 @@ def _scan_calls(port: int, password: str) -> int:
         client.close()
 
 
-def test_ctrl_c_stops_the_playbook_after_the_step_under_way(make_lab, tmp_path):
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_ctrl_c_stops_the_playbook_after_the_step_under_way(make_lab, tmp_path, signum, code):
     """A real process, a real SIGINT mid-scan: the step winds down, no later step runs, one
     `interrupted:` line saying how far the run got, exit 130, one JSON document."""
     state = make_lab(seed_keys=3000)
@@ -447,22 +448,23 @@ def test_ctrl_c_stops_the_playbook_after_the_step_under_way(make_lab, tmp_path):
             assert time.monotonic() < deadline, "the scan never started"
             time.sleep(0.05)
         sent = time.monotonic()
-        os.kill(process.pid, signal.SIGINT)
+        os.kill(process.pid, signum)
         stdout, stderr = process.communicate(timeout=30)
         took = time.monotonic() - sent
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
-    assert process.returncode == 130, stderr
+    assert process.returncode == code, stderr
     assert took < 5.0, f"took {took:.2f}s to stop"
     done = "1 of 3 steps finished; stopped in step report (0 of 1 hosts finished)"
-    assert stderr.splitlines() == [f"interrupted: SIGINT; {done}"]
+    line = f"interrupted: {signal.Signals(signum).name}; {done}"
+    assert stderr.splitlines() == [line]
     document = json.loads(stdout)
     assert (document["command"], document["ok"], document["exit_code"]) == (
         "playbook run",
         False,
-        130,
+        code,
     )
-    assert document["error"] == f"interrupted: SIGINT; {done}"
+    assert document["error"] == line
     assert not dest.exists()  # the step after the interrupted one never ran
