@@ -228,37 +228,40 @@ def read_aux_fields(head: bytes) -> dict[str, str]:
     return fields
 
 
-def _rdb_length(buf: bytes, pos: int) -> tuple[int, bool, int]:
-    """(length or encoding, is-special-encoding, next position) of an RDB length field."""
+def length_at(buf: bytes, pos: int) -> tuple[int, int]:
+    """(length, position after) of the RDB length field at `pos`: 6, 14, 32 or 64 bits.
+
+    ValueError when the byte there starts no length (0xC0 and up start a string's special
+    encoding: the caller looks at that byte first); IndexError when `buf` ends inside it.
+    """
     first = buf[pos]
-    kind = first >> 6
-    if kind == 0:
-        return first & 0x3F, False, pos + 1
-    if kind == 1:
-        return ((first & 0x3F) << 8) | buf[pos + 1], False, pos + 2
+    if first < 0x40:
+        return first, pos + 1
+    if first < 0x80:
+        return ((first & 0x3F) << 8) | buf[pos + 1], pos + 2
     if first == 0x80:
-        return int.from_bytes(buf[pos + 1 : pos + 5], "big"), False, pos + 5
+        return int.from_bytes(buf[pos + 1 : pos + 5], "big"), pos + 5
     if first == 0x81:
-        return int.from_bytes(buf[pos + 1 : pos + 9], "big"), False, pos + 9
-    if kind == 3:
-        return first & 0x3F, True, pos + 1
+        return int.from_bytes(buf[pos + 1 : pos + 9], "big"), pos + 9
     raise ValueError(f"bad RDB length byte {first:#x}")
 
 
 def _rdb_string(buf: bytes, pos: int) -> tuple[str | None, int]:
-    length, special, pos = _rdb_length(buf, pos)
-    if not special:
+    encoding = buf[pos] & 0x3F
+    if buf[pos] < 0xC0:
+        length, pos = length_at(buf, pos)
         end = pos + length
         if end > len(buf):
             raise IndexError("string runs past the head")
         return buf[pos:end].decode("utf-8", "replace"), end
-    if length in (0, 1, 2):  # 8, 16 or 32-bit integer, little-endian
-        width = 1 << length
+    pos += 1
+    if encoding in (0, 1, 2):  # 8, 16 or 32-bit integer, little-endian
+        width = 1 << encoding
         if pos + width > len(buf):
             raise IndexError("integer runs past the head")
         return str(int.from_bytes(buf[pos : pos + width], "little", signed=True)), pos + width
-    if length == 3:  # LZF: compressed length, original length, data
-        compressed, _, pos = _rdb_length(buf, pos)
-        _, _, pos = _rdb_length(buf, pos)
+    if encoding == 3:  # LZF: compressed length, original length, data
+        compressed, pos = length_at(buf, pos)
+        _, pos = length_at(buf, pos)
         return None, pos + compressed
-    raise ValueError(f"unknown RDB string encoding {length}")
+    raise ValueError(f"unknown RDB string encoding {encoding}")
