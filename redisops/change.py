@@ -27,7 +27,9 @@ class ChangePlan(Generic[T]):
 
     `rows`: per host (or per item) what will change; one that could not be planned is an
     error row. `pending`: how many things would change (0: nothing to do, the plan is shown
-    and nothing is asked). `question`: asked before applying (`--yes` answers it).
+    and nothing is asked). `question`: asked before applying (`--yes` answers it); None for
+    a change never asked about (the lab: a sandbox of this machine), which is then not shown
+    before it is made either.
     `blockers`: reasons that stop it whatever the options; `refusals`: reasons `--force`
     lifts. `refused`: the one-line error a refusal exits 3 with; a reason it does not already
     say gets an `error:` line of its own. `undone` ends the dry run's line ("dry run: nothing
@@ -37,7 +39,7 @@ class ChangePlan(Generic[T]):
 
     command: str
     rows: Sequence[HostResult[T]]
-    question: str
+    question: str | None
     pending: int
     summary: Mapping[str, Any] = field(default_factory=dict)
     blockers: Sequence[str] = ()

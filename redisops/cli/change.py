@@ -72,9 +72,10 @@ def carry_out(
         if dry_run:
             output.err.print(f"dry run: nothing was {plan.undone}", style="dim", highlight=False)
         return exit_code(plan.rows)
-    if not plan_on_stderr:
-        output.err.print(view(plan.rows))
-    confirm_change(plan.question, yes=yes)
+    if plan.question is not None:
+        if not plan_on_stderr:
+            output.err.print(view(plan.rows))
+        confirm_change(plan.question, yes=yes)
     outcome = apply()
     for warning in outcome.warnings:
         output.warn(warning)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from redisops.change import ChangePlan
 from redisops.errors import LabError, UsageError
 from redisops.lab import cluster, daemon, readiness
 from redisops.lab.layout import (
@@ -205,6 +206,44 @@ def lab_status(lab_dir: Path) -> LabState:
     lab_dir = Path(lab_dir).expanduser().resolve()
     state = _read_state(lab_dir)
     return _snapshot(lab_dir, state, _members(lab_dir, state), already_running=False)
+
+
+def plan_lab_up(
+    lab_dir: Path,
+    *,
+    replicas: int,
+    sentinels: int,
+    base_port: int,
+    seed_keys: int,
+    shards: int | None,
+) -> ChangePlan[LabProcess]:
+    """`lab up` as a change: nothing to do when the lab in `lab_dir` runs whole (its
+    processes are the result), else one, starting it (lab_up checks the rest). Never asked
+    about: the lab is this machine's sandbox. UsageError for bad arguments, as lab_up."""
+    _validate(replicas=replicas, sentinels=sentinels, base_port=base_port, seed_keys=seed_keys)
+    if shards is not None:
+        _validate_cluster(
+            shards=shards, replicas=replicas, sentinels=sentinels, base_port=base_port
+        )
+    lab_dir = Path(lab_dir).expanduser().resolve()
+    if (lab_dir / STATE_FILE).exists():
+        live = lab_status(lab_dir)
+        if all(process.running for process in live.processes):
+            return _lab_change("lab up", lab_results(live), pending=0)
+    return _lab_change("lab up", (), pending=1)
+
+
+def plan_lab_down(lab_dir: Path, *, purge: bool) -> ChangePlan[LabProcess]:
+    """`lab down` as a change: the processes that run, and the folder with --purge.
+    LabError when `lab_dir` is not a lab."""
+    live = lab_status(lab_dir)
+    running = sum(1 for process in live.processes if process.running)
+    rows = lab_results(live, want_running=False)
+    return _lab_change("lab down", rows, pending=running + (1 if purge else 0))
+
+
+def _lab_change(command: str, rows, *, pending: int) -> ChangePlan[LabProcess]:
+    return ChangePlan(command, rows, question=None, pending=pending, noun="processes")
 
 
 def _validate(*, replicas: int, sentinels: int, base_port: int, seed_keys: int) -> None:
