@@ -2,9 +2,9 @@
 
 redis-py parses INFO itself (numbers as int or float, each `dbN` keyspace line as a dict); a
 plain RESP connection (backups by replication, `memory report`'s scanner) gets the raw text.
-`parse_info` reads the text, `keyspace` reads the `dbN` lines of either, and `as_int` reads one
-field of either (or of CONFIG GET, or of an RDB aux field), so no concern parses INFO its own
-way. Imports nothing of redisops.
+`parse_info` reads the text, `keyspace` reads the `dbN` lines of either, `replication_role`
+names the role and `as_int` reads one field of either (or of CONFIG GET, or of an RDB aux
+field), so no concern parses INFO its own way. Imports nothing of redisops.
 """
 
 from __future__ import annotations
@@ -41,6 +41,15 @@ def keyspace(info: Mapping[str, Any]) -> dict[int, dict[str, int]]:
             fields = {key: as_int(number) for key, number in value.items()}
             dbs[int(name[2:])] = {key: n for key, n in fields.items() if n is not None}
     return dict(sorted(dbs.items()))
+
+
+def replication_role(info: Mapping[str, Any]) -> str:
+    """INFO replication's role as redisops names it: `replica` where INFO says `slave`, else
+    what it says (`master`), `unknown` when it says nothing."""
+    role = info.get("role")
+    if role == "slave":
+        return "replica"
+    return str(role) if role else "unknown"
 
 
 def as_int(value: object) -> int | None:

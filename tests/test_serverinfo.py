@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from redisops.serverinfo import as_int, keyspace, parse_info
+from redisops.serverinfo import as_int, keyspace, parse_info, replication_role
 
 RAW = (
     b"# Server\r\nredis_version:7.0.15\r\nrun_id:abc:def\r\n\r\n"
@@ -56,3 +56,16 @@ def test_keyspace_reads_raw_lines_and_redis_py_dicts_alike_in_db_order():
 )
 def test_as_int_reads_integers_and_nothing_else(value, expected):
     assert as_int(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("info", "expected"),
+    [
+        ({"role": "slave"}, "replica"),
+        ({"role": "master"}, "master"),
+        ({}, "unknown"),
+        (parse_info(RAW), "master"),
+    ],
+)
+def test_replication_role_names_replicas_replica(info, expected):
+    assert replication_role(info) == expected

@@ -50,7 +50,7 @@ from redisops.fleet.fanout import HostResult, run_on_hosts
 from redisops.fleet.host import Host
 from redisops.fleet.hostaccess import HostAccess, open_host_access
 from redisops.interrupt import pause, raise_if_stopped
-from redisops.serverinfo import as_int, keyspace, parse_info
+from redisops.serverinfo import as_int, keyspace, parse_info, replication_role
 
 if TYPE_CHECKING:
     import redis
@@ -170,7 +170,7 @@ def plan_backup(
     )
     with redis_client(host, timeout=settings.timeout, decode=True) as client:
         info = client.info("replication") | client.info("memory")
-    role = "replica" if info.get("role") == "slave" else "master"
+    role = replication_role(info)
     via = settings.via or ("file" if host.has_host_access and role == "replica" else "replication")
     if settings.kind == "aof":
         via = "file"
@@ -370,7 +370,7 @@ def _server_facts(connection: RespConnection) -> dict:
     fields = parse_info(connection.call(b"INFO"))
     dbs = keyspace(fields).values()
     return {
-        "role": "replica" if fields.get("role") == "slave" else "master",
+        "role": replication_role(fields),
         "version": fields.get("redis_version", "None"),
         "run_id": fields.get("run_id"),
         "keys": sum(db.get("keys", 0) for db in dbs),

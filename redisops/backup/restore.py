@@ -46,7 +46,7 @@ from redisops.fleet.hostaccess import HostAccess, open_host_access
 from redisops.interrupt import HANDLED_SIGNALS, Interrupted
 from redisops.rdb.format import loadable_rdb_version
 from redisops.results import HostResult
-from redisops.serverinfo import keyspace
+from redisops.serverinfo import keyspace, replication_role
 
 POLL_SECONDS = 0.1
 STAGE_PREFIX = ".redisops-restore-"
@@ -266,7 +266,7 @@ def read_target(target: Host, inventory_hosts: Sequence[Host], *, timeout: float
         name = config.get("appenddirname") if multipart else config.get("appendfilename")
         aof_path = f"{folder}/{name}"
     return TargetState(
-        role="replica" if replication.get("role") == "slave" else "master",
+        role=replication_role(replication),
         version=version,
         connected_replicas=int(replication.get("connected_slaves", 0)),
         keys=_keys(keyspace),

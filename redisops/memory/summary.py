@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from redisops.fleet.host import Host
 from redisops.fleet.server import refuse_sentinel_as_redis, server_identity, version_tuple
 from redisops.redaction import first_line
-from redisops.serverinfo import as_int, keyspace
+from redisops.serverinfo import as_int, keyspace, replication_role
 from redisops.severity import Severity, count_by_severity, reaches
 
 if TYPE_CHECKING:
@@ -295,7 +295,7 @@ def summary_from_info(
     )
     ratio = info.get("mem_fragmentation_ratio")
     return MemorySummary(
-        role="replica" if info.get("role") == "slave" else str(info.get("role", "unknown")),
+        role=replication_role(info),
         used_memory=used,
         used_memory_peak=_counter(info, "used_memory_peak"),
         used_memory_rss=_counter(info, "used_memory_rss"),

@@ -15,7 +15,7 @@ from typing import Any
 from redisops.fleet.connection import describe_redis_error, redis_client
 from redisops.fleet.host import Host
 from redisops.fleet.server import refuse_sentinel_as_redis
-from redisops.serverinfo import as_int
+from redisops.serverinfo import as_int, replication_role
 from redisops.slowlog.fingerprint import KeyTable
 from redisops.slowlog.keyspecs import learn_key_positions
 
@@ -164,7 +164,7 @@ def capture_slowlog(
     entries = tuple(e for e in buffer if e.id > after_id and not own_entry(e, own_address))
     return HostCapture(
         run_id=run_id,
-        role="replica" if info.get("role") == "slave" else str(info.get("role", "unknown")),
+        role=replication_role(info),
         settings=settings,
         settings_error=describe_redis_error(refused, host, timeout) if refused else None,
         latency=_latency(latency),

@@ -18,7 +18,7 @@ from redisops.fleet.host import Host
 from redisops.fleet.server import is_server_process, refuse_sentinel_as_redis
 from redisops.interrupt import pause
 from redisops.redaction import first_line
-from redisops.serverinfo import as_int
+from redisops.serverinfo import as_int, replication_role
 from redisops.tuning.settings import masked
 from redisops.tuning.units import parse_size
 
@@ -123,7 +123,7 @@ class Facts:
 
     @property
     def role(self) -> str:
-        return "replica" if self.info.get("role") == "slave" else str(self.info.get("role", "?"))
+        return replication_role(self.info)
 
     def setting(self, name: str) -> str:
         return self.config.get(name, "")
