@@ -934,11 +934,11 @@ def restore_lock(folder: Path, target: Host, backup: Backup) -> Iterator[None]:
 
 def restore_change(plan: RestorePlan, target: Host) -> ChangePlan[RestorePlan]:
     """`plan` as the change engine's plan: one row, its blockers and its refusals (--force
-    lifts those)."""
+    lifts those), each reason on its own line."""
     if plan.blockers:
         refused = f"cannot restore onto {target.name}: {plan.blockers[0]}"
     else:
-        refused = f"restore refused: {'; '.join(plan.refusals)}"
+        refused = f"restore onto {target.name} refused; nothing was changed"
     return ChangePlan(
         command="backup restore",
         rows=[HostResult(target.name, target.address, True, None, plan)],
