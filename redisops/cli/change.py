@@ -58,7 +58,7 @@ def carry_out(
     if refusal is not None:
         # A JSON document whose rows are all ok must not stand for a refusal: then the error
         # boundary writes the failure document (`ok` false and the error) instead.
-        if not plan_on_stderr and (output.format == "table" or not all_ok(plan.rows)):
+        if not plan_on_stderr and (output.format == "table" or not _all_ok(plan.rows)):
             shown(plan.rows, summary, view)
         for reason in plan.reasons(force=force):
             if reason not in refusal.message:
@@ -90,5 +90,5 @@ def carry_out(
     return exit_code(outcome.rows, failed=outcome.failed)
 
 
-def all_ok(rows: Sequence[HostResult]) -> bool:
+def _all_ok(rows: Sequence[HostResult]) -> bool:
     return all(row.ok for row in rows)
