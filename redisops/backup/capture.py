@@ -46,10 +46,11 @@ from redisops.backup.verify import (
 from redisops.datafile import DataFileWriter, StoredFile
 from redisops.errors import HostError, RefusedError
 from redisops.fleet.connection import redis_client
-from redisops.fleet.fanout import HostResult, run_on_hosts
+from redisops.fleet.fanout import run_on_hosts
 from redisops.fleet.host import Host
 from redisops.fleet.hostaccess import HostAccess, open_host_access
 from redisops.interrupt import pause, raise_if_stopped
+from redisops.results import HostResult
 from redisops.serverinfo import as_int, keyspace, parse_info, replication_role
 
 if TYPE_CHECKING:

@@ -17,7 +17,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from redisops.errors import HostError
-from redisops.fleet.fanout import HostResult
 from redisops.keypatterns import key_text
 from redisops.memory.report import (
     Aggregate,
@@ -29,6 +28,7 @@ from redisops.memory.report import (
 from redisops.privatefile import private_file
 from redisops.rdb.reader import RdbError, RdbReader
 from redisops.rdb.source import RdbInput
+from redisops.results import HostResult
 
 CSV_COLUMNS = ("db", "key", "key_base64", "type", "encoding", "elements", "bytes", "ttl_ms")
 
