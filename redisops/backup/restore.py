@@ -35,11 +35,17 @@ from pathlib import Path, PurePosixPath
 
 from redisops.backup.aof import parse_aof_manifest
 from redisops.backup.capture import BackupSettings, Progress, back_up_host
-from redisops.backup.catalogue import Backup, host_folder
+from redisops.backup.catalogue import (
+    Backup,
+    catalogue_dirs,
+    host_folder,
+    load_catalogue,
+    resolve_backup,
+)
 from redisops.backup.verify import VerifyResult, verify_backup
 from redisops.change import ChangeOutcome, ChangePlan
 from redisops.datafile import read_stored
-from redisops.errors import HostError
+from redisops.errors import HostError, UsageError
 from redisops.fleet.connection import redis_client
 from redisops.fleet.host import Host
 from redisops.fleet.hostaccess import HostAccess, open_host_access
@@ -918,6 +924,30 @@ def _wait_loaded(host: Host, *, timeout: float, wait: float) -> tuple[int | None
                 hint="see the server's log",
             )
         time.sleep(POLL_SECONDS * 2)
+
+
+def restore_source(
+    selection: Sequence[Host],
+    *,
+    limited: bool,
+    dest: Path | None,
+    backup_id: str,
+    from_host: str | None,
+) -> tuple[Host, Path, Backup]:
+    """The one Redis host -l named, its catalogue folder, and the backup `backup_id` names
+    there (`latest`, `latest-safety`, or an id). UsageError when -l was not given (a restore
+    never picks its target), or did not select exactly one Redis host."""
+    if not limited:
+        raise UsageError(
+            "restore needs its target named with -l HOST, even in a one-host inventory"
+        )
+    targets = [host for host in selection if not host.is_sentinel]
+    if len(targets) != 1:
+        raise UsageError(f"restore needs exactly one Redis host, -l selected {len(targets)}")
+    target = targets[0]
+    folder = catalogue_dirs(dest, [target])[target.name]
+    backup = resolve_backup(load_catalogue([folder]), backup_id, from_host or target.name)
+    return target, folder, backup
 
 
 @contextlib.contextmanager

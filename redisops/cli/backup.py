@@ -369,8 +369,13 @@ def restore(
     wait for loading, key count check (exit 1 on a mismatch). If the server does not come
     up, the previous data goes back and it is started again on that (exit 1).
     """
-    from redisops.backup.catalogue import catalogue_dirs, load_catalogue, resolve_backup
-    from redisops.backup.restore import apply_restore, plan_restore, restore_change, restore_lock
+    from redisops.backup.restore import (
+        apply_restore,
+        plan_restore,
+        restore_change,
+        restore_lock,
+        restore_source,
+    )
     from redisops.cli.change import carry_out
     from redisops.render.backup import restore_plan_view, restore_result_view
     from redisops.render.progress import progress_bars
@@ -378,16 +383,9 @@ def restore(
     options = global_options(ctx)
     output = make_output(options)
     inventory, selection = load_selection(options, output)
-    targets, _ = _redis_hosts(selection)
-    if not options.limit:
-        raise UsageError(
-            "restore needs its target named with -l HOST, even in a one-host inventory"
-        )
-    if len(targets) != 1:
-        raise UsageError(f"restore needs exactly one Redis host, -l selected {len(targets)}")
-    target = targets[0]
-    folder = catalogue_dirs(dest, [target])[target.name]
-    backup = resolve_backup(load_catalogue([folder]), backup_id, from_host or target.name)
+    target, folder, backup = restore_source(
+        selection, limited=bool(options.limit), dest=dest, backup_id=backup_id, from_host=from_host
+    )
     with restore_lock(folder, target, backup):
         plan = plan_restore(
             backup,
