@@ -2,9 +2,10 @@
 
 redis-py parses INFO itself (numbers as int or float, each `dbN` keyspace line as a dict); a
 plain RESP connection (backups by replication, `memory report`'s scanner) gets the raw text.
-`parse_info` reads the text, `keyspace` reads the `dbN` lines of either, `replication_role`
-names the role and `as_int` reads one field of either (or of CONFIG GET, or of an RDB aux
-field), so no concern parses INFO its own way. Imports nothing of redisops.
+`parse_info` reads the text; `keyspace` and `replicas` read the `dbN` and `slaveN` lines of
+either, `replication_role` names the role, and `as_int` reads one field of either (or of CONFIG
+GET, or of an RDB aux field), so no concern parses INFO its own way. Imports nothing of
+redisops.
 """
 
 from __future__ import annotations
@@ -32,15 +33,30 @@ def keyspace(info: Mapping[str, Any]) -> dict[int, dict[str, int]]:
     fields that are not integers are left out.
     """
     dbs = {}
+    for number, fields in _numbered(info, "db"):
+        numbers = {key: as_int(value) for key, value in fields.items()}
+        dbs[number] = {key: value for key, value in numbers.items() if value is not None}
+    return dict(sorted(dbs.items()))
+
+
+def replicas(info: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A master's INFO replication lines for its replicas (`slave0:ip=…,port=…,state=online,
+    offset=…,lag=0`), in their order, from `parse_info`'s text (values stay text: read numbers
+    with `as_int`) or redis-py's dicts."""
+    return [fields for _, fields in sorted(_numbered(info, "slave"), key=lambda item: item[0])]
+
+
+def _numbered(info: Mapping[str, Any], prefix: str) -> list[tuple[int, Mapping[str, Any]]]:
+    """(N, fields) of each `<prefix>N` line: `a=1,b=x` text or a redis-py dict."""
+    found = []
     for name, value in info.items():
-        if not (name.startswith("db") and name[2:].isdigit()):
+        if not (name.startswith(prefix) and name[len(prefix) :].isdigit()):
             continue
         if isinstance(value, str):
-            value = dict(item.partition("=")[::2] for item in value.split(","))
+            value = dict(item.partition("=")[::2] for item in value.split(",") if "=" in item)
         if isinstance(value, Mapping):
-            fields = {key: as_int(number) for key, number in value.items()}
-            dbs[int(name[2:])] = {key: n for key, n in fields.items() if n is not None}
-    return dict(sorted(dbs.items()))
+            found.append((int(name[len(prefix) :]), value))
+    return found
 
 
 def replication_role(info: Mapping[str, Any]) -> str:

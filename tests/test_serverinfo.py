@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from redisops.serverinfo import as_int, keyspace, parse_info, replication_role
+from redisops.serverinfo import as_int, keyspace, parse_info, replicas, replication_role
 
 RAW = (
     b"# Server\r\nredis_version:7.0.15\r\nrun_id:abc:def\r\n\r\n"
@@ -69,3 +69,19 @@ def test_as_int_reads_integers_and_nothing_else(value, expected):
 )
 def test_replication_role_names_replicas_replica(info, expected):
     assert replication_role(info) == expected
+
+
+def test_replicas_reads_slave_lines_of_either_client_in_order():
+    raw = parse_info(
+        b"# Replication\r\nrole:master\r\nconnected_slaves:2\r\n"
+        b"slave1:ip=127.0.0.1,port=6381,state=wait_bgsave,offset=0,lag=1\r\n"
+        b"slave0:ip=127.0.0.1,port=6380,state=online,offset=42,lag=0\r\n"
+    )
+    found = replicas(raw)
+    assert [(r["port"], r["state"], as_int(r["lag"])) for r in found] == [
+        ("6380", "online", 0),
+        ("6381", "wait_bgsave", 1),
+    ]
+    parsed = {"role": "master", "slave0": {"ip": "127.0.0.1", "port": 6380, "state": "online"}}
+    assert replicas(parsed) == [{"ip": "127.0.0.1", "port": 6380, "state": "online"}]
+    assert replicas({"role": "slave", "slave_read_only": 1}) == []

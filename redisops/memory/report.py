@@ -32,7 +32,7 @@ from redisops.keypatterns import (
 from redisops.memory.scanner import KeyFacts, scan_keys
 from redisops.memory.summary import count_volatile_hashes
 from redisops.results import HostResult
-from redisops.serverinfo import as_int, keyspace, parse_info
+from redisops.serverinfo import as_int, keyspace, parse_info, replicas
 
 MAX_PATTERNS = 10_000
 OTHER_PATTERN = "(other patterns)"
@@ -506,10 +506,7 @@ def plan_scans(
 
 def _best_replica(info: dict[str, str], by_address: dict[tuple, Host]) -> Host | None:
     candidates = []
-    for name, value in info.items():
-        if not (name.startswith("slave") and name[5:].isdigit()):
-            continue
-        fields = dict(item.split("=", 1) for item in value.split(",") if "=" in item)
+    for fields in replicas(info):
         host = by_address.get((fields.get("ip"), as_int(fields.get("port"))))
         if host is not None and fields.get("state") == "online":
             candidates.append((as_int(fields.get("lag")) or 0, host.name, host))
