@@ -29,8 +29,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from local_servers import start_redis_servers, stop_redis_servers
 from memory_dataset import load_dataset
 
-from redisops.backup.datafile import raw_chunks
-from redisops.memory.rdb.reader import RdbReader
+from redisops.datafile import raw_chunks
+from redisops.rdb.reader import RdbReader
 
 
 def timed(argv: list[str]) -> tuple[float, int, str]:

@@ -36,8 +36,8 @@ from local_servers import start_redis_servers, stop_redis_servers
 from memory_dataset import load_dataset
 
 import redisops
-from redisops.backup.crc64 import crc64
-from redisops.memory.rdb.reader import RdbReader
+from redisops.rdb.crc64 import crc64
+from redisops.rdb.reader import RdbReader
 
 BATCH = 1000
 

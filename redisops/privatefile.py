@@ -1,7 +1,7 @@
 """Files redisops writes for the operator (key lists, run records): private and whole.
 
 Key names and incident records can be sensitive; under the usual umask 022 a plain `open`
-makes them 0644. Backups have their own writers (backup/datafile.py, backup/catalogue.py).
+makes them 0644. Backups have their own writers (datafile.py, backup/catalogue.py).
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from redisops.backup.crc64 import crc64
+from redisops.rdb.crc64 import crc64
 
 # Value types (rdb.h RDB_TYPE_*)
 STRING, LIST, SET, ZSET, HASH, ZSET_2, MODULE_PRE_GA, MODULE_2 = 0, 1, 2, 3, 4, 5, 6, 7

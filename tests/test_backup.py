@@ -37,12 +37,12 @@ from redisops.backup.catalogue import (
     read_backup,
     write_manifest,
 )
-from redisops.backup.formats import CRC_OK, RdbChecker
 from redisops.backup.prune import RetentionPolicy, plan_prune
 from redisops.backup.replication import stream_rdb
 from redisops.errors import HostError
 from redisops.fleet.host import Host, TlsSettings
 from redisops.fleet.inventory import load_inventory
+from redisops.rdb.format import CRC_OK, RdbChecker
 from tests.cli_helpers import redisops
 from tests.servers import start_redis_server, start_tls_redis_server, tls_certificates
 

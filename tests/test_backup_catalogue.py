@@ -16,7 +16,7 @@ from redisops.backup.catalogue import (
     write_manifest,
 )
 from redisops.backup.metrics import metrics_text
-from redisops.fleet.fanout import HostResult
+from redisops.results import HostResult
 from tests.cli_helpers import redisops
 from tests.test_backup import backups_in, cli, client_for, seeded
 

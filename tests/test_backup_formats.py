@@ -11,26 +11,23 @@ import time
 import pytest
 import redis
 
+from redisops.backup.aof import PREAMBLE_UNENDED, AofChecker, RespChecker, parse_aof_manifest
 from redisops.backup.checktool import aof_tool_for
-from redisops.backup.crc64 import crc64
-from redisops.backup.datafile import StoredFile
-from redisops.backup.formats import (
+from redisops.backup.replication import stream_rdb
+from redisops.backup.verify import check_aof_folder, feeds_for, new_findings
+from redisops.datafile import StoredFile
+from redisops.errors import HostError
+from redisops.fleet.host import Host
+from redisops.rdb.crc64 import crc64
+from redisops.rdb.format import (
     CRC_DISABLED,
     CRC_MISMATCH,
     CRC_OK,
-    PREAMBLE_UNENDED,
-    AofChecker,
     RdbChecker,
-    RespChecker,
     loadable_rdb_version,
-    parse_aof_manifest,
     rdb_load_problem,
 )
-from redisops.backup.replication import stream_rdb
-from redisops.backup.verify import check_aof_folder, feeds_for, new_findings
-from redisops.errors import HostError
-from redisops.fleet.host import Host
-from redisops.memory.rdb.reader import RdbReader
+from redisops.rdb.reader import RdbReader
 from tests.rdb_builder import RdbBuilder, string_value
 from tests.servers import start_redis_server
 

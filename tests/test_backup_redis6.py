@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from redisops.backup.formats import PREAMBLE_UNENDED, AofChecker
+from redisops.backup.aof import PREAMBLE_UNENDED, AofChecker
 from tests.cli_helpers import redisops
 from tests.servers import free_port, start_redis_server
 from tests.test_backup import wait_until

@@ -165,6 +165,9 @@ def test_a_host_failing_during_the_apply_sets_every_other_host_back(make_lab, tm
         "node-3": (False, "rejected"),
     }
     assert document["results"][0]["error"].startswith("set back because node-3 failed (")
+    assert document["results"][0]["error"].endswith(
+        "; rolled back: every setting holds its old value again"
+    )
     assert document["results"][2]["error"] == (
         "Redis rejected the change: this user has no permissions to run the 'config|set' "
         "command; nothing was changed"

@@ -20,11 +20,11 @@ import redis
 import yaml
 
 from redisops.fleet.connection import build_client
-from redisops.fleet.fanout import HostResult, PartialFailure
 from redisops.fleet.host import Host
 from redisops.fleet.inventory import load_inventory
 from redisops.lab import LabState, lab_down
-from redisops.memory.summary import Severity
+from redisops.results import HostResult, PartialFailure
+from redisops.severity import Severity
 from redisops.tuning.audit import FleetAudit, HostAudit, audit_fleet, audit_host, evaluate
 from redisops.tuning.facts import Facts, collect_facts
 from redisops.tuning.rules import (

@@ -102,14 +102,20 @@ def test_a_server_without_field_ttls_reports_none(lab):
 def test_redis_74_keyspace_lines_count_subexpiry():
     """Redis 7.4's INFO keyspace (`subexpiry=`), as the server prints it; no 7.4 binary runs on
     this machine (Redis Stack's wheel needs libssl 1.1), so its lines are checked as text."""
-    from redisops.memory.report import count_volatile_hashes
-    from redisops.memory.summary import parse_doctor, summary_from_info
+    from redisops.memory.summary import count_volatile_hashes, parse_doctor, summary_from_info
+    from redisops.serverinfo import keyspace, parse_info
 
     server = {"redis_version": "7.4.1", "redis_mode": "standalone"}
-    lines = ["keys=5,expires=1,avg_ttl=0,subexpiry=2", "keys=1,expires=0,avg_ttl=0,subexpiry=1"]
-    assert count_volatile_hashes(server, lines) == 3
+    reply = (
+        b"# Keyspace\r\ndb0:keys=5,expires=1,avg_ttl=0,subexpiry=2\r\n"
+        b"db3:keys=1,expires=0,avg_ttl=0,subexpiry=1\r\n"
+    )
+    dbs = keyspace(parse_info(reply))
+    assert list(dbs) == [0, 3]
+    assert count_volatile_hashes(server, dbs.values()) == 3
     assert count_volatile_hashes(server, []) == 0  # has field TTLs, holds none
-    assert count_volatile_hashes({"redis_version": "7.2.4"}, ["keys=5,expires=1,avg_ttl=0"]) is None
+    older = keyspace({"db0": "keys=5,expires=1,avg_ttl=0"})
+    assert count_volatile_hashes({"redis_version": "7.2.4"}, older.values()) is None
     info = {**server, "db0": {"keys": 5, "expires": 1, "avg_ttl": 0, "subexpiry": 2}}
     summary = summary_from_info(info, policy=None, doctor=parse_doctor(""))
     assert summary.volatile_hashes == 2

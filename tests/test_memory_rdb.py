@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 import redis
 
-from redisops.backup.datafile import READ_CHUNK
-from redisops.memory.rdb import reader as reader_module
-from redisops.memory.rdb.reader import RdbError, RdbReader
+from redisops.datafile import READ_CHUNK
 from redisops.memory.report import MemoryReport
+from redisops.rdb import reader as reader_module
+from redisops.rdb.reader import RdbError, RdbReader
 from tests.cli_helpers import redisops
 from tests.servers import start_redis_server
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from redisops.memory.rdb.reader import RdbError
+from redisops.rdb.reader import RdbError
 from tests import rdb_builder as rb
 from tests.cli_helpers import redisops
 from tests.servers import free_port
@@ -254,7 +254,7 @@ def test_lists_are_named_as_the_saving_server_names_them():
 
 def test_the_fast_path_leaves_damage_and_empties_to_the_general_path(monkeypatch):
     """Both paths must agree on every record of files with empty and damaged values."""
-    from redisops.memory.rdb import reader as reader_module
+    from redisops.rdb import reader as reader_module
 
     rdb = Planned(11)
     rdb.put(b"ok", rb.packed(rb.SET_LISTPACK, rb.listpack([b"a"])), ("set", "listpack", 1))

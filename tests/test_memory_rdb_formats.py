@@ -24,8 +24,8 @@ import pytest
 import redis
 
 from redisops.backup.checktool import ToolVerdict, rdb_verdict
-from redisops.memory.rdb import reader as reader_module
-from redisops.memory.rdb.reader import RdbError, RdbKey, RdbReader
+from redisops.rdb import reader as reader_module
+from redisops.rdb.reader import RdbError, RdbKey, RdbReader
 from tests import rdb_builder as rb
 from tests.cli_helpers import redisops
 from tests.servers import start_redis_server

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from redisops.backup.datafile import StoredFile
 from redisops.backup.verify import feeds_for, new_findings
-from redisops.memory.rdb.reader import RdbReader
+from redisops.datafile import StoredFile
+from redisops.rdb.reader import RdbReader
 from tests.cli_helpers import redisops
 from tests.servers import free_port, valkey_server_binary
 

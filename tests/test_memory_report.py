@@ -16,7 +16,7 @@ import pytest
 import redis
 
 from redisops.fleet.inventory import load_inventory
-from redisops.memory.patterns import key_pattern
+from redisops.keypatterns import key_pattern
 from redisops.memory.report import (
     ReportOptions,
     ScanPlan,

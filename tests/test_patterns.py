@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from redisops.memory.patterns import PatternCache, key_pattern, key_text
+from redisops.keypatterns import PatternCache, key_pattern, key_text
 
 
 @pytest.mark.parametrize(

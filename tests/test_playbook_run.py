@@ -5,12 +5,17 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from redisops.fleet.connection import build_client
-from tests.cli_helpers import redisops
+from tests.cli_helpers import lab_inventory_with, redisops
 
 PLAYBOOKS = Path(__file__).resolve().parent.parent / "playbooks"
 
@@ -288,3 +293,178 @@ def test_step_by_step_asks_before_each_step(make_lab, tmp_path):
         ("ok", None),
     ]
     assert "Run step step1 (memory summary)?" in run.stderr
+
+
+# --- issue 17 item 3: steps call commands in-process, with options from the one declaration ---
+
+OWN_OPTIONS = """\
+name: own-options
+steps:
+  - id: listed
+    run: inventory list
+    inventory: {inventory}
+    limit: "extra-*"
+  - id: waited
+    wait: {{run: inventory list, until: "waited.summary.hosts == 1", timeout: 5s, limit: node-2}}
+  - id: doctor
+    doctor: latency
+    limit: "{{{{ waited.results.0.host }}}}"
+    parallel: 1
+    timeout: 2
+"""
+
+
+def test_each_step_option_reaches_its_command_and_the_document_is_the_commands(lab, tmp_path):
+    """A step's own inventory and limit (a wait's too) select its hosts, and the document a
+    step records is the one the command prints on its own (no text round trip changes it)."""
+    extra = lab_inventory_with(lab, tmp_path, {"extra-1": {"host": "127.0.0.1", "port": 1}})
+    path = tmp_path / "own.yaml"
+    path.write_text(OWN_OPTIONS.format(inventory=extra))
+    run = play(lab, path, "-o", "json", "-l", "node-1")
+    assert run.exit_code == 0, run.stderr
+    by_step = steps(run)
+    alone = redisops("-i", extra, "-l", "extra-*", "-o", "json", "inventory", "list")
+    assert by_step["listed"]["result"] == alone.json()
+    assert [r["host"] for r in by_step["waited"]["result"]["results"]] == ["node-2"]
+    doctor = by_step["doctor"]["result"]
+    assert (doctor["command"], [r["host"] for r in doctor["results"]]) == (
+        "latency doctor",
+        ["node-2"],
+    )
+    assert doctor["results"][0]["data"]["state"] in ("off", "quiet", "spikes")
+    assert by_step["doctor"]["command"] is None  # a built-in, not a command of the playbook
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ("timeout: 0", "--timeout must be 0.1 to 86400 seconds, got 0"),
+        ("timeout: 1e12", "--timeout must be 0.1 to 86400 seconds, got 1e+12"),
+        ("parallel: 0", "--parallel must be at least 1, got 0"),
+        ("parallel: many", "step option parallel: 'many' is not a valid --parallel value"),
+    ],
+)
+def test_a_steps_own_bad_option_is_refused_before_any_step_runs(lab, tmp_path, option, message):
+    """Checked as the command line's global option is, with the file and line, exit 2."""
+    path = tmp_path / "bad.yaml"
+    path.write_text(
+        f"name: bad\nsteps:\n  - run: backup run --dest {tmp_path / 'b'}\n"
+        f"  - id: doctor\n    doctor: latency\n    {option}\n"
+    )
+    run = play(lab, path, "--yes")
+    assert (run.exit_code, run.stdout) == (2, "")
+    key = option.split(":")[0]
+    assert run.stderr.splitlines() == [f"error: {path}:6: steps[2].{key}: {message}"]
+    assert not (tmp_path / "b").exists()
+
+
+def test_a_steps_option_known_only_at_run_time_is_checked_by_its_command(lab, tmp_path):
+    """A value from an earlier step's result is parsed as any command's option is, when the
+    step runs: its command exits 2 with one error line, and so does the playbook."""
+    path = tmp_path / "late.yaml"
+    path.write_text(
+        "name: late\nsteps:\n  - id: s\n    run: inventory list\n"
+        "  - id: doctor\n    doctor: latency\n    timeout: '{{ s.summary.failed }}'\n"
+    )
+    run = play(lab, path, "-o", "json")
+    assert run.exit_code == 2
+    message = "--timeout must be 0.1 to 86400 seconds, got 0"
+    assert run.stderr.splitlines() == [f"error: {message}", "error: step doctor failed: exit 2"]
+    record = steps(run)["doctor"]
+    assert (record["status"], record["exit_code"], record["result"]["error"]) == (
+        "failed",
+        2,
+        message,
+    )
+
+
+def test_the_hidden_doctor_command_refuses_a_bad_timeout_as_the_root_does(lab):
+    for args in (["playbook", "latency-doctor", "--timeout", "0"],
+                 ["--timeout", "0", "playbook", "latency-doctor"]):  # fmt: skip
+        run = redisops("-i", lab.inventory_path, *args)
+        assert (run.exit_code, run.stderr.splitlines()) == (
+            2,
+            ["error: --timeout must be 0.1 to 86400 seconds, got 0"],
+        )
+    run = redisops("-i", lab.inventory_path, "-l", "node-1", "-o", "json", "playbook",
+                   "latency-doctor")  # fmt: skip
+    assert run.exit_code == 0, run.stderr
+    assert [r["host"] for r in run.json()["results"]] == ["node-1"]
+
+
+EXIT_CASES = {
+    0: "  - note: nothing to do\n",
+    1: "  - id: s\n    run: inventory list\n    assert: s.summary.hosts == 99\n",
+    2: "  - id: s\n    run: inventory list\n  - run: inventory list\n"
+    "    parallel: '{{ s.summary.failed }}'\n",
+    3: "  - run: slowlog reset\n    limit: node-1\n",
+}
+
+
+@pytest.mark.parametrize("code", sorted(EXIT_CASES))
+def test_a_playbooks_exit_code_comes_from_its_steps(lab, tmp_path, code):
+    """0 all passed; 1 an assert failed; 2 a step's command had a bad option (--parallel 0,
+    known only once the step before has run); 3 a step was refused (no --yes off a terminal)."""
+    path = tmp_path / "p.yaml"
+    path.write_text("name: codes\nsteps:\n" + EXIT_CASES[code])
+    run = play(lab, path, "-o", "json")
+    assert run.exit_code == code, run.stderr
+    document = run.json()
+    assert (document["summary"]["exit_code"], document["ok"]) == (code, code == 0)
+
+
+def _scan_calls(port: int, password: str) -> int:
+    import redis
+
+    client = redis.Redis(port=port, password=password, socket_timeout=5)
+    try:
+        return int(client.info("commandstats").get("cmdstat_scan", {}).get("calls", 0))
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_ctrl_c_stops_the_playbook_after_the_step_under_way(make_lab, tmp_path, signum, code):
+    """A real process, a real SIGINT mid-scan: the step winds down, no later step runs, one
+    `interrupted:` line saying how far the run got, exit 130, one JSON document."""
+    state = make_lab(seed_keys=3000)
+    secret, port = password(state), state.processes[0].port
+    dest = tmp_path / "backups"
+    path = tmp_path / "long.yaml"
+    path.write_text(
+        "name: long\nsteps:\n  - run: inventory list\n  - id: report\n"
+        f"    run: memory report --rate 200\n  - run: backup run --dest {dest}\n"
+    )
+    before = _scan_calls(port, secret)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "redisops", "-i", state.inventory_path, "-l", "node-1",
+         "-o", "json", "playbook", "run", str(path), "--yes"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while _scan_calls(port, secret) <= before + 1:  # the report's scan is under way
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "the scan never started"
+            time.sleep(0.05)
+        sent = time.monotonic()
+        os.kill(process.pid, signum)
+        stdout, stderr = process.communicate(timeout=30)
+        took = time.monotonic() - sent
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == code, stderr
+    assert took < 5.0, f"took {took:.2f}s to stop"
+    done = "1 of 3 steps finished; stopped in step report (0 of 1 hosts finished)"
+    line = f"interrupted: {signal.Signals(signum).name}; {done}"
+    assert stderr.splitlines() == [line]
+    document = json.loads(stdout)
+    assert (document["command"], document["ok"], document["exit_code"]) == (
+        "playbook run",
+        False,
+        code,
+    )
+    assert document["error"] == line
+    assert not dest.exists()  # the step after the interrupted one never ran

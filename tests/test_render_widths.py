@@ -19,12 +19,12 @@ from rich.cells import cell_len
 from rich.console import Console
 
 from redisops.fleet.connection import build_client
-from redisops.fleet.fanout import HostResult
 from redisops.render.layout import FitTable
 from redisops.render.output import Output
 from redisops.render.sentinel import drill_view, history_table
 from redisops.render.slowlog import HISTOGRAM_LABEL
 from redisops.render.units import human_bytes, human_count, human_duration, human_ms, human_us
+from redisops.results import HostResult
 from redisops.sentinel.drill import DrillReport, Step
 from tests.cli_helpers import redisops
 

@@ -79,3 +79,40 @@ def test_a_name_matching_nothing_gets_a_did_you_mean(inventory):
         "--limit 'sentinel' matches no host or group "
         "(did you mean 'sentinel-1', 'sentinel-2' or 'sentinels'?)"
     )
+
+
+@pytest.mark.parametrize(
+    ("argv", "lacking"),
+    [
+        (["backup", "run", "--dest", "{tmp}"], "data set"),
+        (["memory", "summary"], "data set"),
+        (["config", "audit"], "Redis configuration"),
+        (["slowlog", "triage"], "slowlog"),
+    ],
+)
+def test_only_sentinels_selected_is_one_usage_error_everywhere(tmp_path, argv, lacking):
+    """One guard (selection.split_sentinels) for every command that needs a Redis server,
+    `backup run` included: exit 2 before any connection, the same words."""
+    from tests.cli_helpers import redisops
+
+    path = tmp_path / "inventory.yaml"
+    path.write_text(INVENTORY)
+    args = [arg.replace("{tmp}", str(tmp_path)) for arg in argv]
+    run = redisops("-i", str(path), "-l", "sentinels", *args)
+    assert run.exit_code == 2
+    assert run.stderr.startswith(
+        f"error: no Redis host selected: Sentinels have no {lacking} (2 selected)\n"
+    )
+
+
+def test_select_sentinels_is_the_other_side_of_the_guard(inventory):
+    from redisops.fleet.selection import select_sentinels
+
+    assert [h.name for h in select_sentinels(select_hosts(inventory, None))] == [
+        "sentinel-1",
+        "sentinel-2",
+    ]
+    with pytest.raises(UsageError) as caught:
+        select_sentinels(select_hosts(inventory, "cache"))
+    assert caught.value.exit_code == ExitCode.USAGE
+    assert caught.value.message == "no Sentinel selected: this command asks the sentinels"

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from redisops import __version__
+from redisops.backup.aof import parse_aof_manifest
 from redisops.backup.catalogue import (
     VERIFIED,
     Backup,
@@ -32,8 +33,6 @@ from redisops.backup.catalogue import (
     private_dir,
     publish,
 )
-from redisops.backup.datafile import DataFileWriter, StoredFile
-from redisops.backup.formats import parse_aof_manifest
 from redisops.backup.lock import host_locks
 from redisops.backup.temp_settings import Warn, repair_left_behind, temporarily_set
 from redisops.backup.verify import (
@@ -44,12 +43,15 @@ from redisops.backup.verify import (
     feeds_for,
     new_findings,
 )
+from redisops.datafile import DataFileWriter, StoredFile
 from redisops.errors import HostError, RefusedError
 from redisops.fleet.connection import redis_client
-from redisops.fleet.fanout import HostResult, run_on_hosts
+from redisops.fleet.fanout import run_on_hosts
 from redisops.fleet.host import Host
 from redisops.fleet.hostaccess import HostAccess, open_host_access
 from redisops.interrupt import pause, raise_if_stopped
+from redisops.results import HostResult
+from redisops.serverinfo import as_int, keyspace, parse_info, replication_role
 
 if TYPE_CHECKING:
     import redis
@@ -169,7 +171,7 @@ def plan_backup(
     )
     with redis_client(host, timeout=settings.timeout, decode=True) as client:
         info = client.info("replication") | client.info("memory")
-    role = "replica" if info.get("role") == "slave" else "master"
+    role = replication_role(info)
     via = settings.via or ("file" if host.has_host_access and role == "replica" else "replication")
     if settings.kind == "aof":
         via = "file"
@@ -329,7 +331,7 @@ def back_up_host(
             replid=captured.replid or (facts.aux.get("repl-id") if facts else None),
             repl_offset=captured.repl_offset
             if captured.repl_offset is not None
-            else _int(facts.aux.get("repl-offset") if facts else None),
+            else as_int(facts.aux.get("repl-offset") if facts else None),
             started_at=format_time(started),
             finished_at=format_time(now_utc()),
             duration_seconds=round(time.monotonic() - clock, 3),
@@ -366,23 +368,14 @@ def listing_sha256(files: Sequence[StoredFile]) -> str:
 
 def _server_facts(connection: RespConnection) -> dict:
     """Role, version, run id and key counts from one INFO (its default sections)."""
-    fields = {}
-    for line in connection.call(b"INFO").decode(errors="replace").splitlines():
-        name, colon, value = line.partition(":")
-        if colon:
-            fields[name] = value
-    keys = expires = 0
-    for name, value in fields.items():
-        if name.startswith("db") and name[2:].isdigit():
-            counts = dict(item.partition("=")[::2] for item in value.split(","))
-            keys += int(counts.get("keys", 0))
-            expires += int(counts.get("expires", 0))
+    fields = parse_info(connection.call(b"INFO"))
+    dbs = keyspace(fields).values()
     return {
-        "role": "replica" if fields.get("role") == "slave" else "master",
+        "role": replication_role(fields),
         "version": fields.get("redis_version", "None"),
         "run_id": fields.get("run_id"),
-        "keys": keys,
-        "expires": expires,
+        "keys": sum(db.get("keys", 0) for db in dbs),
+        "expires": sum(db.get("expires", 0) for db in dbs),
     }
 
 
@@ -679,7 +672,3 @@ def _config(client: redis.Redis, host: Host, *names: str) -> tuple[str, ...]:
             raise HostError(f"{host.address} has no config {name!r}")
         values.append(value)
     return tuple(values)
-
-
-def _int(text: str | None) -> int | None:
-    return int(text) if text is not None and text.lstrip("-").isdigit() else None

@@ -17,10 +17,11 @@ from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
-from redisops.backup.datafile import StoredFile
+from redisops.datafile import StoredFile
 from redisops.errors import UsageError
 from redisops.fleet.host import Host
 from redisops.fleet.hostaccess import fsync_dir
+from redisops.rdb.source import RdbInput, rdb_file
 
 MANIFEST = "manifest.json"
 MANIFEST_FORMAT = 1
@@ -270,6 +271,37 @@ def find_backup(catalogue: Catalogue, backup_id: str) -> Backup:
     raise UsageError(
         f"no backup {backup_id!r} in the catalogue",
         hint="see `redisops backup list` for ids",
+    )
+
+
+def locate_rdb(target: str, dests: Sequence[Path]) -> RdbInput:
+    """`target` as a file path, else as a backup id in the catalogues under `dests`.
+
+    Raises UsageError when it is neither, or when the backup holds no RDB file.
+    """
+    path = Path(target).expanduser()
+    if path.is_file():
+        return rdb_file(path)
+    if not dests:
+        raise UsageError(
+            f"{target}: no such file, and no backup catalogue to look the id up in",
+            hint="pass a file, or --dest DIR, or set backup_dir in the inventory",
+        )
+    backup = find_backup(load_catalogue(dests), target)
+    for stored in backup.files:
+        if stored.role == "rdb" or (stored.role == "aof-base" and stored.source.endswith(".rdb")):
+            return RdbInput(
+                backup.host,
+                str(Path(backup.path) / stored.name),
+                Path(backup.path) / stored.name,
+                stored.compression,
+                stored.raw_bytes,
+                backup.role,
+                backup.backup_id,
+            )
+    raise UsageError(
+        f"backup {target} holds no RDB file (an AOF backup without an RDB preamble)",
+        hint="`memory rdb` reads RDB snapshots; take one with `backup run --kind rdb`",
     )
 
 

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from redisops.backup.catalogue import Backup, Catalogue, newest, now_utc
 from redisops.errors import UsageError
-from redisops.fleet.fanout import HostResult
 from redisops.fleet.hostaccess import fsync_dir
+from redisops.results import HostResult
 
 PREFIX = "redisops_backup"
 METRICS = (

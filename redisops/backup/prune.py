@@ -16,10 +16,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from redisops.backup.catalogue import Backup, now_utc, record_verification, remove_backup
+from redisops.change import ChangeOutcome, ChangePlan
 from redisops.errors import HostError, UsageError
-from redisops.fleet.fanout import HostResult
+from redisops.results import HostResult
 
 SAFETY_DAYS = 30
 
@@ -221,3 +223,89 @@ def delete_pruned(
                 ok, error = False, str(HostError(f"cannot delete {decision.path}: {exc.strerror}"))
         results.append(HostResult(decision.host, decision.address, ok, error, decision))
     return results
+
+
+def plan_backup_prune(
+    backups: Sequence[Backup],
+    policy: RetentionPolicy,
+    checked: dict[str, tuple[str, ...]],
+    check: Callable[[Backup], tuple[str, ...]],
+) -> ChangePlan[PruneDecision]:
+    """The prune as a change: one row per backup (a damaged one is a failed row), what it
+    deletes pending. `checked` is filled (plan_checked_prune) so apply re-reads nothing."""
+    decisions = plan_checked_prune(backups, policy, checked, check).decisions
+    doomed = [d for d in decisions if not d.keep]
+    freed = sum(d.bytes for d in doomed)
+    return ChangePlan(
+        command="backup prune",
+        rows=_rows(decisions),
+        question=f"Delete {len(doomed)} backup(s) ({freed:,} bytes)?",
+        pending=len(doomed),
+        summary=_summary(decisions, deleted=0),
+        undone="deleted",
+        noun="backups",
+    )
+
+
+def apply_backup_prune(
+    plan: ChangePlan[PruneDecision],
+    policy: RetentionPolicy,
+    checked: dict[str, tuple[str, ...]],
+    check: Callable[[Backup], tuple[str, ...]],
+) -> ChangeOutcome[PruneDecision]:
+    """Take each host's catalogue lock, plan again from the catalogue as it is now (a run may
+    have finished meanwhile; what was checked is not re-read), record damage, delete."""
+    from redisops.backup.catalogue import load_catalogue
+    from redisops.backup.lock import host_locks
+
+    folders = {(Path(r.data.path).parent.parent, r.host) for r in plan.rows if r.data}
+    with host_locks(sorted(folders), purpose="backup prune"):
+        fresh = load_catalogue({folder for folder, _ in folders}, {h for _, h in folders})
+        again = plan_checked_prune(fresh.backups, policy, checked, check)
+        warnings = _unrecorded(record_damage(again))
+        results = delete_pruned(again.decisions, again.backups)
+    deleted = sum(1 for r in results if r.ok and r.data and not r.data.keep)
+    decisions = [r.data for r in results if r.data]
+    return ChangeOutcome(
+        _rows(results), summary=_summary(decisions, deleted=deleted), warnings=warnings
+    )
+
+
+def record_prune_damage(
+    backups: Sequence[Backup],
+    policy: RetentionPolicy,
+    checked: dict[str, tuple[str, ...]],
+    check: Callable[[Backup], tuple[str, ...]],
+) -> list[str]:
+    """Record the damage a plan found (when it deletes nothing, so apply does not run);
+    a warning per manifest that could not be written."""
+    return _unrecorded(record_damage(plan_checked_prune(backups, policy, checked, check)))
+
+
+def _unrecorded(paths: Sequence[str]) -> list[str]:
+    return [f"{path}: manifest not writable: the damage is not recorded" for path in paths]
+
+
+def _rows(items: Sequence[PruneDecision] | Sequence[HostResult[PruneDecision]]) -> list:
+    """One row per backup; one found damaged just now is a failed row, whatever else
+    happened to it."""
+    rows = [
+        item
+        if isinstance(item, HostResult)
+        else HostResult(item.host, item.address, True, None, item)
+        for item in items
+    ]
+    return [
+        HostResult(r.host, r.address, False, f"{r.data.backup_id}: {r.data.damage[0]}", r.data)
+        if r.ok and r.data and r.data.damage
+        else r
+        for r in rows
+    ]
+
+
+def _summary(decisions: Sequence[PruneDecision], *, deleted: int) -> dict[str, int]:
+    return {
+        "kept": sum(1 for d in decisions if d.keep),
+        "deleted": deleted,
+        "damaged": sum(1 for d in decisions if d.damage),
+    }

@@ -17,8 +17,9 @@ from typing import TYPE_CHECKING, Protocol
 
 from redisops.errors import HostError
 from redisops.fleet.host import Host
-from redisops.fleet.server import parse_info, server_identity
+from redisops.fleet.server import server_identity
 from redisops.interrupt import raise_if_stopped
+from redisops.serverinfo import parse_info
 
 if TYPE_CHECKING:
     from redisops.fleet.resp import RespConnection

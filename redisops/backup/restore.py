@@ -33,17 +33,27 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
+from redisops.backup.aof import parse_aof_manifest
 from redisops.backup.capture import BackupSettings, Progress, back_up_host
-from redisops.backup.catalogue import Backup, host_folder
-from redisops.backup.datafile import read_stored
-from redisops.backup.formats import parse_aof_manifest, rdb_load_problem
+from redisops.backup.catalogue import (
+    Backup,
+    catalogue_dirs,
+    host_folder,
+    load_catalogue,
+    resolve_backup,
+)
 from redisops.backup.verify import VerifyResult, verify_backup
-from redisops.errors import HostError
+from redisops.change import ChangeOutcome, ChangePlan
+from redisops.datafile import read_stored
+from redisops.errors import HostError, UsageError
 from redisops.fleet.connection import redis_client
 from redisops.fleet.host import Host
 from redisops.fleet.hostaccess import HostAccess, open_host_access
 from redisops.fleet.server import server_identity
 from redisops.interrupt import HANDLED_SIGNALS, Interrupted
+from redisops.rdb.format import rdb_load_problem
+from redisops.results import HostResult
+from redisops.serverinfo import keyspace, replication_role
 
 POLL_SECONDS = 0.1
 STAGE_PREFIX = ".redisops-restore-"
@@ -266,7 +276,7 @@ def read_target(target: Host, inventory_hosts: Sequence[Host], *, timeout: float
         name = config.get("appenddirname") if multipart else config.get("appendfilename")
         aof_path = f"{folder}/{name}"
     return TargetState(
-        role="replica" if replication.get("role") == "slave" else "master",
+        role=replication_role(replication),
         flavour=identity.flavour,
         version=identity.version,
         connected_replicas=int(replication.get("connected_slaves", 0)),
@@ -345,8 +355,8 @@ def _leftover(target: Host, state: TargetState, backup_id: str, *, timeout: floa
     return None
 
 
-def _keys(keyspace: dict) -> int:
-    return sum(int(v.get("keys", 0)) for k, v in keyspace.items() if k.startswith("db"))
+def _keys(info: dict) -> int:
+    return sum(db.get("keys", 0) for db in keyspace(info).values())
 
 
 def _remote_size(host: Host, path: str, timeout: float) -> int | None:
@@ -924,3 +934,88 @@ def _wait_loaded(host: Host, *, timeout: float, wait: float) -> tuple[int | None
                 hint="see the server's log",
             )
         time.sleep(POLL_SECONDS * 2)
+
+
+def restore_target(selection: Sequence[Host], *, limited: bool, command: str = "restore") -> Host:
+    """The one Redis host -l named: UsageError when -l was not given (a restore never picks
+    its target) or did not select exactly one Redis host."""
+    if not limited:
+        raise UsageError(
+            f"{command} needs its target named with -l HOST, even in a one-host inventory"
+        )
+    targets = [host for host in selection if not host.is_sentinel]
+    if len(targets) != 1:
+        raise UsageError(f"{command} needs exactly one Redis host, -l selected {len(targets)}")
+    return targets[0]
+
+
+def restore_source(
+    selection: Sequence[Host],
+    *,
+    limited: bool,
+    dest: Path | None,
+    backup_id: str,
+    from_host: str | None,
+) -> tuple[Host, Path, Backup]:
+    """The one Redis host -l named, its catalogue folder, and the backup `backup_id` names
+    there (`latest`, `latest-safety`, or an id). UsageError when -l was not given (a restore
+    never picks its target), or did not select exactly one Redis host."""
+    target = restore_target(selection, limited=limited)
+    folder = catalogue_dirs(dest, [target])[target.name]
+    backup = resolve_backup(load_catalogue([folder]), backup_id, from_host or target.name)
+    return target, folder, backup
+
+
+@contextlib.contextmanager
+def restore_lock(folder: Path, target: Host, backup: Backup) -> Iterator[None]:
+    """Hold the catalogue locks of the target and of the backup's host from planning to the
+    end of the restore: no backup run or prune may change either meanwhile."""
+    from redisops.backup.lock import host_locks
+
+    with host_locks(
+        sorted({(folder, target.name), (folder, backup.host)}), purpose="backup restore"
+    ):
+        yield
+
+
+def restore_change(plan: RestorePlan, target: Host) -> ChangePlan[RestorePlan]:
+    """`plan` as the change engine's plan: one row, its blockers and its refusals (--force
+    lifts those), each reason on its own line."""
+    if plan.blockers:
+        refused = f"cannot restore onto {target.name}: {plan.blockers[0]}"
+    else:
+        refused = f"restore onto {target.name} refused; nothing was changed"
+    return ChangePlan(
+        command="backup restore",
+        rows=[HostResult(target.name, target.address, True, None, plan)],
+        question=f"Replace the data of {target.name} with {plan.backup_id}?",
+        pending=1,
+        summary={"backup_id": plan.backup_id},
+        blockers=plan.blockers,
+        refusals=plan.refusals,
+        refused=refused,
+    )
+
+
+def apply_restore(
+    plan: RestorePlan,
+    backup: Backup,
+    target: Host,
+    dest: Path,
+    *,
+    timeout: float,
+    wait: float,
+    progress: Progress | None = None,
+) -> ChangeOutcome[RestoreResult]:
+    """execute_restore as the change engine's outcome: a failed step or a key count that
+    does not match is a failed row and an error line."""
+    try:
+        result = execute_restore(
+            plan, backup, target, dest, timeout=timeout, wait=wait, progress=progress
+        )
+    except HostError as exc:
+        row = HostResult(target.name, target.address, False, exc.message, None)
+        return ChangeOutcome([row], errors=[HostError(f"{target.name}: {exc.message}", exc.hint)])
+    row = HostResult(target.name, target.address, not result.problem, result.problem, result)
+    errors = [f"{target.name}: {result.problem}"] if result.problem else []
+    return ChangeOutcome([row], errors=errors)

@@ -39,9 +39,16 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from redisops.backup.catalogue import Backup, Catalogue, resolve_backup
-from redisops.backup.crc64 import crc64_function
-from redisops.backup.datafile import CorruptData, raw_chunks, sniff_compression
-from redisops.backup.formats import (
+from redisops.change import ChangeOutcome, ChangePlan
+from redisops.datafile import CorruptData, raw_chunks, sniff_compression
+from redisops.errors import HostError, UsageError
+from redisops.fleet.host import Host
+from redisops.fleet.resp import RespConnection
+from redisops.fleet.server import server_identity, version_tuple
+from redisops.interrupt import Interrupted, pause, raise_if_stopped
+from redisops.keypatterns import key_text
+from redisops.rdb.crc64 import crc64_function
+from redisops.rdb.format import (
     CRC_OK,
     HEADER_BYTES,
     RdbChecker,
@@ -49,15 +56,9 @@ from redisops.backup.formats import (
     loadable_rdb_version,
     rdb_format,
 )
-from redisops.errors import HostError, UsageError
-from redisops.fleet.host import Host
-from redisops.fleet.resp import RespConnection
-from redisops.fleet.server import parse_info, server_identity, version_tuple
-from redisops.interrupt import Interrupted, pause, raise_if_stopped
-
-# The RDB reader lives in memory/rdb today: imported here only, so a move is one line.
-from redisops.memory.patterns import key_text
-from redisops.memory.rdb.reader import RdbError, RdbReader
+from redisops.rdb.reader import RdbError, RdbReader
+from redisops.results import HostResult
+from redisops.serverinfo import parse_info
 
 SAMPLES = 10
 BATCH_KEYS = 1000
@@ -1043,3 +1044,40 @@ def _iso(ms: int) -> str:
 
 def _format(flavour: str, version: int | None) -> str:
     return f"Valkey RDB format {version}" if flavour == "valkey" else f"RDB version {version}"
+
+
+def restore_keys_change(plan: RestoreKeysPlan, target: Host) -> ChangePlan[RestoreKeysPlan]:
+    """`plan` as the change engine's: one row; nothing to do once counted and empty (with
+    --yes the keys are counted as they are sent, so the run goes ahead)."""
+    if plan.blockers:
+        refused = f"cannot restore keys into {target.name}: {plan.blockers[0]}"
+        hint = None
+    else:
+        refused = f"restore-keys refused: {'; '.join(plan.refusals)}"
+        hint = "restore into a newer server, or re-run with --force to restore the others"
+    return ChangePlan(
+        command="backup restore-keys",
+        rows=[HostResult(target.name, target.address, True, None, plan)],
+        question=f"Restore {plan.restore:,} key(s) into {target.name}?",
+        pending=plan.restore if plan.counted else 1,
+        blockers=plan.blockers,
+        refusals=plan.refusals,
+        refused=refused,
+        hint=hint,
+        undone="sent",
+    )
+
+
+def restore_keys_outcome(
+    plan: RestoreKeysPlan, result: RestoreKeysResult, target: Host
+) -> ChangeOutcome[RestoreKeysResult]:
+    """A run as the change engine's outcome: a problem, or keys the target rejected, fail
+    the row (exit 1)."""
+    problem = result.problem or (
+        f"{result.failed:,} key(s) rejected by {target.name}" if result.failed else None
+    )
+    return ChangeOutcome(
+        [HostResult(target.name, target.address, problem is None, problem, result)],
+        summary={"planned": plan.restore, "state_file": result.state_file},
+        errors=[f"{target.name}: {result.problem}"] if result.problem else [],
+    )

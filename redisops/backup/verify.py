@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from redisops.backup import checktool
+from redisops.backup.aof import AofChecker, parse_aof_manifest
 from redisops.backup.catalogue import (
     FAILED,
     UNVERIFIABLE,
@@ -26,15 +27,13 @@ from redisops.backup.catalogue import (
     now_utc,
     record_verification,
 )
-from redisops.backup.datafile import CorruptData, StoredFile, read_stored
-from redisops.backup.formats import (
+from redisops.datafile import CorruptData, StoredFile, read_stored
+from redisops.rdb.format import (
     CRC_ABSENT,
     CRC_DISABLED,
     CRC_OK,
-    AofChecker,
     RdbChecker,
     RdbFacts,
-    parse_aof_manifest,
 )
 
 

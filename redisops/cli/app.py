@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
+import inspect
 import shlex
 import sys
-from pathlib import Path
+import typing
 from typing import Annotated, Any
 
 import typer
@@ -15,17 +17,10 @@ from typer.core import TyperGroup
 from redisops import __version__
 from redisops.cli.argv import Arranged, arrange_arguments
 from redisops.cli.coercion import install_plain_coercion
-from redisops.cli.common import (
-    MAX_TIMEOUT,
-    MIN_TIMEOUT,
-    GlobalOptions,
-    OutputFormat,
-    check_timeout,
-    command_line,
-)
 from redisops.cli.groups import COMMAND_GROUPS, ROOT_EXAMPLES, write_examples
-from redisops.errors import ExitCode, RedisopsError, UsageError
+from redisops.errors import ExitCode, RedisopsError
 from redisops.interrupt import Interrupted, stop_on_signals
+from redisops.options import GlobalOptions, StepOptions, command_line, declared_options
 from redisops.render.documents import recording_documents
 
 install_plain_coercion()
@@ -70,11 +65,16 @@ class RedisopsGroup(TyperGroup):
         **extra: Any,
     ) -> Any:
         given = list(sys.argv[1:] if args is None else args)
-        run = Arranged(given, "", json=False, inventory=None)
+        # A playbook step: its options are placed, its results go to the step's Output.
+        step = extra.get("obj") if isinstance(extra.get("obj"), StepOptions) else None
+        sink = step.sink if step else None
+        run = Arranged(given, "", json=step is not None, inventory=None)
         with recording_documents() as written:
             try:
                 with stop_on_signals():
                     run = arrange_arguments(self, given)
+                    if step is not None:
+                        run = dataclasses.replace(run, json=True, inventory=step.inventory)
                     if run.error:
                         raise run.error
                     returned = super().main(
@@ -86,15 +86,19 @@ class RedisopsGroup(TyperGroup):
                     )
                 code = int(returned) if isinstance(returned, int) else ExitCode.OK
             except _Stopped as stopped:
+                if step is not None:  # the whole playbook stops; its boundary says so, once
+                    raise stopped.interrupted from None
                 code = _report_interrupted(run, stopped.interrupted, bool(written))
             except RedisopsError as exc:
-                code = _report(run, exc.message, _hint(run, exc), exc.exit_code, bool(written))
+                hint = _hint(run, exc, step)
+                code = _report(run, exc.message, hint, exc.exit_code, bool(written), sink)
             except typer.Abort:
-                code = _report(run, "aborted", None, ExitCode.REFUSED, bool(written))
+                code = _report(run, "aborted", None, ExitCode.REFUSED, bool(written), sink)
             except NoArgsIsHelpError as exc:
                 code = _show_help(run, exc.ctx)
             except typer.TyperException as exc:  # Typer's usage errors: bad option, no value
-                code = _report(run, exc.format_message(), "see --help", ExitCode.USAGE, False)
+                message = exc.format_message()
+                code = _report(run, message, "see --help", ExitCode.USAGE, False, sink)
         if standalone_mode:
             sys.exit(code)
         return code
@@ -123,27 +127,33 @@ def _report_interrupted(run: Arranged, interrupted: Interrupted, written: bool) 
     return interrupted.exit_code
 
 
-def _report(run: Arranged, message: str, hint: str | None, code: int, written: bool) -> int:
+def _report(
+    run: Arranged, message: str, hint: str | None, code: int, written: bool, sink: Any = None
+) -> int:
     """One `error:` line (and hint) on stderr; with -o json, also the failure's JSON document
-    unless the command wrote its own already."""
+    unless the command wrote its own already (to `sink` for a playbook step)."""
     from redisops.render.output import Output
 
-    output = Output()
+    output = sink or Output()
     output.error(message, hint)
     if run.json and not written:
         output.failure(run.command, message, hint, code)
     return code
 
 
-def _hint(run: Arranged, exc: RedisopsError) -> str | None:
+def _hint(run: Arranged, exc: RedisopsError, step: StepOptions | None = None) -> str | None:
     """The error's hint, its `redisops …` commands given this run's inventory, and with the
-    whole command line to paste when an option such as --yes would go ahead."""
+    whole command line to paste when an option such as --yes would go ahead (for a playbook
+    step, its command with the step's -i and -l)."""
     # Not this run's --limit: the hint may be about the limit (`-l node-9` matches nothing).
     invoked = command_line(run.inventory, None)
     hint = invoked.with_inventory(exc.hint) if exc.hint else exc.hint
     if exc.rerun_with is None:
         return hint
-    line = shlex.join(["redisops", *run.args, exc.rerun_with])
+    if step is not None:
+        line = step.command_line.redisops(*run.args, exc.rerun_with)
+    else:
+        line = shlex.join(["redisops", *run.args, exc.rerun_with])
     return f"{hint}: {line}" if hint else f"re-run with {exc.rerun_with}: {line}"
 
 
@@ -179,65 +189,55 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
-def root(
-    ctx: typer.Context,
-    inventory_path: Annotated[
-        Path | None,
-        typer.Option(
-            "-i",
-            "--inventory",
-            metavar="PATH",
-            help="Inventory file [default: $REDISOPS_INVENTORY, else ./inventory.yaml].",
-            show_default=False,
-        ),
-    ] = None,
-    limit: Annotated[
-        list[str] | None,
-        typer.Option(
-            "-l",
-            "--limit",
-            metavar="PATTERN",
-            help="Hosts or groups: comma-separated, globs, !name excludes; repeatable (the "
-            "patterns add up).",
-            show_default=False,
-        ),
-    ] = None,
-    output: Annotated[
-        OutputFormat,
-        typer.Option(
-            "-o", "--output", metavar="table|json", help="table for people, json for machines."
-        ),
-    ] = OutputFormat.table,
-    parallel: Annotated[int, typer.Option(metavar="N", help="Hosts worked on at once.")] = 16,
-    timeout: Annotated[
-        float,
-        typer.Option(
-            metavar="SECONDS",
-            help=f"Per-host connect and command timeout ({MIN_TIMEOUT:g} to {MAX_TIMEOUT:g}).",
-        ),
-    ] = 5.0,
-    verbose: Annotated[
-        bool, typer.Option("-v", "--verbose", help="More detail on stderr.")
-    ] = False,
-    version: Annotated[
-        bool,
-        typer.Option(
-            "--version", callback=_version, is_eager=True, help="Show the version and exit."
-        ),
-    ] = False,
-) -> None:
-    if parallel < 1:
-        raise UsageError(f"--parallel must be at least 1, got {parallel}")
-    check_timeout(timeout)
-    ctx.obj = GlobalOptions(
-        inventory=inventory_path,
-        limit=",".join(limit) if limit else None,
-        output=output,
-        parallel=parallel,
-        timeout=timeout,
-        verbose=verbose,
+def root(ctx: typer.Context, version: bool = False, **given: Any) -> None:
+    """Keep the global options for the command: from the command line, or for a playbook
+    step from the step's mapping over the run's (placed by the runner as `obj`)."""
+    placed = ctx.obj
+    if isinstance(placed, StepOptions):
+        ctx.obj = placed.resolve()
+    else:
+        ctx.obj = GlobalOptions.from_command_line(given)
+
+
+def _root_signature() -> inspect.Signature:
+    """The root's parameters: one option per field of GlobalOptions (redisops/options.py,
+    where the global options are declared), then --version."""
+    hints = typing.get_type_hints(GlobalOptions)
+    params = [inspect.Parameter("ctx", inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                annotation=typer.Context)]  # fmt: skip
+    for option in declared_options():
+        meta = option.metadata
+        kind = list[str] | None if meta["repeatable"] else hints[option.name]
+        declared = typer.Option(
+            *meta["flags"],
+            metavar=meta["metavar"],
+            help=meta["help"],
+            show_default=meta["show_default"],
+        )
+        params.append(
+            inspect.Parameter(
+                option.name,
+                inspect.Parameter.KEYWORD_ONLY,
+                default=option.default,
+                annotation=Annotated[kind, declared],
+            )
+        )
+    version = typer.Option(
+        "--version", callback=_version, is_eager=True, help="Show the version and exit."
     )
+    params.append(
+        inspect.Parameter(
+            "version",
+            inspect.Parameter.KEYWORD_ONLY,
+            default=False,
+            annotation=Annotated[bool, version],
+        )
+    )
+    return inspect.Signature(params)
+
+
+root.__signature__ = _root_signature()  # type: ignore[attr-defined]
+app.callback()(root)
 
 
 def main() -> None:

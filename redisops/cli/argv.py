@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from redisops.errors import UsageError
+from redisops.options import declared_options
 
 # Root options that may be given more than once: the values are joined with commas.
-_COMBINED = {"limit"}
+_COMBINED = {option.name for option in declared_options() if option.metadata["repeatable"]}
 
 
 @dataclass(frozen=True)
@@ -73,7 +74,7 @@ def arrange_arguments(root: Any, args: list[str]) -> Arranged:
         args=[*hoisted, *front, *rest],
         command=" ".join(path),
         json=values.get("output", [""])[-1] == "json",
-        inventory=values.get("inventory_path", [None])[-1],
+        inventory=values.get("inventory", [None])[-1],
         error=_problem(given, root_options),
     )
 

@@ -13,14 +13,14 @@ import typer
 from redisops.cli.common import (
     DryRunOption,
     YesOption,
-    confirm_change,
     global_options,
     load_selection,
     make_output,
     selected_hosts,
 )
 from redisops.cli.groups import command_group
-from redisops.errors import ExitCode, HostError, RefusedError, UsageError
+from redisops.errors import UsageError
+from redisops.exitcode import exit_code
 
 app = command_group("backup")
 
@@ -107,16 +107,16 @@ def run(
     from redisops.backup.capture import BackupSettings, run_backups
     from redisops.backup.catalogue import catalogue_dirs, load_catalogue
     from redisops.backup.metrics import metrics_text, write_metrics
-    from redisops.render.backup import run_table, transfer_progress
+    from redisops.fleet.selection import split_sentinels
+    from redisops.render.backup import run_table
+    from redisops.render.progress import progress_bars
 
     # The process ends after a run: with the heap frozen, the interpreter's teardown skips
     # its garbage collections over every object loaded (~40 ms of a backup here).
     atexit.register(gc.freeze)
     options = global_options(ctx)
     output = make_output(options)
-    hosts, sentinels = _redis_hosts(selected_hosts(options, output))
-    if not hosts:
-        raise UsageError("no Redis host to back up", hint="--limit selected only sentinels")
+    hosts, sentinels = split_sentinels(selected_hosts(options, output), lacking="data set")
     if kind is Kind.aof and via is Via.replication:
         raise UsageError("--kind aof copies files: it cannot use --via replication")
     dests = catalogue_dirs(dest, hosts)
@@ -128,7 +128,7 @@ def run(
         save_timeout=save_timeout,
         reason=reason.value,
     )
-    with transfer_progress(output) as progress:
+    with progress_bars(output, "bytes") as progress:
         results = run_backups(
             hosts, dests, settings, parallel=options.parallel, progress=progress, warn=output.warn
         )
@@ -140,14 +140,14 @@ def run(
             output.error(f"{result.host}: {result.error}")
         elif not result.data.verified:
             output.warn(f"{result.host}: {'; '.join(result.data.verification.problems)}")
-    code = output.host_results(
+    output.host_results(
         "backup run",
         results,
         lambda rows: run_table(output, rows),
         summary={"kind": kind.value, "sentinels_skipped": sentinels},
     )
     output.skipped_sentinels(sentinels, "data set")
-    return code
+    return exit_code(results)
 
 
 def _catalogue(options, output, dest: Path | None):
@@ -182,8 +182,8 @@ def list_(ctx: typer.Context, dest: DestOption = None) -> int:
     Only finished backups are listed; runs cut short leave nothing here. --limit filters by
     host. A failed backup is a failed row (exit 1), as its last verification recorded it.
     """
-    from redisops.fleet.fanout import HostResult
     from redisops.render.backup import list_table, safety_note
+    from redisops.results import HostResult
 
     options = global_options(ctx)
     output = make_output(options)
@@ -195,7 +195,7 @@ def list_(ctx: typer.Context, dest: DestOption = None) -> int:
         for b in catalogue.backups
     ]
     safety = sum(1 for b in catalogue.backups if b.safety)
-    code = output.host_results(
+    output.host_results(
         "backup list",
         rows,
         lambda shown: list_table(output, shown),
@@ -207,7 +207,7 @@ def list_(ctx: typer.Context, dest: DestOption = None) -> int:
         noun="backups",
     )
     safety_note(output, safety)
-    return code
+    return exit_code(rows)
 
 
 def _failure(backup) -> str:
@@ -230,8 +230,8 @@ def verify(
     """
     from redisops.backup.catalogue import find_backup
     from redisops.backup.verify import verify_backup
-    from redisops.fleet.fanout import HostResult
     from redisops.render.backup import verify_table
+    from redisops.results import HostResult
 
     if (backup_id is None) == (not all_):
         raise UsageError("give a backup id or --all (not both)")
@@ -249,13 +249,14 @@ def verify(
             output.error(error)
         elif checked.status == "unverifiable":
             output.warn(f"{checked.backup_id}: {'; '.join(checked.problems)}")
-    return output.host_results(
+    output.host_results(
         "backup verify",
         rows,
         lambda shown: verify_table(output, shown),
         summary={"backups": len(rows)},
         noun="backups",
     )
+    return exit_code(rows)
 
 
 @app.command("prune")
@@ -281,16 +282,14 @@ def prune(
     the corrected plan allows. Shows the plan, then asks (or needs --yes off a terminal);
     --dry-run stops at the plan.
     """
-    from redisops.backup.catalogue import load_catalogue
-    from redisops.backup.lock import host_locks
     from redisops.backup.prune import (
         RetentionPolicy,
-        delete_pruned,
-        plan_checked_prune,
-        record_damage,
+        apply_backup_prune,
+        plan_backup_prune,
+        record_prune_damage,
     )
     from redisops.backup.verify import check_files
-    from redisops.fleet.fanout import HostResult
+    from redisops.cli.change import carry_out
     from redisops.render.backup import prune_table
 
     policy = RetentionPolicy(keep_last, keep_daily, keep_weekly, keep_monthly, keep_safety_days)
@@ -299,71 +298,31 @@ def prune(
     output = make_output(options)
     catalogue, _, _ = _catalogue(options, output, dest)
     checked: dict[str, tuple[str, ...]] = {}
-    plan = plan_checked_prune(catalogue.backups, policy, checked, check_files)
-    doomed = [d for d in plan.decisions if not d.keep]
+    plan = plan_backup_prune(catalogue.backups, policy, checked, check_files)
+    if not dry_run and not plan.pending:
+        # Nothing to delete, but a backup found damaged is recorded so (no question asked).
+        for warning in record_prune_damage(catalogue.backups, policy, checked, check_files):
+            output.warn(warning)
 
-    def rows(results) -> list:
-        """A backup found damaged just now is a failed row, whatever else happened to it."""
-        return [
-            HostResult(r.host, r.address, False, f"{r.data.backup_id}: {r.data.damage[0]}", r.data)
-            if r.ok and r.data.damage
-            else r
-            for r in results
-        ]
-
-    def render(results, deleted: int) -> int:
-        for result in results:
-            if result.data.damage:
+    def show(rows, summary, draw) -> None:
+        for row in rows:
+            if row.data.damage:
                 output.error(
-                    f"{result.data.backup_id}: {'; '.join(result.data.damage)}",
+                    f"{row.data.backup_id}: {'; '.join(row.data.damage)}",
                     hint="prune counts it as failed and keeps to the backups that verify now; "
                     "`redisops backup verify ID` tells more",
                 )
-        return output.host_results(
-            "backup prune",
-            results,
-            lambda shown: prune_table(output, shown),
-            summary={
-                "dry_run": dry_run,
-                "kept": sum(1 for r in results if r.data.keep),
-                "deleted": deleted,
-                "damaged": sum(1 for r in results if r.data.damage),
-            },
-            noun="backups",
-        )
+        output.host_results(plan.command, rows, draw, summary=dict(summary), noun=plan.noun)
 
-    planned = rows([HostResult(d.host, d.address, True, None, d) for d in plan.decisions])
-    if dry_run or not doomed:
-        if dry_run:
-            output.err.print("dry run: nothing was deleted", style="dim", highlight=False)
-        else:
-            for path in record_damage(plan):
-                output.warn(f"{path}: manifest not writable: the damage is not recorded")
-        return render(planned, 0)
-    output.err.print(prune_table(output, planned))
-    freed = sum(d.bytes for d in doomed)
-    confirm_change(f"Delete {len(doomed)} backup(s) ({freed:,} bytes)?", yes=yes)
-    folders = {(Path(d.path).parent.parent, d.host) for d in plan.decisions}
-    with host_locks(sorted(folders), purpose="backup prune"):
-        # Re-read under the lock: a run may have finished meanwhile (checked only once).
-        fresh = load_catalogue({folder for folder, _ in folders}, {h for _, h in folders})
-        plan = plan_checked_prune(fresh.backups, policy, checked, check_files)
-        for path in record_damage(plan):
-            output.warn(f"{path}: manifest not writable: the damage is not recorded")
-        results = delete_pruned(plan.decisions, plan.backups)
-        return render(rows(results), sum(1 for r in results if r.ok and not r.data.keep))
-
-
-def _one_target(options, selection, command: str):
-    """The one Redis host -l names; UsageError otherwise."""
-    targets, _ = _redis_hosts(selection)
-    if not options.limit:
-        raise UsageError(
-            f"{command} needs its target named with -l HOST, even in a one-host inventory"
-        )
-    if len(targets) != 1:
-        raise UsageError(f"{command} needs exactly one Redis host, -l selected {len(targets)}")
-    return targets[0]
+    return carry_out(
+        output,
+        plan,
+        lambda: apply_backup_prune(plan, policy, checked, check_files),
+        view=lambda rows: prune_table(output, rows),
+        show=show,
+        yes=yes,
+        dry_run=dry_run,
+    )
 
 
 @app.command("restore")
@@ -410,22 +369,24 @@ def restore(
     wait for loading, key count check (exit 1 on a mismatch). If the server does not come
     up, the previous data goes back and it is started again on that (exit 1).
     """
-    from redisops.backup.catalogue import catalogue_dirs, load_catalogue, resolve_backup
-    from redisops.backup.lock import host_locks
-    from redisops.backup.restore import execute_restore, plan_restore
-    from redisops.fleet.fanout import HostResult
-    from redisops.render.backup import restore_plan_view, restore_result_view, transfer_progress
+    from redisops.backup.restore import (
+        apply_restore,
+        plan_restore,
+        restore_change,
+        restore_lock,
+        restore_source,
+    )
+    from redisops.cli.change import carry_out
+    from redisops.render.backup import restore_plan_view, restore_result_view
+    from redisops.render.progress import progress_bars
 
     options = global_options(ctx)
     output = make_output(options)
     inventory, selection = load_selection(options, output)
-    target = _one_target(options, selection, "restore")
-    folder = catalogue_dirs(dest, [target])[target.name]
-    catalogue = load_catalogue([folder])
-    backup = resolve_backup(catalogue, backup_id, from_host or target.name)
-    with host_locks(
-        sorted({(folder, target.name), (folder, backup.host)}), purpose="backup restore"
-    ):
+    target, folder, backup = restore_source(
+        selection, limited=bool(options.limit), dest=dest, backup_id=backup_id, from_host=from_host
+    )
+    with restore_lock(folder, target, backup):
         plan = plan_restore(
             backup,
             target,
@@ -435,26 +396,10 @@ def restore(
             timeout=options.timeout,
             wait=wait,
         )
-        if output.format == "table":
-            output.err.print(restore_plan_view(output, plan))
-        if plan.blockers:
-            raise RefusedError(f"cannot restore onto {target.name}: {plan.blockers[0]}")
-        if plan.refusals and not force:
-            raise RefusedError(
-                f"restore refused: {'; '.join(plan.refusals)}",
-                hint="fix that first, or re-run with --force if you are sure",
-                rerun_with="--force",
-            )
-        if dry_run:
-            if output.format == "table":
-                output.err.print("dry run: nothing was changed", style="dim", highlight=False)
-                return ExitCode.OK
-            row = HostResult(target.name, target.address, True, None, plan)
-            return output.host_results("backup restore", [row], lambda rows: "", noun="hosts")
-        confirm_change(f"Replace the data of {target.name} with {backup.backup_id}?", yes=yes)
-        try:
-            with transfer_progress(output) as progress:
-                result = execute_restore(
+
+        def apply():
+            with progress_bars(output, "bytes") as progress:
+                return apply_restore(
                     plan,
                     backup,
                     target,
@@ -463,21 +408,18 @@ def restore(
                     wait=wait,
                     progress=progress,
                 )
-            row = HostResult(
-                target.name, target.address, not result.problem, result.problem, result
-            )
-        except HostError as exc:
-            row = HostResult(target.name, target.address, False, exc.message, None)
-            output.error(f"{target.name}: {exc.message}", exc.hint)
-        else:
-            if result.problem:
-                output.error(f"{target.name}: {result.problem}")
-    return output.host_results(
-        "backup restore",
-        [row],
-        lambda rows: restore_result_view(output, rows),
-        summary={"backup_id": backup.backup_id, "dry_run": False},
-    )
+
+        return carry_out(
+            output,
+            restore_change(plan, target),
+            apply,
+            view=lambda rows: restore_plan_view(output, rows[0].data),
+            result_view=lambda rows: restore_result_view(output, rows),
+            yes=yes,
+            dry_run=dry_run,
+            force=force,
+            plan_on_stderr=True,
+        )
 
 
 @app.command("restore-keys")
@@ -549,6 +491,7 @@ def restore_keys(
     Interrupted, the same command continues where it stopped.
     """
     from redisops.backup.catalogue import catalogue_dirs, load_catalogue
+    from redisops.backup.restore import restore_target
     from redisops.backup.restore_keys import (
         KeyNames,
         KeySelection,
@@ -558,16 +501,13 @@ def restore_keys(
         locate_source,
         plan_restore_keys,
         read_keys_file,
+        restore_keys_change,
+        restore_keys_outcome,
     )
-    from redisops.fleet.fanout import HostResult
+    from redisops.cli.change import carry_out
     from redisops.interrupt import Interrupted
-    from redisops.render.restore_keys import (
-        failed_keys,
-        key_progress,
-        plan_view,
-        result_view,
-        run_note,
-    )
+    from redisops.render.progress import progress_bars
+    from redisops.render.restore_keys import plan_view, result_view, show_result
     from redisops.tuning.auditlog import AuditLog, default_audit_log
 
     selection = KeySelection(
@@ -582,12 +522,12 @@ def restore_keys(
     options = global_options(ctx)
     output = make_output(options)
     _, hosts = load_selection(options, output)
-    target = _one_target(options, hosts, "restore-keys")
+    target = restore_target(hosts, limited=bool(options.limit), command="restore-keys")
     folder = catalogue_dirs(dest, [target])[target.name] if dest or target.backup_dir else None
     source = locate_source(
         backup_id, lambda: load_catalogue([folder] if folder else []), from_host or target.name
     )
-    with key_progress(output, "reading the backup") as progress:
+    with progress_bars(output, "bytes") as bar:
         plan = plan_restore_keys(
             source,
             target,
@@ -596,56 +536,39 @@ def restore_keys(
             state_dir=default_state_dir(),
             timeout=options.timeout,
             count=dry_run or not yes,
-            progress=progress,
+            progress=bar and (lambda done, total: bar("reading the backup", done, total)),
         )
-    if output.format == "table":
-        output.err.print(plan_view(output, plan))
-    if plan.blockers:
-        raise RefusedError(f"cannot restore keys into {target.name}: {plan.blockers[0]}")
-    if plan.refusals and not force:
-        raise RefusedError(
-            f"restore-keys refused: {'; '.join(plan.refusals)}",
-            hint="restore into a newer server, or re-run with --force to restore the others",
-            rerun_with="--force",
-        )
-    row = HostResult(target.name, target.address, True, None, plan)
-    if dry_run or (plan.counted and not plan.restore):
-        if output.format == "table":
-            output.err.print(
-                f"{'dry run: ' if dry_run else ''}{plan.restore:,} keys to restore: nothing was "
-                "sent",
-                style="dim",
-                highlight=False,
-            )
-            return ExitCode.OK
-        return output.host_results(
-            "backup restore-keys", [row], lambda rows: "", summary={"dry_run": dry_run}
-        )
-    log = AuditLog(audit_log or default_audit_log().with_name("restore-keys.jsonl"))
-    try:
-        confirm_change(f"Restore {plan.restore:,} key(s) into {target.name}?", yes=yes)
-        with key_progress(output, "restoring") as progress:
-            try:
-                result = apply_restore_keys(
-                    plan, target, rate=rate, timeout=options.timeout, progress=progress
-                )
-            except Interrupted:
-                log.append(audit_entry(plan, None, "interrupted"))
-                raise
-        outcome = "failed" if result.problem or result.failed else "restored"
-        log.append(audit_entry(plan, result, outcome))
-    finally:
-        log.close()
-    if result.problem:
-        output.error(f"{target.name}: {result.problem}")
-    failed_keys(output, result)
-    run_note(output, result)
-    problem = result.problem or (
-        f"{result.failed:,} key(s) rejected by {target.name}" if result.failed else None
-    )
-    return output.host_results(
-        "backup restore-keys",
-        [HostResult(target.name, target.address, problem is None, problem, result)],
-        lambda rows: result_view(output, rows),
-        summary={"dry_run": False, "planned": plan.restore, "state_file": result.state_file},
+
+    def apply():
+        log = AuditLog(audit_log or default_audit_log().with_name("restore-keys.jsonl"))
+        try:
+            with progress_bars(output, "keys") as bar:
+                try:
+                    result = apply_restore_keys(
+                        plan,
+                        target,
+                        rate=rate,
+                        timeout=options.timeout,
+                        progress=bar and (lambda done, total: bar("restoring", done, total)),
+                    )
+                except Interrupted:
+                    log.append(audit_entry(plan, None, "interrupted"))
+                    raise
+            outcome = "failed" if result.problem or result.failed else "restored"
+            log.append(audit_entry(plan, result, outcome))
+        finally:
+            log.close()
+        return restore_keys_outcome(plan, result, target)
+
+    return carry_out(
+        output,
+        restore_keys_change(plan, target),
+        apply,
+        view=lambda rows: plan_view(output, rows[0].data),
+        result_view=lambda rows: result_view(output, rows),
+        show=lambda rows, summary, draw: show_result(output, rows, summary, draw),
+        yes=yes,
+        dry_run=dry_run,
+        force=force,
+        plan_on_stderr=True,
     )

@@ -4,25 +4,17 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
-from enum import Enum
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from redisops.commandline import CommandLine
-from redisops.errors import RefusedError, UsageError
+from redisops.errors import RefusedError
+from redisops.options import GlobalOptions as GlobalOptions
 
 if TYPE_CHECKING:
     from redisops.fleet.host import Host
     from redisops.fleet.inventory import Inventory
     from redisops.render.output import Output
-
-# A timeout past a day overflows the clocks of sockets and threads (OverflowError); one under
-# 0.1 s fails every host and says nothing about the fleet.
-MIN_TIMEOUT = 0.1
-MAX_TIMEOUT = 86400.0
 
 # Set to 1 or 0 to override the stdin terminal check (tests, and wrappers such as `expect`).
 INTERACTIVE_ENV = "REDISOPS_INTERACTIVE"
@@ -35,52 +27,17 @@ DryRunOption = Annotated[
 ]
 
 
-class OutputFormat(str, Enum):
-    table = "table"
-    json = "json"
-
-
-@dataclass(frozen=True)
-class GlobalOptions:
-    """The options given before the subcommand, as the root callback parsed them."""
-
-    inventory: Path | None
-    limit: str | None
-    output: OutputFormat
-    parallel: int
-    timeout: float
-    verbose: bool
-
-    @property
-    def command_line(self) -> CommandLine:
-        """How this run was invoked, for the command lines it prints to be pasted."""
-        return command_line(str(self.inventory) if self.inventory else None, self.limit)
-
-
-def command_line(inventory: str | None, limit: str | None) -> CommandLine:
-    """The invocation for printed command lines: the inventory given with -i, else the one
-    $REDISOPS_INVENTORY names (a line pasted elsewhere may not have it), and the --limit."""
-    from redisops.fleet.inventory import INVENTORY_ENV
-
-    return CommandLine(inventory or os.environ.get(INVENTORY_ENV) or None, limit)
-
-
 def global_options(ctx: typer.Context) -> GlobalOptions:
     return ctx.find_root().obj
 
 
-def check_timeout(seconds: float) -> float:
-    """`seconds` when it is a usable --timeout; UsageError (exit 2) when not (inf, nan, 1e12)."""
-    if not MIN_TIMEOUT <= seconds <= MAX_TIMEOUT:
-        raise UsageError(
-            f"--timeout must be {MIN_TIMEOUT:g} to {MAX_TIMEOUT:g} seconds, got {seconds:g}"
-        )
-    return seconds
-
-
 def make_output(options: GlobalOptions) -> Output:
+    """Where the command writes: stdout and stderr, or a playbook step's collecting Output
+    (placed in the options by the runner, so the step's outcome comes back as data)."""
     from redisops.render.output import Output
 
+    if options.sink is not None:
+        return options.sink
     return Output(options.output.value, verbose=options.verbose)
 
 

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from contextlib import closing
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
 from redisops.cli.common import (
     DryRunOption,
     YesOption,
-    confirm_change,
     global_options,
     load_selection,
     make_output,
@@ -20,13 +18,8 @@ from redisops.cli.common import (
 )
 from redisops.cli.groups import command_group
 from redisops.cli.memory import FailOnOption
-from redisops.errors import ExitCode, UsageError
-
-if TYPE_CHECKING:
-    from collections.abc import Sequence
-
-    from redisops.fleet.fanout import HostResult
-    from redisops.tuning.apply import HostChanges
+from redisops.errors import UsageError
+from redisops.exitcode import exit_code
 
 app = command_group("config")
 
@@ -79,13 +72,11 @@ def audit(
         output.out.print(
             audit_yaml(fleet.results, options.command_line), markup=False, highlight=False, end=""
         )
-        failed = [r.host for r in fleet.results if not r.ok]
         for r in fleet.results:
             if r.error:
                 output.error(f"{r.host}: {r.error}")
-        code = ExitCode.FAILED if failed else ExitCode.OK
     else:
-        code = output.host_results(
+        output.host_results(
             "config audit",
             fleet.results,
             lambda rows: audit_view(output, rows, options.command_line),
@@ -96,10 +87,10 @@ def audit(
             },
         )
     output.skipped_sentinels(fleet.skipped_sentinels, "Redis configuration")
-    if fail_on and (flagged := fleet.hosts_at_or_above(fail_on)):
+    flagged = fleet.hosts_at_or_above(fail_on) if fail_on else []
+    if flagged:
         output.warn(f"--fail-on {fail_on.value}: {fail_on.value} or worse on {', '.join(flagged)}")
-        return ExitCode.FAILED
-    return code
+    return exit_code(fleet.results, flagged=flagged)
 
 
 @app.command()
@@ -125,7 +116,7 @@ def diff(
     report = diff_fleet(hosts, timeout=options.timeout, parallel=options.parallel)
     for name in report.ignored:
         output.warn(f"redis_config.{name} is a secret: never compared or shown")
-    code = output.host_results(
+    output.host_results(
         "config diff",
         report.results,
         lambda rows: drift_view(output, report, rows),
@@ -136,10 +127,10 @@ def diff(
         },
     )
     output.skipped_sentinels(report.skipped_sentinels, "Redis configuration")
-    if fail_on_drift and report.drifted:
+    drifted = fail_on_drift and bool(report.drifted)
+    if drifted:
         output.warn("--fail-on-drift: drift found")
-        return ExitCode.FAILED
-    return code
+    return exit_code(report.results, flagged=drifted)
 
 
 @app.command()
@@ -178,17 +169,11 @@ def apply(
     is rolled back. Secrets are never applied, unknown settings are refused, dangerous ones
     need --force. Every change is appended to the audit log. Sentinels are skipped.
     """
+    from redisops.cli.change import carry_out
     from redisops.fleet.selection import split_sentinels
     from redisops.render.config import changes_view
-    from redisops.tuning.apply import (
-        APPLIED,
-        apply_fleet,
-        parse_assignments,
-        plan_fleet,
-        refusal,
-        refusal_reasons,
-    )
-    from redisops.tuning.auditlog import AuditLog, default_audit_log
+    from redisops.tuning.apply import apply_config, parse_assignments, plan_config_apply
+    from redisops.tuning.auditlog import default_audit_log
 
     options = global_options(ctx)
     output = make_output(options)
@@ -196,57 +181,25 @@ def apply(
     hosts, sentinels = split_sentinels(
         selected_hosts(options, output), lacking="Redis configuration"
     )
-    plans = plan_fleet(
-        hosts, overrides, force=force, timeout=options.timeout, parallel=options.parallel
-    )
-    refused = refusal(plans)
-    pending = sum(len(r.data.changes) for r in plans if r.data)
     log_path = audit_log or default_audit_log()
-    summary = {
-        "dry_run": dry_run,
-        "changes": pending,
-        "audit_log": str(log_path),
-        "sentinels_skipped": list(sentinels),
-    }
-    if dry_run or refused or not pending:
-        code = output.host_results(
-            "config apply",
-            _failing_refusals(plans) if refused else plans,
-            lambda rows: changes_view(output, rows),
-            summary=summary,
-        )
-        output.skipped_sentinels(sentinels, "Redis configuration")
-        if refused:
-            for reason in refusal_reasons(plans):
-                output.error(reason)
-            raise refused
-        if dry_run:
-            output.err.print("dry run: nothing was changed", style="dim", highlight=False)
-        return code
-    output.err.print(changes_view(output, plans))
-    with closing(AuditLog(log_path)) as log:
-        targets = sum(1 for r in plans if r.data and r.data.changes)
-        confirm_change(f"Apply {pending} change(s) to {targets} host(s)?", yes=yes)
-        fleet = apply_fleet(
-            hosts, plans, timeout=options.timeout, parallel=options.parallel, log=log
-        )
-    summary["outcome"] = fleet.outcome
-    code = output.host_results(
-        "config apply", fleet.results, lambda rows: changes_view(output, rows), summary=summary
+    plan = plan_config_apply(
+        hosts,
+        overrides,
+        force=force,
+        timeout=options.timeout,
+        parallel=options.parallel,
+        audit_log=log_path,
+        sentinels=sentinels,
     )
-    if fleet.outcome != APPLIED:
-        output.error(fleet.message)
-    output.skipped_sentinels(sentinels, "Redis configuration")
-    output.note(f"changes recorded in {log_path}")
-    return code
-
-
-def _failing_refusals(plans: Sequence[HostResult[HostChanges]]) -> list[HostResult[HostChanges]]:
-    """A host whose plan has a refused setting is a failed row, so a refused apply's JSON
-    document says `"ok": false` as its exit code 3 does."""
-    return [
-        replace(r, ok=False, error=f"refused: {', '.join(i.setting for i in r.data.refused)}")
-        if r.data and r.data.refused
-        else r
-        for r in plans
-    ]
+    try:
+        return carry_out(
+            output,
+            plan,
+            lambda: apply_config(plan, hosts, timeout=options.timeout, parallel=options.parallel),
+            view=lambda rows: changes_view(output, rows),
+            yes=yes,
+            dry_run=dry_run,
+            audit=lambda _: f"changes recorded in {log_path}",
+        )
+    finally:
+        output.skipped_sentinels(sentinels, "Redis configuration")

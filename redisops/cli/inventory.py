@@ -6,6 +6,7 @@ import typer
 
 from redisops.cli.common import global_options, make_output, selected_hosts
 from redisops.cli.groups import command_group
+from redisops.exitcode import exit_code
 
 app = command_group("inventory")
 
@@ -17,17 +18,16 @@ def list_hosts(ctx: typer.Context) -> int:
     Shows role, groups, how redisops reaches each host and where its password comes from
     (never the password itself).
     """
-    from redisops.fleet.fanout import HostResult
     from redisops.fleet.inventory import describe_host
     from redisops.render.inventory import inventory_list_table
+    from redisops.results import HostResult
 
     options = global_options(ctx)
     output = make_output(options)
     hosts = selected_hosts(options, output)
     results = [HostResult(h.name, h.address, True, None, describe_host(h)) for h in hosts]
-    return output.host_results(
-        "inventory list", results, lambda rows: inventory_list_table(output, rows)
-    )
+    output.host_results("inventory list", results, lambda rows: inventory_list_table(output, rows))
+    return exit_code(results)
 
 
 @app.command("check")
@@ -47,6 +47,7 @@ def check(ctx: typer.Context) -> int:
     results = run_on_hosts(
         hosts, lambda host: check_host(host, timeout=options.timeout), parallel=options.parallel
     )
-    return output.host_results(
+    output.host_results(
         "inventory check", results, lambda rows: inventory_check_table(output, rows)
     )
+    return exit_code(results)

@@ -9,6 +9,7 @@ import typer
 
 from redisops.cli.common import global_options, make_output
 from redisops.cli.groups import command_group
+from redisops.exitcode import exit_code
 
 app = command_group("lab")
 
@@ -48,24 +49,31 @@ def up(
 
     Returns when every process answers and the replicas are in sync.
     """
-    from redisops.lab.sandbox import lab_up
-    from redisops.render.lab import lab_results, lab_table
+    from redisops.change import ChangeOutcome
+    from redisops.cli.change import carry_out
+    from redisops.lab.sandbox import lab_results, lab_status, lab_up, plan_lab_up
+    from redisops.render.lab import lab_table
 
     output = make_output(global_options(ctx))
-    state = lab_up(
-        lab_dir.resolve(),
-        replicas=replicas,
-        sentinels=0 if cluster else sentinels,
-        base_port=base_port,
-        seed_keys=seed,
-        server=server,
-        shards=shards if cluster else None,
+    shape = {
+        "replicas": replicas,
+        "sentinels": 0 if cluster else sentinels,
+        "base_port": base_port,
+        "seed_keys": seed,
+        "shards": shards if cluster else None,
+    }
+    plan = plan_lab_up(lab_dir.resolve(), **shape)
+    if not plan.pending:
+        output.warn(f"a lab is already running in {lab_dir.resolve()}; nothing changed")
+    code = carry_out(
+        output,
+        plan,
+        lambda: ChangeOutcome(lab_results(lab_up(lab_dir.resolve(), server=server, **shape))),
+        view=lambda rows: lab_table(output, rows),
+        yes=True,
+        dry_run=False,
     )
-    if state.already_running:
-        output.warn(f"a lab is already running in {state.dir}; nothing changed")
-    code = output.host_results(
-        "lab up", lab_results(state), lambda r: lab_table(output, r), noun="processes"
-    )
+    state = lab_status(lab_dir.resolve())
     output.note(f"inventory: {state.inventory_path}")
     if output.format == "table":
         output.err.print(f"server: {state.server}", highlight=False, markup=False)
@@ -82,14 +90,21 @@ def down(
     purge: Annotated[bool, typer.Option(help="Also delete the lab folder and its data.")] = False,
 ) -> int:
     """Stop every lab process (data is kept unless --purge)."""
-    from redisops.lab.sandbox import lab_down
-    from redisops.render.lab import lab_results, lab_table
+    from redisops.change import ChangeOutcome
+    from redisops.cli.change import carry_out
+    from redisops.lab.sandbox import lab_down, lab_results, plan_lab_down
+    from redisops.render.lab import lab_table
 
     output = make_output(global_options(ctx))
-    state = lab_down(lab_dir.resolve(), purge=purge)
-    results = lab_results(state, want_running=False)
-    return output.host_results(
-        "lab down", results, lambda r: lab_table(output, r), noun="processes"
+    return carry_out(
+        output,
+        plan_lab_down(lab_dir.resolve(), purge=purge),
+        lambda: ChangeOutcome(
+            lab_results(lab_down(lab_dir.resolve(), purge=purge), want_running=False)
+        ),
+        view=lambda rows: lab_table(output, rows),
+        yes=True,
+        dry_run=False,
     )
 
 
@@ -99,11 +114,11 @@ def status(ctx: typer.Context, lab_dir: LabDir = DEFAULT_LAB_DIR) -> int:
 
     Exit code 1 when any of them is down.
     """
-    from redisops.lab.sandbox import lab_status
-    from redisops.render.lab import lab_results, lab_table
+    from redisops.lab.sandbox import lab_results, lab_status
+    from redisops.render.lab import lab_table
 
     output = make_output(global_options(ctx))
     state = lab_status(lab_dir.resolve())
-    return output.host_results(
-        "lab status", lab_results(state), lambda r: lab_table(output, r), noun="processes"
-    )
+    results = lab_results(state)
+    output.host_results("lab status", results, lambda r: lab_table(output, r), noun="processes")
+    return exit_code(results)

@@ -9,8 +9,8 @@ import typer
 
 from redisops.cli.common import global_options, load_selection, make_output, selected_hosts
 from redisops.cli.groups import command_group
-from redisops.errors import ExitCode
-from redisops.memory.summary import Severity
+from redisops.exitcode import exit_code
+from redisops.severity import Severity
 
 app = command_group("memory")
 
@@ -48,7 +48,7 @@ def summary(ctx: typer.Context, fail_on: FailOnOption = None) -> int:
     output = make_output(options)
     hosts = selected_hosts(options, output)
     fleet = summarise_fleet(hosts, timeout=options.timeout, parallel=options.parallel)
-    code = output.host_results(
+    output.host_results(
         "memory summary",
         fleet.results,
         lambda rows: memory_summary_table(output, rows),
@@ -64,8 +64,7 @@ def summary(ctx: typer.Context, fail_on: FailOnOption = None) -> int:
             f"--fail-on {fail_on.value}: {len(flagged)} host(s) flagged {fail_on.value} "
             f"or worse: {', '.join(flagged)}"
         )
-        return ExitCode.FAILED
-    return code
+    return exit_code(fleet.results, flagged=flagged)
 
 
 @app.command("report")
@@ -107,7 +106,8 @@ def report(
     dbs. Masters are scanned on an online replica from the inventory unless --on-master.
     """
     from redisops.memory.report import ReportOptions, report_fleet
-    from redisops.render.memory_report import memory_report_view, scan_progress
+    from redisops.render.memory_report import memory_report_view
+    from redisops.render.progress import progress_bars
 
     options = global_options(ctx)
     output = make_output(options)
@@ -123,7 +123,7 @@ def report(
         encodings=encodings,
         on_master=on_master,
     )
-    with scan_progress(output) as progress:
+    with progress_bars(output, "keys") as progress:
         fleet = report_fleet(
             hosts,
             inventory.hosts,
@@ -134,12 +134,13 @@ def report(
         )
     for name, why in fleet.skipped.items():
         output.note(f"{name}: skipped, {why}")
-    return output.host_results(
+    output.host_results(
         "memory report",
         fleet.results,
         lambda rows: memory_report_view(output, rows),
         summary={"skipped": fleet.skipped},
     )
+    return exit_code(fleet.results)
 
 
 @app.command("rdb")
@@ -174,10 +175,12 @@ def rdb(
     Valkey's format 80. A truncated or corrupted file, or one Redis would refuse to load,
     fails (exit 1) naming the byte offset and the key; so does an unknown format, named.
     """
-    from redisops.memory.rdb.analysis import analyse_rdb, locate_rdb
+    from redisops.backup.catalogue import locate_rdb
+    from redisops.memory.rdb_analysis import analyse_rdb
     from redisops.memory.report import ReportOptions
     from redisops.render.memory_rdb import rdb_notes
-    from redisops.render.memory_report import bytes_progress, memory_report_view
+    from redisops.render.memory_report import memory_report_view
+    from redisops.render.progress import progress_bars
 
     options = global_options(ctx)
     output = make_output(options)
@@ -185,12 +188,12 @@ def rdb(
         separator=separator, depth=depth, top=top, samples=0, encodings=encodings
     )
     source = locate_rdb(target, _catalogues(options, output, target, dest))
-    with bytes_progress(output) as progress:
+    with progress_bars(output, "bytes") as progress:
         result, details = analyse_rdb(source, settings, keys_csv=keys_csv, progress=progress)
     summary = {"backup_id": source.backup_id, "source": source.address}
     if details is not None:
         summary |= vars(details)
-    code = output.host_results(
+    output.host_results(
         "memory rdb",
         [result],
         lambda rows: memory_report_view(output, rows),
@@ -199,7 +202,7 @@ def rdb(
     )
     if details is not None:
         rdb_notes(output, source.label, details)
-    return code
+    return exit_code([result])
 
 
 def _catalogues(options, output, target: str, dest: Path | None) -> list[Path]:

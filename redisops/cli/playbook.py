@@ -1,10 +1,8 @@
-"""`redisops playbook run FILE`."""
+"""`redisops playbook run FILE`, and the hidden command behind a playbook's `doctor: latency`."""
 
 from __future__ import annotations
 
-import contextlib
-import io
-import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -12,17 +10,16 @@ import typer
 
 from redisops.cli.common import (
     DryRunOption,
-    GlobalOptions,
-    OutputFormat,
     YesOption,
-    check_timeout,
     confirm_change,
     global_options,
     make_output,
     selected_hosts,
 )
 from redisops.cli.groups import command_group
-from redisops.errors import RedisopsError, UsageError
+from redisops.errors import UsageError
+from redisops.exitcode import exit_code
+from redisops.options import GlobalOptions
 
 app = command_group("playbook")
 
@@ -53,8 +50,10 @@ def run(
     variables, expressions): an error exits 2 naming file and line, before any step runs.
     Global options apply to every step unless a step sets its own. Changing steps ask as
     their commands do; --yes carries through. --dry-run lists the plan with variables
-    resolved and runs nothing. Exit 1 when a step failed, 3 when one was refused.
+    resolved and runs nothing. Exit 1 when a step failed, 2 when a step's command was given
+    a bad option, 3 when one was refused; Ctrl-C stops after the step under way.
     """
+    from redisops.interrupt import Interrupted
     from redisops.playbook.loader import load_playbook
     from redisops.playbook.runner import run_playbook
     from redisops.render.playbook import EXPORT_FORMATS, PlaybookScreen
@@ -66,19 +65,12 @@ def run(
     playbook = load_playbook(file, overrides=_overrides(var or []), check_command=_check_command)
     screen = PlaybookScreen(output, export=export)
     screen.plan(playbook.name, playbook.description, playbook.variables, dry_run)
-    result = run_playbook(
-        playbook,
-        hooks=_Hooks(screen, yes=yes, verbose=options.verbose),
-        global_options={
-            "inventory": options.inventory,
-            "limit": options.limit,
-            "parallel": options.parallel,
-            "timeout": options.timeout,
-        },
-        yes=yes,
-        dry_run=dry_run,
-        step_by_step=step,
-    )
+    hooks = _Hooks(screen, options, yes=yes)
+    try:
+        result = run_playbook(playbook, hooks=hooks, yes=yes, dry_run=dry_run, step_by_step=step)
+    except Interrupted as stopped:
+        stopped.done = hooks.progress(len(playbook.steps), stopped.done)
+        raise
     screen.summary(result)
     if output.format == "json":
         output.json(
@@ -90,57 +82,72 @@ def run(
     return result.exit_code
 
 
+@app.command(
+    "latency-doctor",
+    hidden=True,
+    epilog="""
+        redisops -i prod.yaml playbook latency-doctor
+        redisops -i prod.yaml -l cache-1 playbook latency-doctor -o json
+    """,
+)
+def latency_doctor(ctx: typer.Context) -> int:
+    """LATENCY DOCTOR on every selected Redis host: a playbook's `doctor: latency` step.
+
+    Hidden: a built-in of playbooks, run as a command so that a step has the one parser and
+    the one error boundary (a step's own --timeout is checked as the command line's).
+    """
+    from redisops.playbook.doctor import read_latency_doctors
+    from redisops.render.playbook import doctor_table
+
+    options = global_options(ctx)
+    output = make_output(options)
+    hosts = selected_hosts(options, output)
+    results, sentinels = read_latency_doctors(
+        hosts, timeout=options.timeout, parallel=options.parallel
+    )
+    output.host_results(
+        "latency doctor",
+        results,
+        lambda rows: doctor_table(output, rows),
+        summary={"sentinels_skipped": sentinels},
+    )
+    return exit_code(results)
+
+
 class _Hooks:
     """The runner's link to the command tree and the terminal."""
 
-    def __init__(self, screen: Any, *, yes: bool, verbose: bool) -> None:
+    def __init__(self, screen: Any, options: GlobalOptions, *, yes: bool) -> None:
         self.screen = screen
+        self.options = options
         self.yes = yes
-        self.verbose = verbose
+        self.root = _root()
+        self.finished_steps = 0
+        self.current: str | None = None
 
-    def invoke(self, argv: list[str]) -> Any:
-        """Run one redisops command in-process with -o json: its document is kept for later
-        steps, and the tables it would have drawn are shown from the same run."""
+    def invoke(self, words: list[str], options: Mapping[str, str]) -> Any:
+        """Run one command of the tree in-process, as a command line runs (one parser, one
+        error boundary), with the step's own global options over the run's: its outcome comes
+        back in a collecting Output, the document kept for later steps and the tables it would
+        have drawn shown on the run's screen."""
+        from redisops.options import StepOptions
         from redisops.playbook.runner import Invocation
-        from redisops.render.output import collecting_views
+        from redisops.render.output import CollectingOutput
 
-        captured = io.StringIO()
-        with collecting_views() as views, contextlib.redirect_stdout(captured):
-            code = _root().main(args=argv, prog_name="redisops", standalone_mode=False)
-        self.screen.views(views)
-        try:
-            document = json.loads(captured.getvalue())
-        except ValueError:
-            document = None
-        return Invocation(int(code), document if isinstance(document, dict) else None)
+        sink = CollectingOutput(verbose=self.options.verbose)
+        placed = StepOptions(self.options, dict(options), sink)
+        code = self.root.main(args=words, prog_name="redisops", standalone_mode=False, obj=placed)
+        self.screen.views(sink.views)
+        return Invocation(int(code), sink.document)
 
-    def latency_doctor(self, options: dict[str, str]) -> Any:
-        """The `doctor: latency` built-in, shown and recorded like a command's result."""
-        from redisops.playbook.doctor import read_latency_doctors
-        from redisops.playbook.runner import Invocation
-        from redisops.render.output import Output, collecting_views
-        from redisops.render.playbook import doctor_table
-
-        captured = io.StringIO()
-        with collecting_views() as views, contextlib.redirect_stdout(captured):
-            try:
-                step_options = _step_options(options, verbose=self.verbose)
-                output = make_output(step_options)
-                hosts = selected_hosts(step_options, output)
-                results, sentinels = read_latency_doctors(
-                    hosts, timeout=step_options.timeout, parallel=step_options.parallel
-                )
-                code = output.host_results(
-                    "latency doctor",
-                    results,
-                    lambda rows: doctor_table(output, rows),
-                    summary={"sentinels_skipped": sentinels},
-                )
-            except RedisopsError as exc:  # as the root's error boundary would report it
-                Output().error(exc.message, exc.hint)
-                return Invocation(int(exc.exit_code), None)
-        self.screen.views(views)
-        return Invocation(int(code), json.loads(captured.getvalue()))
+    def progress(self, total: int, done_in_step: str | None) -> str:
+        """What a stopped run had done, for its one `interrupted:` line."""
+        text = f"{self.finished_steps} of {total} steps finished"
+        if self.current is None:
+            return text
+        return f"{text}; stopped in step {self.current}" + (
+            f" ({done_in_step})" if done_in_step else ""
+        )
 
     def confirm(self, message: str) -> None:
         confirm_change(message, yes=self.yes)
@@ -149,9 +156,12 @@ class _Hooks:
         return typer.confirm(f"Run step {step.id} ({command or step.kind})?", err=True)
 
     def started(self, index: int, total: int, step: Any, command: str | None, message: str) -> None:
+        self.current = step.id
         self.screen.started(index, total, step, command, message)
 
     def finished(self, record: Any) -> None:
+        self.finished_steps += 1
+        self.current = None
         self.screen.finished(record)
 
 
@@ -198,22 +208,6 @@ def _check_command(words: list[str], complete: bool) -> bool:
         except typer.TyperException as exc:
             raise ValueError(f"{' '.join(path)}: {exc.format_message()}") from None
     return "--yes" in opts
-
-
-def _step_options(options: dict[str, str], *, verbose: bool) -> GlobalOptions:
-    try:
-        parallel, timeout = int(options["parallel"]), float(options["timeout"])
-    except ValueError as exc:
-        raise UsageError(f"bad --parallel or --timeout for the step: {exc}") from None
-    check_timeout(timeout)
-    return GlobalOptions(
-        inventory=Path(options["inventory"]) if options.get("inventory") else None,
-        limit=options.get("limit") or None,
-        output=OutputFormat.json,
-        parallel=parallel,
-        timeout=timeout,
-        verbose=verbose,
-    )
 
 
 def _overrides(pairs: list[str]) -> dict[str, str]:

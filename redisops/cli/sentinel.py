@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shlex
+from dataclasses import replace
 from enum import Enum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -13,21 +14,21 @@ from redisops.cli.common import (
     DryRunOption,
     GlobalOptions,
     YesOption,
-    confirm_change,
     global_options,
     load_selection,
     make_output,
 )
 from redisops.cli.groups import command_group
-from redisops.errors import ExitCode, RefusedError, UsageError
+from redisops.errors import ExitCode, UsageError
+from redisops.exitcode import exit_code
+from redisops.fleet.selection import select_sentinels
 from redisops.sentinel import DEFAULT_MAX_LAG
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
-    from redisops.fleet.fanout import HostResult
-    from redisops.fleet.host import Host
     from redisops.render.output import Output
+    from redisops.results import HostResult
 
 app = command_group("sentinel")
 
@@ -65,13 +66,13 @@ def status(ctx: typer.Context, max_lag: MaxLagOption = DEFAULT_MAX_LAG) -> int:
     output = make_output(options)
     inventory, hosts = load_selection(options, output)
     result = sentinel_status(
-        _sentinels(hosts),
+        select_sentinels(hosts),
         inventory.hosts,
         timeout=options.timeout,
         parallel=options.parallel,
         max_lag=max_lag,
     )
-    code = output.host_results(
+    output.host_results(
         "sentinel status",
         result.results,
         lambda _rows: status_view(output, result),
@@ -81,8 +82,7 @@ def status(ctx: typer.Context, max_lag: MaxLagOption = DEFAULT_MAX_LAG) -> int:
     unhealthy = [m.name for m in result.masters if not m.healthy]
     if unhealthy:
         output.warn(f"unhealthy: {', '.join(unhealthy)}")
-        return ExitCode.FAILED
-    return code
+    return exit_code(result.results, flagged=unhealthy)
 
 
 @app.command()
@@ -181,14 +181,16 @@ def drill(
         raise UsageError(
             "--master NAME is required", hint="the names the sentinels monitor: sentinel status"
         )
-    from redisops.render.sentinel import drill_result, drill_view, plan_result, plan_view, step_line
-    from redisops.sentinel.drill import run_drill
+    from redisops.change import ChangeOutcome
+    from redisops.cli.change import carry_out
+    from redisops.render.sentinel import drill_view, plan_view, step_line
+    from redisops.sentinel.drill import drill_result, run_drill
     from redisops.sentinel.history import append_drill
-    from redisops.sentinel.precheck import plan_drill
+    from redisops.sentinel.precheck import drill_change, plan_drill
 
     inventory, hosts = load_selection(options, output)
     plan = plan_drill(
-        _sentinels(hosts),
+        select_sentinels(hosts),
         inventory.hosts,
         master=master,
         mode=mode.value,
@@ -198,40 +200,40 @@ def drill(
         timeout=options.timeout,
         parallel=options.parallel,
     )
-    summary = {"dry_run": dry_run, "history_file": str(path)}
-    if dry_run or not plan.ready:
-        _show(output, plan_result(plan), plan_view(output, plan), summary)
-        if not plan.ready:
-            raise RefusedError(
-                f"drill refused, nothing was triggered: {plan.refusal}",
-                hint="fix the fleet first; `redisops sentinel status` shows what is wrong",
-            )
-        output.err.print("dry run: nothing was triggered", style="dim", highlight=False)
-        return ExitCode.OK
-    output.err.print(plan_view(output, plan))
-    confirm_change(
-        f"Run a {mode.value} drill on {master} (master {plan.old_master}, {plan.old_address})?",
+
+    def apply() -> ChangeOutcome:
+        report = run_drill(
+            plan,
+            inventory=inventory.hosts,
+            probe_rate=probe_rate,
+            probe_timeout=probe_timeout,
+            settle_timeout=settle_timeout,
+            timeout=options.timeout,
+            parallel=options.parallel,
+            on_step=(lambda step: step_line(output, step)) if output.err.is_terminal else None,
+            max_lost=max_lost,
+            inventory_file=inventory_file,
+        )
+        # The table shows the warnings; a JSON document's reader gets them on stderr.
+        shown = report.warnings if output.format == "json" else ()
+        return ChangeOutcome([drill_result(report)], warnings=shown)
+
+    def audit(outcome: ChangeOutcome) -> str:
+        report = outcome.rows[0].data
+        append_drill(path, report)
+        return f"drill {report.drill_id} appended to {path}"
+
+    return carry_out(
+        output,
+        replace(drill_change(plan), summary={"history_file": str(path)}),
+        apply,
+        view=lambda rows: plan_view(output, rows[0].data),
+        result_view=lambda rows: drill_view(output, rows[0].data),
+        show=lambda rows, summary, draw: _show(output, rows[0], draw(rows), summary),
         yes=yes,
+        dry_run=dry_run,
+        audit=audit,
     )
-    report = run_drill(
-        plan,
-        inventory=inventory.hosts,
-        probe_rate=probe_rate,
-        probe_timeout=probe_timeout,
-        settle_timeout=settle_timeout,
-        timeout=options.timeout,
-        parallel=options.parallel,
-        on_step=(lambda step: step_line(output, step)) if output.err.is_terminal else None,
-        max_lost=max_lost,
-        inventory_file=inventory_file,
-    )
-    _show(output, drill_result(report), drill_view(output, report), summary)
-    if output.format == "json":
-        for warning in report.warnings:
-            output.warn(warning)
-    append_drill(path, report)
-    output.note(f"drill {report.drill_id} appended to {path}")
-    return ExitCode.OK if report.ok else ExitCode.FAILED
 
 
 @app.command()
@@ -260,72 +262,41 @@ def remove(
     3, nothing changed) unless every selected sentinel monitors the master at one address, or
     when FILE exists. FILE holds no secret: auth-pass is set again from the inventory.
     """
+    from redisops.cli.change import carry_out
     from redisops.render.sentinel import settings_table
-    from redisops.sentinel.settings import (
-        read_settings,
-        refuse_existing,
-        remove_master,
-        save_settings,
-        saved_from,
-    )
+    from redisops.sentinel.settings import apply_remove, plan_remove
 
     options = global_options(ctx)
     output = make_output(options)
     inventory, hosts = load_selection(options, output)
-    sentinels = _sentinels(hosts)
-    refuse_existing(save)
-    read = read_settings(
-        sentinels, master=master, timeout=options.timeout, parallel=options.parallel
+    sentinels = select_sentinels(hosts)
+    plan, saved = plan_remove(
+        sentinels,
+        inventory.hosts,
+        master=master,
+        save=save,
+        inventory_file=_inventory_file(options),
+        timeout=options.timeout,
+        parallel=options.parallel,
     )
-    summary = {"master": master, "settings_file": str(save), "dry_run": dry_run}
-    try:
-        saved = saved_from(
-            read, inventory.hosts, master=master, inventory_file=_inventory_file(options)
-        )
-    except RefusedError:
-        if output.format != "json":  # under -o json the refusal is the one document (ok false)
-            output.out.print(settings_table(output, read))
-        raise
-    if dry_run:
-        output.host_results(
-            "sentinel remove",
-            read,
-            lambda rows: settings_table(output, rows),
-            summary=summary,
-            noun="sentinels",
-        )
+    code = carry_out(
+        output,
+        plan,
+        lambda: apply_remove(
+            sentinels, saved, save, timeout=options.timeout, parallel=options.parallel
+        ),
+        view=lambda rows: settings_table(output, rows),
+        yes=yes,
+        dry_run=dry_run,
+    )
+    if saved is not None and not dry_run:
+        again = ["redisops", "-i", saved.inventory, "sentinel", "monitor", "--from", str(save)]
         output.err.print(
-            f"dry run: nothing was changed; would save these settings to {save}, then "
-            f"SENTINEL REMOVE {master} on {len(sentinels)} sentinels",
-            style="dim",
+            f"settings saved to {save}; put them back with: {shlex.join(again)}",
             highlight=False,
+            soft_wrap=True,
             markup=False,
         )
-        return ExitCode.OK
-    output.err.print(settings_table(output, read))
-    confirm_change(
-        f"Save {master}'s settings to {save}, then remove {master} from "
-        f"{len(sentinels)} sentinels?",
-        yes=yes,
-    )
-    save_settings(save, saved)
-    removed = remove_master(sentinels, saved, timeout=options.timeout, parallel=options.parallel)
-    code = output.host_results(
-        "sentinel remove",
-        removed,
-        lambda rows: settings_table(output, rows),
-        summary=summary,
-        noun="sentinels",
-    )
-    again = shlex.join(
-        ["redisops", "-i", saved.inventory, "sentinel", "monitor", "--from", str(save)]
-    )
-    output.err.print(
-        f"settings saved to {save}; put them back with: {again}",
-        highlight=False,
-        soft_wrap=True,
-        markup=False,
-    )
     return code
 
 
@@ -352,53 +323,32 @@ def monitor(
     A sentinel that monitors the master at another address is left alone (an error row).
     Then check with `sentinel status`: the sentinels find each other again within seconds.
     """
+    from redisops.change import ChangeOutcome
+    from redisops.cli.change import carry_out
     from redisops.render.sentinel import settings_table
-    from redisops.sentinel.settings import auth_host, load_settings, monitor_master, saved_for
+    from redisops.sentinel.settings import load_settings, monitor_master, plan_monitor
 
     options = global_options(ctx)
     output = make_output(options)
     saved = load_settings(from_)
     inventory, hosts = load_selection(options, output)
-    planned = saved_for(saved, _sentinels(hosts))
-    chosen = [host for host in hosts if host.name in {row.host for row in planned}]
-    auth = auth_host(saved, inventory.hosts)
-    summary = {
-        "master": saved.master,
-        "settings_file": str(from_),
-        "dry_run": dry_run,
-        "auth": saved.auth,
-    }
-    where = f"auth-pass from {auth.name} ({saved.auth})" if auth else "no auth-pass (none saved)"
-    if dry_run:
-        output.host_results(
-            "sentinel monitor",
-            planned,
-            lambda rows: settings_table(output, rows),
-            summary=summary,
-            noun="sentinels",
-        )
-        output.err.print(
-            f"dry run: nothing was changed; would monitor {saved.master} with these settings "
-            f"and {where}",
-            style="dim",
-            highlight=False,
-            markup=False,
-        )
-        return ExitCode.OK
-    output.err.print(settings_table(output, planned))
-    confirm_change(
-        f"Monitor {saved.master} on {len(chosen)} sentinels with these settings and {where}?",
+    sentinels = select_sentinels(hosts)
+    plan = plan_monitor(saved, sentinels, inventory.hosts, source=from_)
+    return carry_out(
+        output,
+        plan,
+        lambda: ChangeOutcome(
+            monitor_master(
+                saved,
+                sentinels,
+                inventory.hosts,
+                timeout=options.timeout,
+                parallel=options.parallel,
+            )
+        ),
+        view=lambda rows: settings_table(output, rows),
         yes=yes,
-    )
-    results = monitor_master(
-        saved, chosen, inventory.hosts, timeout=options.timeout, parallel=options.parallel
-    )
-    return output.host_results(
-        "sentinel monitor",
-        results,
-        lambda rows: settings_table(output, rows),
-        summary=summary,
-        noun="sentinels",
+        dry_run=dry_run,
     )
 
 
@@ -421,7 +371,8 @@ def _show_history(
     output: Output, path: Path, *, master: str | None, last: int, inventory: str | None
 ) -> int:
     """The drills of `inventory` (every inventory's when None), newest last."""
-    from redisops.render.sentinel import drill_result, history_table
+    from redisops.render.sentinel import history_table
+    from redisops.sentinel.drill import drill_result
     from redisops.sentinel.history import read_history
 
     past = read_history(path, master=master, last=last, inventory=inventory)
@@ -444,13 +395,3 @@ def _show_history(
             highlight=False,
         )
     return ExitCode.OK
-
-
-def _sentinels(hosts: tuple[Host, ...]) -> list[Host]:
-    sentinels = [host for host in hosts if host.is_sentinel]
-    if not sentinels:
-        raise UsageError(
-            "no Sentinel selected: this command asks the sentinels",
-            hint="select the inventory's role: sentinel hosts with --limit",
-        )
-    return sentinels

@@ -18,7 +18,7 @@ from redisops.cli.common import (
     selected_hosts,
 )
 from redisops.cli.groups import command_group
-from redisops.errors import ExitCode
+from redisops.exitcode import exit_code
 
 app = command_group("slowlog")
 
@@ -115,7 +115,7 @@ def triage(
     for row in result.results:
         for warning in row.data.warnings if row.data else ():
             output.warn(f"{row.host}: {warning}")
-    code = output.host_results(
+    output.host_results(
         "slowlog triage",
         result.results,
         lambda rows: triage_view(output, result, rows),
@@ -131,7 +131,7 @@ def triage(
     output.skipped_sentinels(sentinels, "slowlog")
     if state and not dry_run:
         save_bookmarks(state, result.bookmarks)
-    return code
+    return exit_code(result.results)
 
 
 @app.command()
@@ -202,7 +202,7 @@ def tail(
                 output.warn(note)
     except KeyboardInterrupt:
         output.note("interrupted")
-    return ExitCode.FAILED if failed else ExitCode.OK
+    return exit_code(failed=failed)
 
 
 @app.command()
@@ -212,42 +212,24 @@ def reset(ctx: typer.Context, yes: YesOption = False, dry_run: DryRunOption = Fa
     Shows how many entries each holds first, then asks (or needs --yes off a terminal).
     Hosts that cannot be read are error rows and are not touched. Sentinels are skipped.
     """
-    from redisops.fleet.fanout import run_on_hosts
+    from redisops.cli.change import carry_out
     from redisops.fleet.selection import split_sentinels
     from redisops.render.slowlog import reset_table
-    from redisops.slowlog.collect import reset_slowlog, slowlog_length
+    from redisops.slowlog.reset import apply_reset, plan_reset
 
     options = global_options(ctx)
     output = make_output(options)
     hosts, sentinels = split_sentinels(selected_hosts(options, output), lacking="slowlog")
-    plan = run_on_hosts(
-        hosts,
-        lambda host: slowlog_length(host, timeout=options.timeout),
-        parallel=options.parallel,
+    plan = plan_reset(
+        hosts, sentinels=sentinels, timeout=options.timeout, parallel=options.parallel
     )
-    summary = {"dry_run": dry_run, "sentinels_skipped": list(sentinels)}
-    reachable = [host for host, row in zip(hosts, plan, strict=True) if row.ok]
-    if dry_run or not reachable:
-        code = output.host_results(
-            "slowlog reset", plan, lambda rows: reset_table(output, rows), summary=summary
-        )
-        output.skipped_sentinels(sentinels, "slowlog")
-        if dry_run:
-            output.err.print("dry run: nothing was reset", style="dim", highlight=False)
-        return code
-    held = sum(row.data.entries for row in plan if row.data)
-    output.err.print(reset_table(output, plan))
-    confirm_change(f"Reset the slowlog of {len(reachable)} hosts ({held} entries)?", yes=yes)
-    done = iter(
-        run_on_hosts(
-            reachable,
-            lambda host: reset_slowlog(host, timeout=options.timeout),
-            parallel=options.parallel,
-        )
-    )
-    results = [next(done) if row.ok else row for row in plan]
-    code = output.host_results(
-        "slowlog reset", results, lambda rows: reset_table(output, rows), summary=summary
+    code = carry_out(
+        output,
+        plan,
+        lambda: apply_reset(plan, hosts, timeout=options.timeout, parallel=options.parallel),
+        view=lambda rows: reset_table(output, rows),
+        yes=yes,
+        dry_run=dry_run,
     )
     output.skipped_sentinels(sentinels, "slowlog")
     return code

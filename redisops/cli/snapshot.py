@@ -14,7 +14,8 @@ import typer
 
 from redisops.cli.common import global_options, make_output, selected_hosts
 from redisops.cli.groups import command_group
-from redisops.errors import ExitCode, UsageError
+from redisops.errors import UsageError
+from redisops.exitcode import exit_code
 
 if TYPE_CHECKING:
     from redisops.render.output import Output
@@ -70,14 +71,14 @@ def take(
         limit=options.limit,
         keep=keep,
     )
-    code = output.host_results(
+    output.host_results(
         "snapshot take",
         taken.results,
         lambda rows: take_table(output, rows),
         summary=take_summary(taken),
     )
     take_footer(output, taken)
-    return code
+    return exit_code(taken.results)
 
 
 @app.command()
@@ -124,12 +125,13 @@ def show(
     summary = show_summary(snapshot, view)
     if html is not None:
         summary["html"] = str(html)
-    return output.host_results(
+    output.host_results(
         "snapshot show",
         view.hosts,
         lambda rows: show_view(output, view, rows),
         summary=summary,
     )
+    return exit_code(view.hosts)
 
 
 @app.command()
@@ -169,15 +171,13 @@ def diff(
     output = make_output(options)
     before, after = _pair(before, after, newest_in, output)
     result = diff_snapshots(load_snapshot(before), load_snapshot(after))
-    code = output.host_results(
+    output.host_results(
         "snapshot diff",
         result.hosts,
         lambda rows: diff_view(output, result, rows),
         summary=diff_summary(result),
     )
-    if fail_on_change and result.changes:
-        return ExitCode.FAILED
-    return code
+    return exit_code(result.hosts, flagged=bool(fail_on_change and result.changes))
 
 
 def _pair(

@@ -6,9 +6,10 @@ from dataclasses import dataclass
 
 from redisops.errors import HostError
 from redisops.fleet.connection import redis_client
-from redisops.fleet.fanout import PartialFailure
 from redisops.fleet.host import Host
 from redisops.fleet.server import server_identity
+from redisops.results import PartialFailure
+from redisops.serverinfo import as_int, replication_role
 
 
 @dataclass(frozen=True)
@@ -42,7 +43,7 @@ def check_host(host: Host, *, timeout: float) -> HostCheck:
             info = client.info("default")
 
     identity = server_identity(info)
-    role = "sentinel" if identity.is_sentinel else _role(info)
+    role = "sentinel" if identity.is_sentinel else replication_role(info)
     replica = role == "replica"
     ssh_error = _ssh_error(host, timeout) if _uses_ssh(host) else None
     check = HostCheck(
@@ -50,13 +51,13 @@ def check_host(host: Host, *, timeout: float) -> HostCheck:
         version=identity.version,
         flavour=identity.flavour,
         uptime_seconds=int(info.get("uptime_in_seconds", 0)),
-        used_memory=_int_or_none(info.get("used_memory")),
-        maxmemory=_int_or_none(info.get("maxmemory")),
+        used_memory=as_int(info.get("used_memory")),
+        maxmemory=as_int(info.get("maxmemory")),
         connected_replicas=None if role == "sentinel" else int(info.get("connected_slaves", 0)),
         master_host=str(info["master_host"]) if replica and "master_host" in info else None,
-        master_port=_int_or_none(info.get("master_port")) if replica else None,
+        master_port=as_int(info.get("master_port")) if replica else None,
         master_link_status=str(info.get("master_link_status")) if replica else None,
-        monitored_masters=_int_or_none(info.get("sentinel_masters")),
+        monitored_masters=as_int(info.get("sentinel_masters")),
         ssh="skipped" if not _uses_ssh(host) else ("error" if ssh_error else "ok"),
         ssh_error=ssh_error,
     )
@@ -69,10 +70,6 @@ def check_host(host: Host, *, timeout: float) -> HostCheck:
     if ssh_error:
         raise PartialFailure(f"ssh: {ssh_error}", check)
     return check
-
-
-def _role(info: dict) -> str:
-    return "replica" if info.get("role") == "slave" else str(info.get("role", "unknown"))
 
 
 def _uses_ssh(host: Host) -> bool:
@@ -88,7 +85,3 @@ def _ssh_error(host: Host, timeout: float) -> str | None:
     except HostError as exc:
         return exc.message
     return None
-
-
-def _int_or_none(value: object) -> int | None:
-    return int(value) if isinstance(value, (int, float, str)) and str(value).isdigit() else None

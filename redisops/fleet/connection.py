@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 
 from redisops.errors import HostError
 from redisops.fleet.host import Host, TlsSettings
-from redisops.fleet.secrets import redact, resolve_password
+from redisops.fleet.secrets import resolve_password
+from redisops.redaction import first_line
 
 if TYPE_CHECKING:
     import redis
@@ -127,17 +128,17 @@ def describe_redis_error(exc: Exception, host: Host, timeout: float) -> str:
     if needs_password(exc, host):
         return auth_required(host)
     if isinstance(exc, redis.AuthenticationError) or _is_auth_failure(exc):
-        return f"authentication to {host.address} failed: {_first_line(exc)}"
+        return f"authentication to {host.address} failed: {first_line(exc)}"
     if isinstance(exc, redis.TimeoutError):
         return f"{host.address} did not answer within {timeout:g}s"
     if isinstance(exc, redis.ConnectionError):
         return f"cannot connect to {host.address}: {_connection_reason(exc)}"
     if isinstance(exc, redis.exceptions.NoPermissionError) or "no permissions to run" in str(exc):
         user = host.username or "default"
-        return f"{host.address}: the ACL denies it to user {user!r}: {_first_line(exc)}"
+        return f"{host.address}: the ACL denies it to user {user!r}: {first_line(exc)}"
     if isinstance(exc, redis.ResponseError):
-        return f"{host.address} replied with an error: {_first_line(exc)}"
-    return f"{host.address}: {_first_line(exc)}"
+        return f"{host.address} replied with an error: {first_line(exc)}"
+    return f"{host.address}: {first_line(exc)}"
 
 
 def needs_password(error: Exception | str, host: Host) -> bool:
@@ -167,13 +168,8 @@ def _is_auth_failure(exc: Exception) -> bool:
 
 
 def _connection_reason(exc: Exception) -> str:
-    text = _first_line(exc)
+    text = first_line(exc)
     # redis-py words it "Error 111 connecting to 127.0.0.1:7000. Connection refused."
     if "connecting to" in text and ". " in text:
         text = text.split(". ", 1)[1]
     return text.rstrip(".") or type(exc).__name__
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()
-    return redact(text[0]) if text else type(exc).__name__

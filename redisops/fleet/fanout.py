@@ -4,37 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import TypeVar
 
 from redisops.errors import HostError
 from redisops.fleet.host import Host
 from redisops.interrupt import Interrupted
+from redisops.results import HostResult, PartialFailure
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class HostResult(Generic[T]):
-    """A host's outcome: `data` when it worked, a one-line `error` when it did not.
-
-    A task may also return data *and* fail (`ok` false with data), e.g. Redis answered but
-    SSH did not; `error` then says what failed.
-    """
-
-    host: str
-    address: str
-    ok: bool
-    error: str | None
-    data: T | None
-
-
-class PartialFailure(HostError):
-    """Raised by a task that has data to report but found the host failing."""
-
-    def __init__(self, message: str, data: Any) -> None:
-        super().__init__(message)
-        self.data = data
 
 
 def run_on_hosts(

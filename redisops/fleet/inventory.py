@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 from redisops.errors import InventoryError, UsageError
 from redisops.fleet.host import Host, Secret, TlsSettings
 from redisops.fleet.secrets import password_file_warnings
+from redisops.redaction import first_line
 
 T = TypeVar("T")
 
@@ -160,7 +161,7 @@ def compose_yaml(
         where = f"{path}:{mark.line + 1}" if mark else str(path)
         raise error(f"{where}: invalid YAML: {exc.problem or exc.context}") from None
     except yaml.YAMLError as exc:
-        raise error(f"{path}: invalid YAML: {_first_line(exc)}") from None
+        raise error(f"{path}: invalid YAML: {first_line(exc)}") from None
     finally:
         loader.dispose()
         if collecting:
@@ -206,11 +207,6 @@ def _check_printable(path: Path, text: str, error: type[UsageError]) -> None:
         f"{path}:{line}: invalid YAML: control character U+{ord(found.group()):04X} "
         f"at column {column} (not allowed in YAML; remove it)"
     )
-
-
-def _first_line(exc: Exception) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
 
 
 class _Builder:

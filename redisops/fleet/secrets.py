@@ -1,19 +1,15 @@
-"""Resolve passwords by reference, and remember them so render can redact them as a safety net."""
+"""Resolve passwords by reference, and register them (redaction.py) so render can redact
+them as a safety net."""
 
 from __future__ import annotations
 
 import os
 import stat
-import threading
 from collections.abc import Iterable
 
 from redisops.errors import HostError
 from redisops.fleet.host import Host
-
-REDACTED = "***"
-
-_known: set[str] = set()
-_known_lock = threading.Lock()
+from redisops.redaction import remember_secret
 
 
 def resolve_password(host: Host) -> str | None:
@@ -81,20 +77,3 @@ def password_file_warnings(hosts: Iterable[Host]) -> list[str]:
                 f"chmod 600 {path}"
             )
     return warnings
-
-
-def remember_secret(value: str) -> None:
-    """Register a secret for the last redaction pass of everything rendered."""
-    if len(value) >= 4:
-        with _known_lock:
-            _known.add(value)
-
-
-def redact(text: str) -> str:
-    """`text` with every remembered secret replaced, longest first."""
-    with _known_lock:
-        secrets = sorted(_known, key=len, reverse=True)
-    for secret in secrets:
-        if secret in text:
-            text = text.replace(secret, REDACTED)
-    return text

@@ -68,3 +68,17 @@ def split_sentinels(
             hint="select Redis hosts with --limit",
         )
     return redis_hosts, sentinels
+
+
+def select_sentinels(hosts: Sequence[Host]) -> list[Host]:
+    """The Sentinels among `hosts`, for commands that ask them (split_sentinels' other side).
+
+    Raises UsageError when no Sentinel was selected.
+    """
+    sentinels = [host for host in hosts if host.is_sentinel]
+    if not sentinels:
+        raise UsageError(
+            "no Sentinel selected: this command asks the sentinels",
+            hint="select the inventory's role: sentinel hosts with --limit",
+        )
+    return sentinels

@@ -88,16 +88,6 @@ def server_identity(info: Mapping[str, Any]) -> ServerIdentity:
     return ServerIdentity(flavour=flavour, version=version, mode=mode)
 
 
-def parse_info(raw: bytes) -> dict[str, str]:
-    """A raw INFO reply (bytes, as a plain RESP connection gets it) as name -> value."""
-    info = {}
-    for line in raw.decode("utf-8", errors="replace").splitlines():
-        if line and not line.startswith("#") and ":" in line:
-            name, _, value = line.partition(":")
-            info[name] = value
-    return info
-
-
 def refuse_sentinel_as_redis(host: Host, info: Mapping[str, Any]) -> ServerIdentity:
     """The identity of a host declared as Redis; HostError (an error row) when it is a Sentinel,
     which would otherwise answer with empty keyspaces, slowlogs and configs."""

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
+from redisops.change import ChangePlan
 from redisops.errors import LabError, UsageError
 from redisops.lab import cluster, daemon, readiness
 from redisops.lab.layout import (
@@ -37,6 +38,7 @@ from redisops.lab.layout import (
     sentinel_config,
     start_argv,
 )
+from redisops.results import HostResult
 
 STATE_FILE = "lab.json"
 SECRET_FILE = "secret"
@@ -166,6 +168,16 @@ def lab_up(
     return _snapshot(lab_dir, _read_state(lab_dir), members, already_running=False)
 
 
+def lab_results(state: LabState, *, want_running: bool = True) -> list[HostResult[LabProcess]]:
+    """A process is a failed row when its state is not the one the command wanted."""
+    rows = []
+    for process in state.processes:
+        ok = process.running == want_running
+        error = None if ok else ("not running" if want_running else "still running")
+        rows.append(HostResult(process.name, f"127.0.0.1:{process.port}", ok, error, process))
+    return rows
+
+
 def lab_down(lab_dir: Path, *, purge: bool = False, timeout: float = 10.0) -> LabState:
     """Stop every lab process (SIGTERM, so nodes save their data; SIGKILL after `timeout`).
 
@@ -194,6 +206,44 @@ def lab_status(lab_dir: Path) -> LabState:
     lab_dir = Path(lab_dir).expanduser().resolve()
     state = _read_state(lab_dir)
     return _snapshot(lab_dir, state, _members(lab_dir, state), already_running=False)
+
+
+def plan_lab_up(
+    lab_dir: Path,
+    *,
+    replicas: int,
+    sentinels: int,
+    base_port: int,
+    seed_keys: int,
+    shards: int | None,
+) -> ChangePlan[LabProcess]:
+    """`lab up` as a change: nothing to do when the lab in `lab_dir` runs whole (its
+    processes are the result), else one, starting it (lab_up checks the rest). Never asked
+    about: the lab is this machine's sandbox. UsageError for bad arguments, as lab_up."""
+    _validate(replicas=replicas, sentinels=sentinels, base_port=base_port, seed_keys=seed_keys)
+    if shards is not None:
+        _validate_cluster(
+            shards=shards, replicas=replicas, sentinels=sentinels, base_port=base_port
+        )
+    lab_dir = Path(lab_dir).expanduser().resolve()
+    if (lab_dir / STATE_FILE).exists():
+        live = lab_status(lab_dir)
+        if all(process.running for process in live.processes):
+            return _lab_change("lab up", lab_results(live), pending=0)
+    return _lab_change("lab up", (), pending=1)
+
+
+def plan_lab_down(lab_dir: Path, *, purge: bool) -> ChangePlan[LabProcess]:
+    """`lab down` as a change: the processes that run, and the folder with --purge.
+    LabError when `lab_dir` is not a lab."""
+    live = lab_status(lab_dir)
+    running = sum(1 for process in live.processes if process.running)
+    rows = lab_results(live, want_running=False)
+    return _lab_change("lab down", rows, pending=running + (1 if purge else 0))
+
+
+def _lab_change(command: str, rows, *, pending: int) -> ChangePlan[LabProcess]:
+    return ChangePlan(command, rows, question=None, pending=pending, noun="processes")
 
 
 def _validate(*, replicas: int, sentinels: int, base_port: int, seed_keys: int) -> None:

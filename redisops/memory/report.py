@@ -17,20 +17,22 @@ from dataclasses import dataclass, field
 from itertools import count
 
 from redisops.errors import UsageError
-from redisops.fleet.fanout import HostResult, run_on_hosts
+from redisops.fleet.fanout import run_on_hosts
 from redisops.fleet.host import Host
 from redisops.fleet.resp import RespConnection
 from redisops.fleet.selection import split_sentinels
-from redisops.fleet.server import parse_info, refuse_sentinel_as_redis
+from redisops.fleet.server import refuse_sentinel_as_redis
 from redisops.interrupt import pause
-from redisops.memory.patterns import (
+from redisops.keypatterns import (
     DEFAULT_SEPARATOR,
     DIGIT_SKELETON,
     PatternCache,
     key_text,
 )
 from redisops.memory.scanner import KeyFacts, scan_keys
-from redisops.memory.summary import field_ttls_supported, volatile_hashes
+from redisops.memory.summary import count_volatile_hashes
+from redisops.results import HostResult
+from redisops.serverinfo import as_int, keyspace, parse_info, replicas
 
 MAX_PATTERNS = 10_000
 OTHER_PATTERN = "(other patterns)"
@@ -280,14 +282,15 @@ def report_host(
     try:
         server = parse_info(connection.call(b"INFO", b"server"))
         refuse_sentinel_as_redis(source, server)
-        info = parse_info(connection.call(b"INFO", b"keyspace"))
+        dbs = keyspace(parse_info(connection.call(b"INFO", b"keyspace")))
         role = parse_info(connection.call(b"INFO", b"replication")).get("role", "unknown")
-        dbs = sorted(int(name[2:]) for name in info if name.startswith("db"))
-        dbsize = sum(_keyspace_keys(info[f"db{db}"]) for db in dbs)
-        volatile = count_volatile_hashes(server, [info[f"db{db}"] for db in dbs])
+        dbsize = sum(db.get("keys", 0) for db in dbs.values())
+        volatile = count_volatile_hashes(server, dbs.values())
         aggregate = Aggregate(options)
         rate = scan_rate(options.rate, role)
-        seen = _scan(connection, dbs, dbsize, aggregate, options, rate, progress, plan.target.name)
+        seen = _scan(
+            connection, list(dbs), dbsize, aggregate, options, rate, progress, plan.target.name
+        )
         elements = _element_counts(connection, top_keys(aggregate))
     finally:
         connection.close()
@@ -462,21 +465,6 @@ def _element_counts(connection: RespConnection, facts: list[KeyFacts]) -> list[i
     return counts
 
 
-def _keyspace_keys(value: str) -> int:
-    fields = dict(item.split("=", 1) for item in value.split(",") if "=" in item)
-    return int(fields.get("keys", 0))
-
-
-def count_volatile_hashes(server: dict[str, str], lines: list[str]) -> int | None:
-    """Hashes with expiring fields over the INFO keyspace `lines` (see summary.volatile_hashes)."""
-    counts = [
-        volatile_hashes(dict(item.split("=", 1) for item in line.split(",") if "=" in item))
-        for line in lines
-    ]
-    reported = [count for count in counts if count is not None]
-    return sum(reported) if reported or field_ttls_supported(server) else None
-
-
 def plan_scans(
     selected: Sequence[Host],
     inventory: Sequence[Host],
@@ -497,7 +485,7 @@ def plan_scans(
     for host in selected:
         info = replication.get(host.name, {})
         if info.get("role") == "slave":
-            master = by_address.get((info.get("master_host"), _int(info.get("master_port"))))
+            master = by_address.get((info.get("master_host"), as_int(info.get("master_port"))))
             if master is not None and master.name in selected_names:
                 covered_by[host.name] = master.name
     plans = []
@@ -518,18 +506,11 @@ def plan_scans(
 
 def _best_replica(info: dict[str, str], by_address: dict[tuple, Host]) -> Host | None:
     candidates = []
-    for name, value in info.items():
-        if not (name.startswith("slave") and name[5:].isdigit()):
-            continue
-        fields = dict(item.split("=", 1) for item in value.split(",") if "=" in item)
-        host = by_address.get((fields.get("ip"), _int(fields.get("port"))))
+    for fields in replicas(info):
+        host = by_address.get((fields.get("ip"), as_int(fields.get("port"))))
         if host is not None and fields.get("state") == "online":
-            candidates.append((_int(fields.get("lag")) or 0, host.name, host))
+            candidates.append((as_int(fields.get("lag")) or 0, host.name, host))
     return min(candidates)[2] if candidates else None
-
-
-def _int(value: str | None) -> int | None:
-    return int(value) if value is not None and value.lstrip("-").isdigit() else None
 
 
 def read_replication(host: Host, *, timeout: float) -> dict[str, str]:

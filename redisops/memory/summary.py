@@ -8,18 +8,20 @@ the thresholds and what counts.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 from redisops.fleet.host import Host
 from redisops.fleet.server import refuse_sentinel_as_redis, server_identity, version_tuple
+from redisops.redaction import first_line
+from redisops.serverinfo import as_int, keyspace, replication_role
+from redisops.severity import Severity, count_by_severity, reaches
 
 if TYPE_CHECKING:
     import redis
 
-    from redisops.fleet.fanout import HostResult
+    from redisops.results import HostResult
 
 MIB = 1024 * 1024
 GIB = 1024 * MIB
@@ -36,18 +38,6 @@ RSS_EXCESS = GIB
 NO_EVICTION = "noeviction"
 # The first versions with hash-field TTLs, per flavour.
 FIELD_TTLS_SINCE = {"redis": (7, 4), "valkey": (9,)}
-
-
-class Severity(str, Enum):
-    """How urgent a flag is; `--fail-on` takes the same names."""
-
-    warning = "warning"
-    critical = "critical"
-
-    @property
-    def rank(self) -> int:
-        """Higher is more urgent."""
-        return list(Severity).index(self)
 
 
 @dataclass(frozen=True)
@@ -78,6 +68,13 @@ def volatile_hashes(db: Mapping[str, Any]) -> int | None:
         if name in db:
             return int(db[name])
     return None
+
+
+def count_volatile_hashes(info: Mapping[str, Any], dbs: Iterable[Mapping[str, Any]]) -> int | None:
+    """Hashes with expiring fields over INFO keyspace's `dbs`: 0 on a server that has field
+    TTLs (`info` holds its server section) and reports none, None on one without them."""
+    reported = [count for count in map(volatile_hashes, dbs) if count is not None]
+    return sum(reported) if reported or field_ttls_supported(info) else None
 
 
 @dataclass(frozen=True)
@@ -282,56 +279,52 @@ def summary_from_info(
     info: dict[str, Any], *, policy: str | None, doctor: DoctorVerdict
 ) -> MemorySummary:
     """The figures of one INFO reply (as redis-py parses it), without flags."""
-    used = _int(info, "used_memory")
-    maxmemory = _int(info, "maxmemory")
-    hits, misses = _int(info, "keyspace_hits"), _int(info, "keyspace_misses")
-    dbs = sorted(
-        (_db_number(name), db)
-        for name, db in info.items()
-        if _db_number(name) >= 0 and isinstance(db, dict)
-    )
-    keyspace = tuple(
+    used = _counter(info, "used_memory")
+    maxmemory = _counter(info, "maxmemory")
+    hits, misses = _counter(info, "keyspace_hits"), _counter(info, "keyspace_misses")
+    dbs = keyspace(info)
+    databases = tuple(
         DbKeys(
             number,
-            int(db.get("keys", 0)),
-            int(db.get("expires", 0)),
-            int(db.get("avg_ttl", 0)),
+            db.get("keys", 0),
+            db.get("expires", 0),
+            db.get("avg_ttl", 0),
             volatile_hashes(db),
         )
-        for number, db in dbs
+        for number, db in dbs.items()
     )
-    reported = [db.volatile_hashes for db in keyspace if db.volatile_hashes is not None]
     ratio = info.get("mem_fragmentation_ratio")
     return MemorySummary(
-        role="replica" if info.get("role") == "slave" else str(info.get("role", "unknown")),
+        role=replication_role(info),
         used_memory=used,
-        used_memory_peak=_int(info, "used_memory_peak"),
-        used_memory_rss=_int(info, "used_memory_rss"),
+        used_memory_peak=_counter(info, "used_memory_peak"),
+        used_memory_rss=_counter(info, "used_memory_rss"),
         mem_fragmentation_ratio=float(ratio) if ratio is not None else None,
         maxmemory=maxmemory,
         used_percent=round(used * 100 / maxmemory, 1) if maxmemory else None,
         maxmemory_policy=policy,
-        total_system_memory=_int(info, "total_system_memory") or None,
-        evicted_keys=_int(info, "evicted_keys"),
-        expired_keys=_int(info, "expired_keys"),
+        total_system_memory=_counter(info, "total_system_memory") or None,
+        evicted_keys=_counter(info, "evicted_keys"),
+        expired_keys=_counter(info, "expired_keys"),
         keyspace_hits=hits,
         keyspace_misses=misses,
         hit_ratio=round(hits / (hits + misses), 4) if hits + misses else None,
-        keys=sum(db.keys for db in keyspace),
-        expires=sum(db.expires for db in keyspace),
-        keyspace=keyspace,
+        keys=sum(db.keys for db in databases),
+        expires=sum(db.expires for db in databases),
+        keyspace=databases,
         fork=ForkCost(
-            latest_fork_usec=_int(info, "latest_fork_usec"),
-            total_forks=_int(info, "total_forks"),
-            rdb_last_cow_size=_int(info, "rdb_last_cow_size"),
-            aof_last_cow_size=_int(info, "aof_last_cow_size"),
-            current_cow_size=_int(info, "current_cow_size"),
+            latest_fork_usec=_counter(info, "latest_fork_usec"),
+            total_forks=_counter(info, "total_forks"),
+            rdb_last_cow_size=_counter(info, "rdb_last_cow_size"),
+            aof_last_cow_size=_counter(info, "aof_last_cow_size"),
+            current_cow_size=_counter(info, "current_cow_size"),
             save_in_progress=bool(
-                _int(info, "rdb_bgsave_in_progress") or _int(info, "aof_rewrite_in_progress")
+                _counter(info, "rdb_bgsave_in_progress")
+                or _counter(info, "aof_rewrite_in_progress")
             ),
         ),
         doctor=doctor,
-        volatile_hashes=sum(reported) if reported or field_ttls_supported(info) else None,
+        volatile_hashes=count_volatile_hashes(info, dbs.values()),
     )
 
 
@@ -360,16 +353,11 @@ class FleetMemory:
 
     def hosts_by_severity(self) -> dict[str, int]:
         """How many hosts have each severity as their worst flag."""
-        worst = [r.data.severity for r in self.results if r.ok and r.data is not None]
-        return {severity.value: worst.count(severity) for severity in reversed(Severity)}
+        return count_by_severity(r.data.severity for r in self.results if r.ok and r.data)
 
     def flagged(self, at_least: Severity) -> list[str]:
         """Hosts with a flag at or above `at_least`, in inventory order."""
-        return [
-            r.host
-            for r in self.results
-            if r.data is not None and r.data.severity and r.data.severity.rank >= at_least.rank
-        ]
+        return [r.host for r in self.results if r.data and reaches(r.data.severity, at_least)]
 
 
 def summarise_fleet(hosts: Sequence[Host], *, timeout: float, parallel: int) -> FleetMemory:
@@ -413,15 +401,11 @@ def _ask_doctor(client: redis.Redis) -> DoctorVerdict:
         # redis-py deliberately leaves memory_doctor() unimplemented; the command is fine.
         reply = client.execute_command("MEMORY DOCTOR")
     except redis.ResponseError as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "refused"
+        reason = first_line(exc, "refused")
         return DoctorVerdict("unavailable", f"MEMORY DOCTOR refused: {reason}", (), None)
     return parse_doctor(reply if isinstance(reply, str) else str(reply))
 
 
-def _db_number(name: str) -> int:
-    return int(name[2:]) if name.startswith("db") and name[2:].isdigit() else -1
-
-
-def _int(info: dict[str, Any], key: str) -> int:
-    value = info.get(key)
-    return int(value) if isinstance(value, (int, float)) else 0
+def _counter(info: Mapping[str, Any], key: str) -> int:
+    """A counter of redis-py's INFO; 0 when absent (a section the server does not have)."""
+    return as_int(info.get(key)) or 0

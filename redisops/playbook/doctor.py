@@ -1,7 +1,9 @@
 """The `doctor: latency` built-in: LATENCY DOCTOR on every selected Redis host.
 
 No redisops command asks for LATENCY DOCTOR (slowlog triage reads LATENCY LATEST), and an
-incident runbook wants the server's own reading, so the playbook runner has it built in.
+incident runbook wants the server's own reading, so the playbook runner has it built in. A
+step runs it as the hidden command `redisops playbook latency-doctor` (cli/playbook.py), so it
+has the one parser and the one error boundary every command has.
 """
 
 from __future__ import annotations
@@ -9,8 +11,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from redisops.fleet.fanout import HostResult
 from redisops.fleet.host import Host
+from redisops.results import HostResult
+
+DOCTOR_COMMAND = ("playbook", "latency-doctor")
 
 # Phrases of LATENCY DOCTOR's report (Redis 7.0 latency.c) that say what kind of answer it is.
 OFF_MARKER = "Latency monitoring is disabled"

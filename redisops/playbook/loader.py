@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from redisops.errors import UsageError
+from redisops.options import STEP_OPTIONS, GlobalOptions
 from redisops.playbook.expressions import (
     Expression,
     ExpressionError,
@@ -25,12 +26,13 @@ from redisops.playbook.expressions import (
 from redisops.playbook.model import KINDS, Playbook, Step
 
 PLAYBOOK_KEYS = {"name", "description", "vars", "steps"}
+# A step may also set the global options of STEP_OPTIONS (redisops/options.py) for itself.
 STEP_KEYS = {
-    "id", "name", "run", "with", "limit", "inventory", "parallel", "timeout",
-    "when", "assert", "on_failure", "confirm", "wait", "note", "doctor",
+    "id", "name", "run", "with", "when", "assert", "on_failure", "confirm", "wait", "note",
+    "doctor", *STEP_OPTIONS,
 }  # fmt: skip
+# A condition wait's `timeout` is how long it waits; its `limit` is the step's --limit.
 WAIT_KEYS = {"run", "until", "timeout", "every", "with", "limit"}
-STEP_OPTIONS = ("inventory", "limit", "parallel", "timeout")
 MAX_WAIT_SECONDS = 3600.0
 
 _ID = re.compile(r"^[A-Za-z_][A-Za-z0-9_-]*$")
@@ -143,6 +145,8 @@ class _Reader:
             for key in STEP_OPTIONS
             if key in fields
         }
+        for key, value in options.items():
+            self._check_option(fields[key][1], f"{where}.{key}", key, value)
         step: dict[str, Any] = {
             "id": step_id,
             "kind": kind,
@@ -244,10 +248,25 @@ class _Reader:
                         step[attr] = parse_seconds(text)
                 step["until"] = self._expression(spec["until"][1], f"{where}.until", known)
                 step["words"], _ = self._command(spec, where, known - {step["id"]}, variables)
+                if "limit" in spec:
+                    own = known - {step["id"]}
+                    limit = self._template(*spec["limit"], f"{where}.limit", own, variables)
+                    self._check_option(spec["limit"][1], f"{where}.limit", "limit", limit)
+                    step["options"] = step["options"] | {"limit": limit}
         except ValueError as exc:
             self._fail(node, where, str(exc))
         if not 0 <= step["seconds"] <= MAX_WAIT_SECONDS or step.get("every", 1.0) <= 0:
             self._fail(node, where, f"waits are bounded: 0 to {MAX_WAIT_SECONDS:g} seconds")
+
+    def _check_option(self, node: Any, where: str, key: str, value: str) -> None:
+        """A step's own global option, checked as the command line's is; one that waits for
+        an earlier step's result is checked when the step runs."""
+        if "{{" in value:
+            return
+        try:
+            GlobalOptions().for_step({key: value}, sink=None)
+        except UsageError as exc:
+            self._fail(node, where, exc.message)
 
     def _template(
         self, key_node: Any, node: Any, where: str, known: set[str], variables: dict[str, Any]

@@ -16,8 +16,9 @@ class Step:
     `doctor: latency`).
 
     `words` are the command's words and options with `{{ … }}` templates still in them;
-    `options` are the global options this step sets for itself (limit, inventory, parallel,
-    timeout). A condition `wait` re-runs its read-only `words` until `until` holds.
+    `options` are the global options this step sets for itself (redisops/options.py's
+    STEP_OPTIONS), as text still to convert. A condition `wait` re-runs its read-only
+    `words` until `until` holds.
     """
 
     id: str

@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from redisops.errors import ExitCode, RefusedError
+from redisops.exitcode import exit_code
+from redisops.interrupt import pause
+from redisops.playbook.doctor import DOCTOR_COMMAND
 from redisops.playbook.expressions import ExpressionError, render_template, truthy
 from redisops.playbook.model import Playbook, Step
-
-GLOBAL_FLAGS = {"inventory": "--inventory", "limit": "--limit", "parallel": "--parallel",
-                "timeout": "--timeout"}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -49,17 +49,20 @@ class PlaybookRun:
 
     @property
     def exit_code(self) -> ExitCode:
-        if any(step.status == "refused" for step in self.steps):
-            return ExitCode.REFUSED
-        return ExitCode.FAILED if any(step.status == "failed" for step in self.steps) else 0
+        """From its steps' outcomes: 3 when one was refused; 2 when a command exited 2 (the
+        playbook gave it a bad option, e.g. a step's own `timeout: 0`); 1 when one failed."""
+        refused = any(step.status == "refused" for step in self.steps)
+        if not refused and any(step.exit_code == ExitCode.USAGE for step in self.steps):
+            return ExitCode.USAGE
+        failed = any(step.status == "failed" for step in self.steps)
+        return exit_code(refused=refused, failed=failed)
 
 
 class Hooks(Protocol):
     """What the runner needs from the CLI layer: running commands, asking, showing."""
 
-    def invoke(self, argv: list[str]) -> Invocation: ...
-
-    def latency_doctor(self, options: dict[str, str]) -> Invocation: ...
+    def invoke(self, words: list[str], options: Mapping[str, str]) -> Invocation:
+        """Run a command (its words; the step's own global options) in-process."""
 
     def confirm(self, message: str) -> None: ...  # raises RefusedError when declined
 
@@ -76,25 +79,24 @@ def run_playbook(
     playbook: Playbook,
     *,
     hooks: Hooks,
-    global_options: Mapping[str, Any],
     yes: bool = False,
     dry_run: bool = False,
     step_by_step: bool = False,
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], None] = pause,
 ) -> PlaybookRun:
     """Run every step in order; a failure stops the run unless the step says `continue`.
 
     With `dry_run` nothing is invoked: each step is listed with its variables resolved, and
-    references to earlier results shown as `<expr>`.
+    references to earlier results shown as `<expr>`. A stop asked for by a signal raises
+    `Interrupted` out of here once the current step has wound down.
     """
     scope: dict[str, Any] = dict(playbook.variables)
     records: list[StepRecord] = []
     stopped = False
     total = len(playbook.steps)
     for index, step in enumerate(playbook.steps, start=1):
-        command = _command(step, scope, global_options, yes=yes) if step.words else None
-        own = len(step.words) + (command[-1] == "--yes") if command else 0
-        shown = " ".join(command[-own:]) if command else None
+        command = _command(step, scope, yes=yes) if step.words else None
+        shown = " ".join(command) if command else None
         if stopped:
             records.append(_record(step, shown, "not run", None, 0.0, None))
             continue
@@ -102,9 +104,7 @@ def run_playbook(
         if dry_run:
             record = _record(step, shown, "planned", None, 0.0, None)
         else:
-            record = _run_step(
-                step, command, shown, scope, hooks, step_by_step, sleep, global_options
-            )
+            record = _run_step(step, command, shown, scope, hooks, step_by_step, sleep)
         hooks.finished(record)
         records.append(record)
         if record.status == "refused" or (record.status == "failed" and step.on_failure == "stop"):
@@ -122,7 +122,6 @@ def _run_step(
     hooks: Hooks,
     step_by_step: bool,
     sleep: Callable[[float], None],
-    global_options: Mapping[str, Any],
 ) -> StepRecord:
     started = time.monotonic()
 
@@ -143,7 +142,7 @@ def _run_step(
             sleep(step.seconds)
             return record("ok", None, None)
         if step.kind == "doctor":
-            outcome = hooks.latency_doctor(_options(step, scope, global_options))
+            outcome = hooks.invoke(list(DOCTOR_COMMAND), _options(step, scope))
         else:
             outcome = _invoke(step, command, scope, hooks, sleep)
     except RefusedError as exc:
@@ -180,7 +179,8 @@ def _invoke(
     sleep: Callable[[float], None],
 ) -> Invocation:
     """Run the step's command; a condition wait re-runs it until `until` holds or time is up."""
-    outcome = hooks.invoke(command)
+    options = _options(step, scope)
+    outcome = hooks.invoke(command, options)
     if step.kind != "wait":
         return outcome
     deadline = time.monotonic() + step.seconds
@@ -192,7 +192,7 @@ def _invoke(
         if time.monotonic() + step.every > deadline:
             return outcome
         sleep(step.every)
-        outcome = hooks.invoke(command)
+        outcome = hooks.invoke(command, options)
 
 
 def _holds(step: Step, scope: dict[str, Any]) -> bool:
@@ -202,28 +202,15 @@ def _holds(step: Step, scope: dict[str, Any]) -> bool:
         return False
 
 
-def _command(
-    step: Step, scope: dict[str, Any], global_options: Mapping[str, Any], *, yes: bool
-) -> list[str]:
-    """The argv of a step: its own global options over the run's, its words, --yes if given."""
-    options = _options(step, scope, global_options)
-    argv = ["-o", "json"]
-    for key, flag in GLOBAL_FLAGS.items():
-        if key in options and options[key] != "":
-            argv += [flag, str(options[key])]
-    argv += [_text(word, scope) for word in step.words]
-    if yes and step.takes_yes:
-        argv.append("--yes")
-    return argv
+def _command(step: Step, scope: dict[str, Any], *, yes: bool) -> list[str]:
+    """A step's command words, variables resolved, and --yes when the run has it."""
+    words = [_text(word, scope) for word in step.words]
+    return [*words, "--yes"] if yes and step.takes_yes else words
 
 
-def _options(
-    step: Step, scope: dict[str, Any], global_options: Mapping[str, Any]
-) -> dict[str, str]:
-    """The global options of a step: the run's, and the step's own over them."""
-    options = {key: str(value) for key, value in global_options.items() if value is not None}
-    options.update({key: _text(value, scope) for key, value in step.options.items()})
-    return options
+def _options(step: Step, scope: dict[str, Any]) -> dict[str, str]:
+    """The global options a step sets for itself (the CLI puts them over the run's)."""
+    return {key: _text(value, scope) for key, value in step.options.items()}
 
 
 def _text(template: str, scope: Mapping[str, Any]) -> str:

@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from redisops.backup.catalogue import FAILED, SAFETY, VERIFIED, Backup, now_utc, parse_time
@@ -20,7 +17,7 @@ if TYPE_CHECKING:
     from redisops.backup.prune import PruneDecision
     from redisops.backup.restore import RestorePlan, RestoreResult
     from redisops.backup.verify import VerifyResult
-    from redisops.fleet.fanout import HostResult
+    from redisops.results import HostResult
 
 
 def _status(output: Output, status: str) -> str:
@@ -225,36 +222,3 @@ def restore_result_view(output: Output, results: Sequence[HostResult[RestoreResu
         if restored.set_aside:
             table.add_row("kept", "", output.cell(f"the previous AOF is at {restored.set_aside}"))
     return table
-
-
-@contextmanager
-def transfer_progress(output: Output) -> Iterator[Callable[[str, int, int], None] | None]:
-    """Per-host byte counters on stderr when a person watches; None off a terminal (cron)."""
-    if not output.interactive or not output.err.is_terminal:
-        yield None
-        return
-    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
-
-    tasks: dict[str, int] = {}
-    lock = threading.Lock()
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        console=output.err,
-        transient=True,
-    ) as bars:
-        last: dict[str, float] = {}
-
-        def advance(host: str, done: int, total: int) -> None:
-            with lock:
-                if host not in tasks:
-                    tasks[host] = bars.add_task(host, total=total or None)
-                now = time.monotonic()
-                if now - last.get(host, 0.0) < 0.1 and done != total:
-                    return  # redrawing on every 64 KiB would cost more than the copy
-                last[host] = now
-            bars.update(tasks[host], completed=done, total=total or None)
-
-        yield advance

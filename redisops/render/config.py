@@ -5,11 +5,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from redisops.fleet.fanout import HostResult
-from redisops.fleet.secrets import redact
-from redisops.memory.summary import Severity
+from redisops.redaction import redact
 from redisops.render.output import Output
+from redisops.render.severity import SEVERITY_STYLE
 from redisops.render.units import human_bytes
+from redisops.results import HostResult
+from redisops.severity import Severity
 from redisops.tuning.apply import HostChanges
 from redisops.tuning.audit import HostAudit, group_findings, recommended_config
 from redisops.tuning.drift import DriftReport, HostConfig
@@ -23,7 +24,6 @@ if TYPE_CHECKING:
 
     from redisops.commandline import CommandLine
 
-_SEVERITY_STYLE = {Severity.critical: "red", Severity.warning: "yellow"}
 _OUTCOME_STYLE = {"applied": "green", "planned": "cyan", "unchanged": "dim"}
 # Settings Redis reads as one byte size (MEMORY_CONFIG in Redis 7's config.c): shown in
 # KiB/MiB/GiB whichever way they were written (8388608, 8mb); JSON keeps the values as given.
@@ -55,7 +55,7 @@ def audit_view(
         chosen = [group for group in groups if group.finding.severity is severity]
         if not chosen:
             continue
-        style = _SEVERITY_STYLE[severity]
+        style = SEVERITY_STYLE[severity]
         findings = sum(len(group.hosts) for group in chosen)
         plural = "s" if findings != 1 else ""
         parts.append(Text(f"{severity.value} ({findings} finding{plural})", style=f"bold {style}"))
@@ -118,7 +118,7 @@ def _audit_hosts(output: Output, results: Sequence[HostResult[HostAudit]]) -> Ta
 
 
 def _count(count: int, severity: Severity) -> str:
-    return f"[{_SEVERITY_STYLE[severity]}]{count}[/]" if count else "0"
+    return f"[{SEVERITY_STYLE[severity]}]{count}[/]" if count else "0"
 
 
 def audit_yaml(results: Sequence[HostResult[HostAudit]], invoked: CommandLine | None = None) -> str:

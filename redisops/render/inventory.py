@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from redisops.fleet.fanout import HostResult
 from redisops.render.output import Output
 from redisops.render.units import human_bytes, human_duration
+from redisops.results import HostResult
 
 if TYPE_CHECKING:
     from rich.table import Table

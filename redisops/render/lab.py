@@ -1,27 +1,15 @@
-"""Rows and table for `lab up | down | status`: one row per lab process."""
+"""The table of `lab up | down | status`: one row per lab process (rows: lab/sandbox.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from redisops.fleet.fanout import HostResult
 from redisops.render.output import Output
+from redisops.results import HostResult
 
 if TYPE_CHECKING:
     from rich.table import Table
-
-    from redisops.lab.sandbox import LabState
-
-
-def lab_results(state: LabState, *, want_running: bool = True) -> list[HostResult]:
-    """A process is a failed row when its state is not the one the command wanted."""
-    rows = []
-    for process in state.processes:
-        ok = process.running == want_running
-        error = None if ok else ("not running" if want_running else "still running")
-        rows.append(HostResult(process.name, f"127.0.0.1:{process.port}", ok, error, process))
-    return rows
 
 
 def lab_table(output: Output, results: Sequence[HostResult]) -> Table:

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import threading
-import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from redisops.fleet.fanout import HostResult
 from redisops.render.output import Output
 from redisops.render.units import human_bytes, human_count, human_duration, human_ms, human_percent
+from redisops.results import HostResult
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
@@ -142,75 +139,3 @@ def _top(output: Output, report: MemoryReport):
             "-" if key.ttl_ms < 0 else human_ms(key.ttl_ms),
         )
     return table
-
-
-@contextmanager
-def scan_progress(output: Output) -> Iterator[Callable[[str, int, int], None] | None]:
-    """Per-host progress bars (keys, keys/s, ETA) on stderr when a person watches; else None."""
-    if not output.interactive or not output.err.is_terminal:
-        yield None
-        return
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
-
-    started: dict[str, tuple[int, float]] = {}
-    lock = threading.Lock()
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[rate]:>9,.0f} keys/s"),
-        TimeRemainingColumn(),
-        console=output.err,
-        transient=True,
-    ) as bars:
-
-        def advance(host: str, seen: int, total: int) -> None:
-            with lock:
-                if host not in started:
-                    task = bars.add_task(host, total=total or None, rate=0.0)
-                    started[host] = (task, time.monotonic())
-            task, since = started[host]
-            elapsed = time.monotonic() - since
-            bars.update(task, completed=seen, rate=seen / elapsed if elapsed > 0 else 0.0)
-
-        yield advance
-
-
-@contextmanager
-def bytes_progress(output: Output) -> Iterator[Callable[[str, int, int], None] | None]:
-    """A progress bar by bytes read (size, speed, ETA) on stderr when a person watches."""
-    if not output.interactive or not output.err.is_terminal:
-        yield None
-        return
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
-
-    tasks: dict[str, int] = {}
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-        console=output.err,
-        transient=True,
-    ) as bars:
-
-        def advance(label: str, done: int, total: int) -> None:
-            if label not in tasks:
-                tasks[label] = bars.add_task(label, total=total or None)
-            bars.update(tasks[label], completed=done)
-
-        yield advance

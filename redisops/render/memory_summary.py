@@ -5,18 +5,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from redisops.fleet.fanout import HostResult
-from redisops.fleet.secrets import redact
-from redisops.memory.summary import MemorySummary, Severity, urgency
+from redisops.memory.summary import MemorySummary, urgency
+from redisops.redaction import redact
 from redisops.render.output import Output
+from redisops.render.severity import SEVERITY_STYLE
 from redisops.render.units import human_bytes, human_count, human_percent, human_us
+from redisops.results import HostResult
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
     from rich.table import Table
 
 BAR_WIDTH = 10
-_SEVERITY_STYLE = {Severity.critical: "red", Severity.warning: "yellow"}
 _DOCTOR_NOTED = ("issues", "unknown", "unavailable")
 
 
@@ -67,7 +67,7 @@ def memory_summary_table(output: Output, results: Sequence[HostResult[MemorySumm
         )
         for flag in summary.flags:
             notes.append(f"{host} ", style="bold")
-            notes.append(flag.severity.value, style=_SEVERITY_STYLE[flag.severity])
+            notes.append(flag.severity.value, style=SEVERITY_STYLE[flag.severity])
             notes.append(f" {flag.id}: {redact(flag.why)}\n")
         if summary.volatile_hashes:
             notes.append(f"{host} ", style="bold")
@@ -112,7 +112,7 @@ def _flags(summary: MemorySummary) -> str:
         return "[green]ok[/]"
     worst = summary.flags[0].severity
     ids = ", ".join(flag.id for flag in summary.flags)
-    return f"[{_SEVERITY_STYLE[worst]}]{worst.value}[/]: {ids}"
+    return f"[{SEVERITY_STYLE[worst]}]{worst.value}[/]: {ids}"
 
 
 def _doctor(summary: MemorySummary) -> str:

@@ -7,39 +7,22 @@ known secrets, as a safety net behind never putting secrets in results at all.
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from contextvars import ContextVar
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from redisops.errors import ExitCode
-from redisops.fleet.fanout import HostResult
-from redisops.fleet.secrets import redact
+from redisops.redaction import redact
 from redisops.render.documents import note_document
+from redisops.results import HostResult
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
     from rich.table import Table
 
 PIPED_WIDTH = 200
-
-# Set while a playbook step runs with -o json: the tables it would have shown are kept here.
-_step_views: ContextVar[list[Any] | None] = ContextVar("redisops_step_views", default=None)
-
-
-@contextmanager
-def collecting_views() -> Iterator[list[RenderableType]]:
-    """Keep the tables of JSON-mode commands run inside, so a playbook shows each step's table
-    without running the step twice."""
-    views: list[RenderableType] = []
-    token = _step_views.set(views)
-    try:
-        yield views
-    finally:
-        _step_views.reset(token)
 
 
 class Output:
@@ -50,6 +33,8 @@ class Output:
         self.verbose = verbose
         self._out: Console | None = None
         self._err: Console | None = None
+        # A playbook step's Output keeps the tables a JSON-mode command would have drawn.
+        self.views: list[RenderableType] | None = None
 
     @property
     def out(self) -> Console:
@@ -103,17 +88,17 @@ class Output:
         table: Callable[[Sequence[HostResult]], RenderableType],
         summary: dict[str, Any] | None = None,
         noun: str = "hosts",
-    ) -> ExitCode:
-        """Render fan-out results; the exit code is 1 when any host failed."""
+    ) -> None:
+        """Render fan-out results: the table (or the JSON document) and, on stderr, how many
+        worked. The exit code is the command's to compute (redisops/exitcode.py)."""
         failed = sum(1 for r in results if not r.ok)
         summary = {"hosts": len(results), "ok": len(results) - failed, "failed": failed} | (
             summary or {}
         )
         if self.format == "json":
             self.json(command, results, summary)
-            views = _step_views.get()
-            if views is not None:
-                views.append(table(results))
+            if self.views is not None:
+                self.views.append(table(results))
         else:
             self.out.print(table(results))
             self.err.print(
@@ -122,7 +107,6 @@ class Output:
                 style="red" if failed else "dim",
                 highlight=False,
             )
-        return ExitCode.FAILED if failed else ExitCode.OK
 
     def json(self, command: str, results: Sequence[HostResult], summary: dict[str, Any]) -> None:
         """Write exactly one JSON document (the envelope of DESIGN.md) to stdout."""
@@ -132,8 +116,7 @@ class Output:
             "results": [dataclasses.asdict(r) for r in results],
             "summary": summary,
         }
-        text = json.dumps(_redacted(document), indent=2, default=_jsonable)
-        self._write_document(command, text)
+        self._write_document(command, document, indent=2)
 
     def failure(self, command: str, message: str, hint: str | None, exit_code: int) -> None:
         """The JSON document of a run stopped by an error (usage, refusal) before it wrote its
@@ -147,9 +130,12 @@ class Output:
             "results": [],
             "summary": {},
         }
-        self._write_document(command, json.dumps(_redacted(document), indent=2))
+        self._write_document(command, document, indent=2)
 
-    def _write_document(self, command: str, text: str) -> None:
+    def _write_document(
+        self, command: str, document: dict[str, Any], *, indent: int | None
+    ) -> None:
+        text = json.dumps(json_document(document), indent=indent)
         sys.stdout.write(text + "\n")
         sys.stdout.flush()
         note_document(command)
@@ -166,8 +152,7 @@ class Output:
 
     def json_line(self, record: dict[str, Any]) -> None:
         """Write one compact JSON object and a newline to stdout, flushed (for JSON Lines)."""
-        text = json.dumps(_redacted(record), default=_jsonable)
-        self._write_document(str(record.get("command", "")), text)
+        self._write_document(str(record.get("command", "")), record, indent=None)
 
     def table(
         self,
@@ -203,12 +188,65 @@ class Output:
         return escape(printable(redact(str(value))))
 
 
+class CollectingOutput(Output):
+    """A playbook step's Output: the command's JSON document and the tables it would have
+    drawn are kept here, for the run to record and show, instead of reaching stdout.
+    Diagnostics still go to stderr; whatever else the command prints is dropped, as the
+    step's stdout is the playbook's."""
+
+    def __init__(self, *, verbose: bool = False) -> None:
+        super().__init__("json", verbose=verbose)
+        self.views = []
+        self.document: dict[str, Any] | None = None
+        self._out = _console(io.StringIO())
+
+    def _write_document(
+        self, command: str, document: dict[str, Any], *, indent: int | None
+    ) -> None:
+        self.document = json_document(document)  # a JSON Lines stream leaves its last record
+        note_document(command)
+
+
+def json_document(value: Any) -> Any:
+    """`value` redacted, in JSON's own types as `json.dumps` writes it (text keys, lists for
+    tuples and sets, text for bytes and other objects): what stdout carries, and what a
+    playbook's expressions read from a step, with no round trip through text."""
+    if isinstance(value, str):
+        return redact(str.__str__(value))  # a str Enum is its value, as json writes it
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int):
+        return int(value)
+    if isinstance(value, float):
+        return float(value)
+    if isinstance(value, dict):
+        return {_json_key(key): json_document(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_document(item) for item in value]
+    if isinstance(value, bytes):
+        return redact(value.decode("utf-8", errors="backslashreplace"))
+    if isinstance(value, (set, frozenset)):
+        return [json_document(item) for item in sorted(value)]
+    return redact(str(value))
+
+
+def _json_key(key: Any) -> str:
+    """A mapping key as `json.dumps` writes it."""
+    if isinstance(key, str):
+        return redact(str.__str__(key))
+    if key is None or isinstance(key, bool):
+        return json.dumps(key)
+    if isinstance(key, (int, float)):
+        return json.dumps(json_document(key))
+    return redact(str(key))
+
+
 def printable(text: str) -> str:
     """`text` with the characters a terminal would act on or hide (ESC, U+202E, zero-width
-    ones) escaped as key names are (`memory.patterns.key_text`); line breaks are kept."""
+    ones) escaped as key names are (`keypatterns.key_text`); line breaks are kept."""
     if text.isprintable():
         return text
-    from redisops.memory.patterns import key_text
+    from redisops.keypatterns import key_text
 
     return "\n".join(key_text(line) for line in text.split("\n"))
 
@@ -220,21 +258,3 @@ def _console(stream: Any) -> Console:
     width = None if terminal or os.environ.get("COLUMNS") else PIPED_WIDTH
     # Rich already honours NO_COLOR and drops colour when the stream is not a terminal.
     return Console(file=stream, width=width, highlight=False, soft_wrap=False)
-
-
-def _redacted(value: Any) -> Any:
-    if isinstance(value, str):
-        return redact(value)
-    if isinstance(value, dict):
-        return {_redacted(k): _redacted(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_redacted(v) for v in value]
-    return value
-
-
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="backslashreplace")
-    if isinstance(value, (set, frozenset)):
-        return sorted(value)
-    return str(value)

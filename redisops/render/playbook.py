@@ -16,10 +16,10 @@ if TYPE_CHECKING:
     from rich.console import Console, RenderableType
     from rich.table import Table
 
-    from redisops.fleet.fanout import HostResult
     from redisops.playbook.doctor import LatencyDoctor
     from redisops.playbook.model import Step
     from redisops.playbook.runner import PlaybookRun, StepRecord
+    from redisops.results import HostResult
 
 STATUS_STYLE = {"ok": "green", "failed": "red", "refused": "red", "skipped": "yellow"}
 EXPORT_FORMATS = (".html", ".svg", ".txt")

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 from redisops.render.output import Output
 from redisops.render.units import human_bytes, human_count, human_duration
@@ -16,7 +14,7 @@ if TYPE_CHECKING:
     from rich.text import Text
 
     from redisops.backup.restore_keys import RestoreKeysPlan, RestoreKeysResult
-    from redisops.fleet.fanout import HostResult
+    from redisops.results import HostResult
 
 SHOWN_SAMPLES = 5
 _SAMPLE_TITLES = (
@@ -167,37 +165,23 @@ def failed_keys(output: Output, result: RestoreKeysResult) -> None:
         )
 
 
-@contextmanager
-def key_progress(output: Output, what: str) -> Iterator[Callable[[int, int], None] | None]:
-    """A progress bar on stderr when a person watches; None off a terminal (cron)."""
-    if not output.interactive or not output.err.is_terminal:
-        yield None
-        return
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        console=output.err,
-        transient=True,
-    ) as bars:
-        task = bars.add_task(what, total=None)
-        last = 0.0
-
-        def advance(done: int, total: int) -> None:
-            nonlocal last
-            now = time.monotonic()
-            if now - last >= 0.1 or done == total:
-                last = now
-                bars.update(task, completed=done, total=total or None)
-
-        yield advance
-
-
 def _format(plan: RestoreKeysPlan) -> str:
     if plan.rdb_version is None:
         return "format unknown"
     if plan.rdb_flavour == "valkey":
         return f"Valkey RDB format {plan.rdb_version}"
     return f"RDB version {plan.rdb_version}"
+
+
+def show_result(
+    output: Output,
+    rows: Sequence[HostResult],
+    summary: Mapping[str, Any],
+    draw: Callable[[Sequence[HostResult]], RenderableType],
+) -> None:
+    """The run's rows, after the keys the target rejected and the run's one-line note."""
+    result = rows[0].data if rows else None
+    if result is not None and hasattr(result, "failed_keys"):
+        failed_keys(output, result)
+        run_note(output, result)
+    output.host_results("backup restore-keys", rows, draw, summary=dict(summary))

@@ -6,10 +6,10 @@ import dataclasses
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from redisops.fleet.fanout import HostResult
-from redisops.fleet.secrets import redact
+from redisops.redaction import redact
 from redisops.render.output import Output
 from redisops.render.units import human_bytes, human_count, human_duration, human_ms
+from redisops.results import HostResult
 from redisops.sentinel.drill import DrillReport, Step
 from redisops.sentinel.precheck import DrillPlan
 from redisops.sentinel.settings import MasterSettings
@@ -146,17 +146,6 @@ def _setting_seconds(settings: dict[str, str], name: str) -> str:
 
 
 # --- sentinel drill ----------------------------------------------------------------------
-
-
-def plan_result(plan: DrillPlan) -> HostResult[DrillPlan]:
-    """The plan as the JSON envelope's one row (a dry run, or a refusal)."""
-    host = plan.old_master or plan.master
-    return HostResult(host, plan.old_address or "-", plan.ready, plan.refusal or None, plan)
-
-
-def drill_result(report: DrillReport) -> HostResult[DrillReport]:
-    error = "; ".join(report.problems) or None
-    return HostResult(report.old_master, report.old_address, report.ok, error, report)
 
 
 def plan_view(output: Output, plan: DrillPlan) -> RenderableType:

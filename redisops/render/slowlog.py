@@ -7,10 +7,10 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from redisops.fleet.fanout import HostResult
-from redisops.fleet.secrets import redact
+from redisops.redaction import redact
 from redisops.render.output import Output
 from redisops.render.units import human_count, human_duration, human_ms, human_us
+from redisops.results import HostResult
 from redisops.slowlog.collect import SlowlogReset
 from redisops.slowlog.digest import HISTOGRAM_EDGES_US, Digest, FingerprintStats
 from redisops.slowlog.tail import TailedEntry

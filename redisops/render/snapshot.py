@@ -6,10 +6,10 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from redisops.fleet.fanout import HostResult
-from redisops.fleet.secrets import redact
+from redisops.redaction import redact
 from redisops.render.output import Output
 from redisops.render.units import human_bytes, human_count, human_duration, human_percent, human_us
+from redisops.results import HostResult
 
 if TYPE_CHECKING:
     from rich.console import RenderableType

@@ -15,10 +15,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from redisops.fleet.secrets import redact
-from redisops.memory.summary import FRAGMENTATION_HIGH, FRAGMENTATION_MIN_USED, Severity
+from redisops.memory.summary import FRAGMENTATION_HIGH, FRAGMENTATION_MIN_USED
+from redisops.redaction import redact
 from redisops.render import svg
 from redisops.render.units import human_bytes, human_count, human_percent, human_us
+from redisops.severity import Severity
 from redisops.slowlog.digest import Digest
 from redisops.snapshot.archive import Snapshot
 from redisops.snapshot.figures import (

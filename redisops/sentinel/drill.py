@@ -21,6 +21,7 @@ from redisops.errors import HostError, RefusedError
 from redisops.fleet.connection import redis_client
 from redisops.fleet.host import Host
 from redisops.interrupt import Interrupted
+from redisops.results import HostResult
 from redisops.sentinel.events import EventListener, SentinelEvent
 from redisops.sentinel.precheck import MARGIN_MS, DrillPlan, promotion_wait_ms
 from redisops.sentinel.probe import WriteProbe
@@ -785,3 +786,10 @@ def _probe_steps(probe: WriteProbe) -> list[tuple[float, str, str, str]]:
                 (ack.at, "probe", "write acknowledged", f"#{ack.number} by {ack.address}{note}")
             )
     return steps
+
+
+def drill_result(report: DrillReport) -> HostResult[DrillReport]:
+    """A drill as its JSON envelope's one row: failed when the drill failed (no promotion,
+    not healthy after, more writes lost than --max-lost)."""
+    error = "; ".join(report.problems) or None
+    return HostResult(report.old_master, report.old_address, report.ok, error, report)

@@ -11,10 +11,12 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
+from redisops.change import ChangePlan
 from redisops.errors import HostError, UsageError
 from redisops.fleet.connection import redis_client
 from redisops.fleet.host import Host
 from redisops.fleet.server import is_server_process
+from redisops.results import HostResult
 from redisops.sentinel.topology import (
     CLIENT_NAME,
     DOWN_FLAGS,
@@ -338,3 +340,27 @@ def _with_actions(plan: DrillPlan, probe_rate: float) -> DrillPlan:
             "time of a SENTINEL FAILOVER, then restore it"
         )
     return replace(plan, actions=tuple(actions))
+
+
+def drill_change(plan: DrillPlan) -> ChangePlan[DrillPlan]:
+    """`plan` as the change engine's plan: one row, and the failed pre-checks as the one
+    blocker (--force does not skip a pre-check)."""
+    return ChangePlan(
+        command="sentinel drill",
+        rows=[
+            HostResult(
+                plan.old_master or plan.master,
+                plan.old_address or "-",
+                plan.ready,
+                plan.refusal or None,
+                plan,
+            )
+        ],
+        question=f"Run a {plan.mode} drill on {plan.master} (master {plan.old_master}, "
+        f"{plan.old_address})?",
+        pending=1,
+        blockers=() if plan.ready else (plan.refusal,),
+        refused=f"drill refused, nothing was triggered: {plan.refusal}",
+        hint="fix the fleet first; `redisops sentinel status` shows what is wrong",
+        undone="triggered",
+    )

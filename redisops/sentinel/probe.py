@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from redisops.fleet.connection import client_options, host_client
 from redisops.fleet.host import Host
-from redisops.fleet.secrets import redact, resolve_password
+from redisops.fleet.secrets import resolve_password
+from redisops.redaction import first_line
 from redisops.sentinel.topology import address_of
 
 if TYPE_CHECKING:
@@ -156,8 +157,7 @@ class WriteProbe:
 
 
 def _describe(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    text = redact(lines[0]) if lines else ""
+    text = first_line(exc, "")
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 

@@ -22,11 +22,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from redisops.change import ChangeOutcome, ChangePlan
 from redisops.errors import HostError, RefusedError, UsageError
 from redisops.fleet.connection import redis_client
-from redisops.fleet.fanout import HostResult, PartialFailure, run_on_hosts
+from redisops.fleet.fanout import run_on_hosts
 from redisops.fleet.host import Host
 from redisops.fleet.secrets import resolve_password
+from redisops.results import HostResult, PartialFailure
 from redisops.sentinel.topology import CLIENT_NAME, address_of, find_host, sentinel_fields
 
 SETTINGS_KIND = "redisops-sentinel-settings"
@@ -308,3 +310,68 @@ def _monitor_one(
         problems = [f"settings read back different: {', '.join(differ)}"] if differ else []
         raise PartialFailure("; ".join(problems + refused), after)
     return after
+
+
+def plan_remove(
+    sentinels: Sequence[Host],
+    inventory: Sequence[Host],
+    *,
+    master: str,
+    save: Path,
+    inventory_file: str,
+    timeout: float,
+    parallel: int,
+) -> tuple[ChangePlan[MasterSettings], SavedSettings | None]:
+    """`sentinel remove` as a change: each Sentinel's settings (read, nothing changed) and the
+    record to save first; refused (no --force lifts it) when FILE exists, when a Sentinel
+    cannot be read, or when they disagree on the master's address (saved_from)."""
+    refuse_existing(save)
+    read = read_settings(sentinels, master=master, timeout=timeout, parallel=parallel)
+    try:
+        saved: SavedSettings | None = saved_from(
+            read, inventory, master=master, inventory_file=inventory_file
+        )
+        blockers, refused, hint = (), "", None
+    except RefusedError as exc:
+        saved, blockers, refused, hint = None, (exc.message,), exc.message, exc.hint
+    plan = ChangePlan(
+        command="sentinel remove",
+        rows=read,
+        question=f"Save {master}'s settings to {save}, then remove {master} from "
+        f"{len(sentinels)} sentinels?",
+        pending=len(sentinels),
+        summary={"master": master, "settings_file": str(save)},
+        blockers=blockers,
+        refused=refused,
+        hint=hint,
+        noun="sentinels",
+    )
+    return plan, saved
+
+
+def apply_remove(
+    sentinels: Sequence[Host], saved: SavedSettings, save: Path, *, timeout: float, parallel: int
+) -> ChangeOutcome[MasterSettings]:
+    """Write the record, then SENTINEL REMOVE on each Sentinel."""
+    save_settings(save, saved)
+    return ChangeOutcome(remove_master(sentinels, saved, timeout=timeout, parallel=parallel))
+
+
+def plan_monitor(
+    saved: SavedSettings, sentinels: Sequence[Host], inventory: Sequence[Host], *, source: Path
+) -> ChangePlan[MasterSettings]:
+    """`sentinel monitor` as a change: the saved settings of each selected Sentinel.
+    RefusedError when the record's auth host is gone; UsageError when it is for none of
+    them."""
+    rows = saved_for(saved, sentinels)
+    auth = auth_host(saved, inventory)
+    where = f"auth-pass from {auth.name} ({saved.auth})" if auth else "no auth-pass (none saved)"
+    return ChangePlan(
+        command="sentinel monitor",
+        rows=rows,
+        question=f"Monitor {saved.master} on {len(rows)} sentinels with these settings and "
+        f"{where}?",
+        pending=len(rows),
+        summary={"master": saved.master, "settings_file": str(source), "auth": saved.auth},
+        noun="sentinels",
+    )

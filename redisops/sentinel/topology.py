@@ -16,9 +16,11 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from redisops.fleet.connection import redis_client
-from redisops.fleet.fanout import HostResult, run_on_hosts
+from redisops.fleet.fanout import run_on_hosts
 from redisops.fleet.host import Host
+from redisops.results import HostResult
 from redisops.sentinel import DEFAULT_MAX_LAG
+from redisops.serverinfo import as_int, replicas
 
 CLIENT_NAME = "redisops-sentinel"
 DOWN_FLAGS = frozenset({"s_down", "o_down", "disconnected"})
@@ -444,10 +446,9 @@ def _replica_status(
 
 def _info_replica(info: dict[str, Any], ip: str, port: int) -> dict[str, Any] | None:
     """The master's INFO entry (slave0, slave1, …) for the replica at ip:port."""
-    for index in range(int(info.get("connected_slaves", 0))):
-        entry = info.get(f"slave{index}")
-        if isinstance(entry, dict) and str(entry.get("ip")) == ip and int(entry["port"]) == port:
-            return entry
+    for entry in replicas(info):
+        if str(entry.get("ip")) == ip and as_int(entry.get("port")) == port:
+            return dict(entry)
     return None
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from redisops.fleet.connection import describe_redis_error, redis_client
 from redisops.fleet.host import Host
 from redisops.fleet.server import refuse_sentinel_as_redis
+from redisops.serverinfo import as_int, replication_role
 from redisops.slowlog.fingerprint import KeyTable
 from redisops.slowlog.keyspecs import learn_key_positions
 
@@ -163,7 +164,7 @@ def capture_slowlog(
     entries = tuple(e for e in buffer if e.id > after_id and not own_entry(e, own_address))
     return HostCapture(
         run_id=run_id,
-        role="replica" if info.get("role") == "slave" else str(info.get("role", "unknown")),
+        role=replication_role(info),
         settings=settings,
         settings_error=describe_redis_error(refused, host, timeout) if refused else None,
         latency=_latency(latency),
@@ -276,9 +277,9 @@ def _entry(item: Sequence[Any], master_link: str | None) -> SlowlogEntry:
 def _settings(slowlog: Any, latency: Any) -> SlowlogSettings:
     values = {**_config_pairs(slowlog), **_config_pairs(latency)}
     return SlowlogSettings(
-        slower_than_us=_int(values.get("slowlog-log-slower-than")),
-        max_len=_int(values.get("slowlog-max-len")),
-        latency_threshold_ms=_int(values.get("latency-monitor-threshold")),
+        slower_than_us=as_int(values.get("slowlog-log-slower-than")),
+        max_len=as_int(values.get("slowlog-max-len")),
+        latency_threshold_ms=as_int(values.get("latency-monitor-threshold")),
     )
 
 
@@ -302,10 +303,3 @@ def _latency(reply: Any) -> tuple[LatencyEvent, ...]:
 
 def _text(value: Any) -> str:
     return value.decode("utf-8", "backslashreplace") if isinstance(value, bytes) else str(value)
-
-
-def _int(value: str | None) -> int | None:
-    try:
-        return int(value) if value is not None else None
-    except ValueError:
-        return None

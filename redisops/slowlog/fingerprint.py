@@ -1,7 +1,7 @@
 """Command fingerprints: what a slowlog entry is (command, subcommand, key pattern), not its values.
 
 `SET user:1234:profile <value>` and `SET user:99:profile <other>` share the fingerprint
-`SET user:{id}:profile`: the key part comes from `redisops.memory.patterns.key_pattern`, the
+`SET user:{id}:profile`: the key part comes from `redisops.keypatterns.key_pattern`, the
 normaliser memory reports use, so both read the same. Argument values never enter a
 fingerprint; `redacted_args` is the one way to show them (`--show-args`), with credentials
 always masked.
@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
-from redisops.memory.patterns import key_pattern, key_text
+from redisops.keypatterns import key_pattern, key_text
 
 # Redis 7's own marker for the arguments it hides in SLOWLOG and MONITOR.
 REDACTED = "(redacted)"

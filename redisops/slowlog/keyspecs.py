@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from redisops.fleet.server import server_identity
+from redisops.redaction import first_line
 from redisops.slowlog.fingerprint import (
     CONTAINERS,
     MOVABLE_KEYS,
@@ -73,7 +74,7 @@ def learn_key_positions(
         # One command name with a space: redis-py applies no parser of its own to the reply.
         reply = client.execute_command("COMMAND INFO", *wanted)
     except redis.ResponseError as exc:
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "refused"
+        reason = first_line(exc, "refused")
         return (
             table,
             f"COMMAND INFO refused ({reason}): key positions of commands newer "

@@ -11,8 +11,9 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 from redisops.fleet.connection import redis_client
-from redisops.fleet.fanout import HostResult, run_on_hosts
+from redisops.fleet.fanout import run_on_hosts
 from redisops.fleet.host import Host
+from redisops.results import HostResult
 from redisops.slowlog.collect import (
     COLLECTOR_NAME,
     RESTARTED,

@@ -8,8 +8,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from redisops.fleet.fanout import HostResult, run_on_hosts
+from redisops.fleet.fanout import run_on_hosts
 from redisops.fleet.host import Host
+from redisops.results import HostResult
 from redisops.slowlog.advice import host_notes, host_warnings, settings_hints
 from redisops.slowlog.collect import (
     Bookmark,

@@ -467,7 +467,7 @@ def _decode(name: str, data: bytes) -> Any:
 
 def _fields(values: Mapping[str, Any]) -> dict[str, Any]:
     """Item values (as decoded from their files) as HostSnapshot's keyword arguments."""
-    from redisops.fleet.server import parse_info
+    from redisops.serverinfo import parse_info
 
     out: dict[str, Any] = {}
     for name, value in values.items():

@@ -23,8 +23,9 @@ from redisops.errors import HostError, UsageError
 from redisops.fleet.fanout import HostResult, PartialFailure, run_on_hosts
 from redisops.fleet.host import Host
 from redisops.fleet.secrets import resolve_password
-from redisops.fleet.server import parse_info, server_identity, version_tuple
+from redisops.fleet.server import server_identity, version_tuple
 from redisops.interrupt import raise_if_stopped
+from redisops.serverinfo import parse_info
 from redisops.snapshot.archive import (
     FAILED,
     FORMAT,

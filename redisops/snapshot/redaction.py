@@ -16,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from redisops.fleet.secrets import REDACTED
+from redisops.redaction import REDACTED
 from redisops.slowlog.fingerprint import REDACTED as REDACTED_ARG
 from redisops.slowlog.fingerprint import secret_positions
 from redisops.tuning.settings import SECRET_SETTINGS, canonical, masked

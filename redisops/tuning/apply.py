@@ -18,13 +18,18 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Mapping, Sequence
+from contextlib import closing
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
+from redisops.change import ChangeOutcome, ChangePlan
 from redisops.errors import HostError, RefusedError, UsageError
-from redisops.fleet.fanout import HostResult, PartialFailure, run_on_hosts
+from redisops.fleet.fanout import run_on_hosts
 from redisops.fleet.host import Host
 from redisops.interrupt import Interrupted, raise_if_stopped
+from redisops.redaction import first_line
+from redisops.results import HostResult, PartialFailure
 from redisops.tuning.settings import (
     SECRET_SETTINGS,
     canonical,
@@ -183,7 +188,7 @@ def _preflight(client: redis.Redis, host: Host, changes: Sequence[Change]) -> li
     try:
         client.execute_command("CONFIG", "SET", *_pairs(changes, new=False))
     except redis.ResponseError as exc:
-        text = _first_line(exc)
+        text = first_line(exc)
         if isinstance(exc, redis.exceptions.NoPermissionError):
             return [Refusal("CONFIG SET", f"{ACL_DENIED} to user {user!r}: {text}", False)]
         if len(changes) > 1 and "wrong number of arguments" in text:
@@ -255,6 +260,60 @@ def refusal_reasons(plans: Sequence[HostResult[HostChanges]]) -> list[str]:
             else []
         )
     ]
+
+
+def plan_config_apply(
+    hosts: Sequence[Host],
+    overrides: Mapping[str, str],
+    *,
+    force: bool,
+    timeout: float,
+    parallel: int,
+    audit_log: Path,
+    sentinels: Sequence[str],
+) -> ChangePlan[HostChanges]:
+    """`config apply` as a change: plan_fleet's rows (a host with a refused setting is a failed
+    row, so a refused apply's JSON says `"ok": false` as its exit code 3 does), and the
+    refusal, which --force cannot lift: dangerous settings were already let through by
+    `force` when planning."""
+    plans = plan_fleet(hosts, overrides, force=force, timeout=timeout, parallel=parallel)
+    refused = refusal(plans)
+    pending = sum(len(r.data.changes) for r in plans if r.data)
+    targets = sum(1 for r in plans if r.data and r.data.changes)
+    return ChangePlan(
+        command="config apply",
+        rows=[
+            replace(r, ok=False, error=f"refused: {', '.join(i.setting for i in r.data.refused)}")
+            if r.data and r.data.refused
+            else r
+            for r in plans
+        ],
+        question=f"Apply {pending} change(s) to {targets} host(s)?",
+        pending=pending,
+        summary={
+            "changes": pending,
+            "audit_log": str(audit_log),
+            "sentinels_skipped": list(sentinels),
+        },
+        blockers=refusal_reasons(plans) if refused else (),
+        refused=refused.message if refused else "",
+        hint=refused.hint if refused else None,
+    )
+
+
+def apply_config(
+    plan: ChangePlan[HostChanges], hosts: Sequence[Host], *, timeout: float, parallel: int
+) -> ChangeOutcome[HostChanges]:
+    """Apply a plan that was not refused, every change appended to its audit log."""
+    from redisops.tuning.auditlog import AuditLog
+
+    with closing(AuditLog(Path(plan.summary["audit_log"]))) as log:
+        fleet = apply_fleet(hosts, plan.rows, timeout=timeout, parallel=parallel, log=log)
+    return ChangeOutcome(
+        fleet.results,
+        summary={"outcome": fleet.outcome},
+        errors=() if fleet.outcome == APPLIED else (fleet.message,),
+    )
 
 
 def apply_fleet(
@@ -365,18 +424,7 @@ def _undo_host(
             stuck = _restore(client, done.changes, rewrite=bool(done.persisted))
     except HostError as exc:
         stuck, cause = [c.setting for c in done.changes], f"{cause}; {exc.message}"
-    if stuck:
-        log.record(host, done.changes, ROLLBACK_FAILED)
-        raise PartialFailure(
-            f"set back because {cause}; rolling back FAILED: {', '.join(stuck)} may hold the "
-            "new values, set them back by hand",
-            replace(done, outcome=ROLLBACK_FAILED),
-        )
-    log.record(host, done.changes, ROLLED_BACK)
-    raise PartialFailure(
-        f"set back because {cause}: every setting holds its old value again",
-        replace(done, outcome=ROLLED_BACK),
-    )
+    _rolled_back(host, done, stuck, log, f"set back because {cause}")
 
 
 def apply_host(host: Host, plan: HostChanges, *, timeout: float, log: AuditLog) -> HostChanges:
@@ -421,7 +469,7 @@ def _apply(client: redis.Redis, host: Host, plan: HostChanges, log: AuditLog) ->
     try:
         client.execute_command("CONFIG", "SET", *_pairs(changes, new=True))
     except redis.ResponseError as exc:
-        reason = f"Redis rejected the change: {_first_line(exc)}"
+        reason = f"Redis rejected the change: {first_line(exc)}"
         # Redis 7 sets all or nothing; check, rather than trust it.
         after = _current(client, [change.setting for change in changes])
         if any(not _holds(after, change, change.old) for change in changes):
@@ -443,7 +491,7 @@ def _apply(client: redis.Redis, host: Host, plan: HostChanges, log: AuditLog) ->
         client.execute_command("CONFIG", "REWRITE")
     except redis.ResponseError as exc:
         if "without a config file" not in str(exc):
-            _roll_back(client, host, plan, log, f"CONFIG REWRITE failed: {_first_line(exc)}")
+            _roll_back(client, host, plan, log, f"CONFIG REWRITE failed: {first_line(exc)}")
         persisted, note = False, NO_CONFIG_FILE
     log.record(host, changes, APPLIED if persisted else f"{APPLIED}, not persisted")
     return replace(plan, outcome=APPLIED, persisted=persisted, note=note)
@@ -453,7 +501,14 @@ def _roll_back(
     client: redis.Redis, host: Host, plan: HostChanges, log: AuditLog, reason: str
 ) -> NoReturn:
     """Set the old values back and raise PartialFailure saying whether that worked."""
-    stuck = _restore(client, plan.changes, rewrite=False)
+    _rolled_back(host, plan, _restore(client, plan.changes, rewrite=False), log, reason)
+
+
+def _rolled_back(
+    host: Host, plan: HostChanges, stuck: Sequence[str], log: AuditLog, reason: str
+) -> NoReturn:
+    """Audit a rollback and raise PartialFailure: `stuck` names the settings that did not take
+    their old value back (none: the rollback worked)."""
     if stuck:
         log.record(host, plan.changes, ROLLBACK_FAILED)
         raise PartialFailure(
@@ -503,8 +558,3 @@ def _holds(values: Mapping[str, str], change: Change, expected: str) -> bool:
 
 def _pairs(changes: Iterable[Change], *, new: bool) -> list[str]:
     return [part for c in changes for part in (c.setting, c.new if new else c.old)]
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__

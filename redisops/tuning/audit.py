@@ -7,9 +7,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from redisops.commandline import CommandLine
-from redisops.fleet.fanout import HostResult, PartialFailure, run_on_hosts
+from redisops.fleet.fanout import run_on_hosts
 from redisops.fleet.host import Host
-from redisops.memory.summary import Severity
+from redisops.results import HostResult, PartialFailure
+from redisops.severity import Severity, count_by_severity, reaches
 from redisops.tuning.facts import Facts, SystemFacts, collect_facts
 from redisops.tuning.rules import RULES, AuditRule, Hit
 
@@ -76,21 +77,16 @@ class FleetAudit:
 
     def findings_by_severity(self) -> dict[str, int]:
         """How many findings of each severity, over all hosts."""
-        counts = Counter(
+        return count_by_severity(
             finding.severity
             for result in self.results
             if result.data is not None
             for finding in result.data.findings
         )
-        return {severity.value: counts[severity] for severity in reversed(Severity)}
 
     def hosts_at_or_above(self, severity: Severity) -> list[str]:
         """Hosts with a finding of `severity` or worse, in inventory order."""
-        return [
-            r.host
-            for r in self.results
-            if r.data is not None and r.data.severity and r.data.severity.rank >= severity.rank
-        ]
+        return [r.host for r in self.results if r.data and reaches(r.data.severity, severity)]
 
 
 def evaluate(

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from redisops.errors import UsageError
 from redisops.fleet.host import Host
-from redisops.fleet.secrets import redact
+from redisops.redaction import redact
 from redisops.tuning.settings import masked
 
 if TYPE_CHECKING:

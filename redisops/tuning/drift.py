@@ -11,9 +11,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from redisops.fleet.fanout import HostResult, run_on_hosts
+from redisops.fleet.fanout import run_on_hosts
 from redisops.fleet.host import Host
 from redisops.fleet.server import CONFIG_ALIASES
+from redisops.results import HostResult
 from redisops.tuning.settings import (
     INSTANCE_SETTINGS,
     SECRET_SETTINGS,

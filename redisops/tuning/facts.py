@@ -17,6 +17,8 @@ from redisops.errors import HostError
 from redisops.fleet.host import Host
 from redisops.fleet.server import is_server_process, refuse_sentinel_as_redis
 from redisops.interrupt import pause
+from redisops.redaction import first_line
+from redisops.serverinfo import as_int, replication_role
 from redisops.tuning.settings import masked
 from redisops.tuning.units import parse_size
 
@@ -121,7 +123,7 @@ class Facts:
 
     @property
     def role(self) -> str:
-        return "replica" if self.info.get("role") == "slave" else str(self.info.get("role", "?"))
+        return replication_role(self.info)
 
     def setting(self, name: str) -> str:
         return self.config.get(name, "")
@@ -163,7 +165,7 @@ def collect_facts(
         acl = _read_acl(client, config, missing)
         write_rate = _write_rate(client, info, rate_window, missing)
     system, access_error = _read_system(host, info, timeout, missing)
-    ram = system.mem_total or _int(info.get("total_system_memory")) or None
+    ram = system.mem_total or as_int(info.get("total_system_memory")) or None
     if ram is not None:
         missing.pop(MEM_TOTAL, None)
     facts = Facts(
@@ -191,7 +193,7 @@ def _read_config_or_note(client: redis.Redis, missing: dict[str, str]) -> dict[s
     try:
         return read_config(client)
     except redis.ResponseError as exc:
-        missing[CONFIG] = f"CONFIG GET refused: {_first_line(exc)}"
+        missing[CONFIG] = f"CONFIG GET refused: {first_line(exc)}"
         return {}
 
 
@@ -213,7 +215,7 @@ def _read_acl(
                 pipe.execute_command("ACL", "DRYRUN", user.name, *argv)
         replies = iter(pipe.execute(raise_on_error=False))
     except redis.ResponseError as exc:
-        missing[ACL] = f"ACL LIST/DRYRUN refused: {_first_line(exc)}"
+        missing[ACL] = f"ACL LIST/DRYRUN refused: {first_line(exc)}"
         return None
     allowed: dict[str, tuple[str, ...]] = {}
     for user in open_users:
@@ -221,7 +223,7 @@ def _read_acl(
         for (name, _), reply in zip(DANGEROUS_PROBES, replies, strict=False):
             # A denied command is a plain reply naming it; an error means no verdict at all.
             if isinstance(reply, redis.ResponseError):
-                missing[ACL] = f"ACL DRYRUN failed: {_first_line(reply)}"
+                missing[ACL] = f"ACL DRYRUN failed: {first_line(reply)}"
                 return None
             switch = _SWITCHED.get(name)
             if reply == "OK" and not (switch and config.get(switch, "no") == "no"):
@@ -248,7 +250,9 @@ def _write_rate(
     pause(window)
     later = client.info("replication")
     elapsed = time.monotonic() - started
-    grown = _int(later.get("master_repl_offset")) - _int(info.get("master_repl_offset"))
+    grown = (as_int(later.get("master_repl_offset")) or 0) - (
+        as_int(info.get("master_repl_offset")) or 0
+    )
     return max(0.0, grown / elapsed)
 
 
@@ -263,7 +267,7 @@ def _read_system(
         return SystemFacts(), None
     try:
         with open_host_access(host, timeout=timeout) as access:
-            facts = _system_facts(access, _int(info.get("process_id")), missing)
+            facts = _system_facts(access, as_int(info.get("process_id")) or 0, missing)
     except HostError as exc:
         for name in SYSTEM_INPUTS:
             missing[name] = f"host access failed: {exc.message}"
@@ -287,7 +291,7 @@ def _system_facts(access: HostAccess, pid: int, missing: dict[str, str]) -> Syst
     for name, path in _SYSTEM_FILES.items():
         text = read(path, name)
         if text is not None:
-            values[name] = thp_mode(text) if name == THP else _int(text.strip())
+            values[name] = thp_mode(text) if name == THP else as_int(text) or 0
     if not pid:
         missing[OPEN_FILES] = "INFO gave no process_id"
     comm = read(f"/proc/{pid}/comm", OPEN_FILES) if pid else None
@@ -323,15 +327,3 @@ def _open_files(text: str) -> int | None:
             soft = line.split()[3]
             return None if soft == "unlimited" else int(soft)
     return None
-
-
-def _int(value: object) -> int:
-    try:
-        return int(value)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
-        return 0
-
-
-def _first_line(exc: Exception) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from redisops.commandline import CommandLine
-from redisops.memory.summary import Severity
+from redisops.severity import Severity
 from redisops.tuning.facts import (
     ACL,
     CONFIG,

@@ -18,20 +18,10 @@ from collections.abc import Iterable, Iterator
 from operator import itemgetter
 from typing import NamedTuple
 
-from redisops.backup.crc64 import crc64
-from redisops.backup.formats import (
-    CHECKSUM_SINCE_VERSION,
-    CRC_ABSENT,
-    CRC_DISABLED,
-    CRC_OK,
-    HEADER_BYTES,
-    UnknownRdbFormat,
-    rdb_format,
-)
 from redisops.errors import HostError
-from redisops.memory.patterns import key_text
-from redisops.memory.rdb import estimate
-from redisops.memory.rdb.blobs import (
+from redisops.keypatterns import key_text
+from redisops.rdb import estimate
+from redisops.rdb.blobs import (
     check_listpack,
     checked_intset_count,
     checked_ziplist_count,
@@ -39,7 +29,18 @@ from redisops.memory.rdb.blobs import (
     listpack_count,
     listpack_items,
 )
-from redisops.memory.rdb.lzf import lzf_decompress
+from redisops.rdb.crc64 import crc64
+from redisops.rdb.format import (
+    CHECKSUM_SINCE_VERSION,
+    CRC_ABSENT,
+    CRC_DISABLED,
+    CRC_OK,
+    HEADER_BYTES,
+    UnknownRdbFormat,
+    length_at,
+    rdb_format,
+)
+from redisops.rdb.lzf import lzf_decompress
 
 # Opcodes (rdb.h); SLOT_IMPORT is Valkey 9's
 SLOT_IMPORT, SLOT_INFO, FUNCTION2, FUNCTION_PRE_GA, MODULE_AUX = 0xF3, 0xF4, 0xF5, 0xF6, 0xF7
@@ -258,17 +259,7 @@ class _Input:
         return False
 
     def length(self) -> int:
-        first = self.byte()
-        kind = first >> 6
-        if kind == 0:
-            return first
-        if kind == 1:
-            return ((first & 0x3F) << 8) | self.byte()
-        if first == 0x80:
-            return int.from_bytes(self.read(4), "big")
-        if first == 0x81:
-            return int.from_bytes(self.read(8), "big")
-        raise ValueError(f"bad length byte {first:#04x}")
+        return self._length_rest(self.byte())
 
     def string(self) -> bytes:
         """A whole string, decoded (integers as decimal text, LZF expanded)."""
@@ -315,6 +306,8 @@ class _Input:
         return len(str(self._int(encoding)))
 
     def _length_rest(self, first: int) -> int:
+        """The rest of a length field (format.length_at's, from the stream) after its `first`
+        byte."""
         if first < 0x40:
             return first
         if first < 0x80:
@@ -851,28 +844,15 @@ class _GeneralPath(Exception):
     """The fast path met something it leaves to the general path."""
 
 
-def _length_at(buf: bytes, pos: int) -> tuple[int, int]:
-    first = buf[pos]
-    if first < 0x40:
-        return first, pos + 1
-    if first < 0x80:
-        return ((first & 0x3F) << 8) | buf[pos + 1], pos + 2
-    if first == 0x80:
-        return int.from_bytes(buf[pos + 1 : pos + 5], "big"), pos + 5
-    if first == 0x81:
-        return int.from_bytes(buf[pos + 1 : pos + 9], "big"), pos + 9
-    raise _GeneralPath
-
-
 def _string_at(buf: bytes, pos: int) -> tuple[int, int]:
     """(length, position after) of a string whose bytes are not needed."""
     first = buf[pos]
     if first < 0xC0:
-        size, pos = _length_at(buf, pos)
+        size, pos = length_at(buf, pos)
         return size, pos + size
     if first == 0xC3:
-        compressed, pos = _length_at(buf, pos + 1)
-        size, pos = _length_at(buf, pos)
+        compressed, pos = length_at(buf, pos + 1)
+        size, pos = length_at(buf, pos)
         return size, pos + compressed
     if first < 0xC3:
         width = 1 << (first & 0x3F)
@@ -885,11 +865,11 @@ def _text_at(buf: bytes, pos: int) -> tuple[bytes, int]:
     """(bytes, position after) of a string that is not a plain short one (a key, mostly)."""
     first = buf[pos]
     if first == 0xC3:
-        compressed, pos = _length_at(buf, pos + 1)
-        size, pos = _length_at(buf, pos)
+        compressed, pos = length_at(buf, pos + 1)
+        size, pos = length_at(buf, pos)
         return lzf_decompress(buf[pos : pos + compressed], size), pos + compressed
     if first < 0xC0:
-        size, pos = _length_at(buf, pos)
+        size, pos = length_at(buf, pos)
         return buf[pos : pos + size], pos + size
     if first > 0xC2:
         raise _GeneralPath
@@ -901,12 +881,12 @@ def _blob_at(buf: bytes, pos: int, kind: int) -> tuple[int, bytes, int]:
     """(length, bytes or their header, position after) of a packed blob."""
     first = buf[pos]
     if first < 0xC0:
-        size, pos = _length_at(buf, pos)
+        size, pos = length_at(buf, pos)
         return size, buf[pos : pos + size], pos + size
     if first != 0xC3:
         raise _GeneralPath
-    compressed, pos = _length_at(buf, pos + 1)
-    size, pos = _length_at(buf, pos)
+    compressed, pos = length_at(buf, pos + 1)
+    size, pos = length_at(buf, pos)
     end = pos + compressed
     if end > len(buf):
         raise _GeneralPath
@@ -1007,7 +987,7 @@ def _fast_records(
                 else:
                     size = estimate.packed_bytes(blob_bytes)
             elif kind == 18:
-                nodes, at = _length_at(buf, at)
+                nodes, at = length_at(buf, at)
                 elements = blobs = 0
                 for _ in range(nodes):
                     container = buf[at]
@@ -1042,7 +1022,7 @@ def _fast_records(
                 else:
                     size = estimate.quicklist_bytes(blobs, nodes)
             else:  # 2, 4: a set or hash as a hash table
-                elements, at = _length_at(buf, at)
+                elements, at = length_at(buf, at)
                 if not elements:
                     raise _GeneralPath
                 strings = 0

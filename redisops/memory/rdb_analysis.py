@@ -11,15 +11,13 @@ import base64
 import contextlib
 import csv
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from redisops.errors import HostError, UsageError
-from redisops.fleet.fanout import HostResult
-from redisops.memory.patterns import key_text
-from redisops.memory.rdb.reader import RdbError, RdbReader
+from redisops.errors import HostError
+from redisops.keypatterns import key_text
 from redisops.memory.report import (
     Aggregate,
     MemoryReport,
@@ -28,24 +26,13 @@ from redisops.memory.report import (
     top_keys,
 )
 from redisops.privatefile import private_file
+from redisops.rdb.reader import RdbError, RdbReader
+from redisops.rdb.source import RdbInput
+from redisops.results import HostResult
 
 CSV_COLUMNS = ("db", "key", "key_base64", "type", "encoding", "elements", "bytes", "ttl_ms")
 
 Progress = Callable[[str, int, int], None]
-
-
-@dataclass(frozen=True)
-class RdbInput:
-    """An RDB to read: `label` names it in the report (the backup's host, else the file name),
-    `address` says where it is; `raw_bytes` is its uncompressed size, for progress."""
-
-    label: str
-    address: str
-    path: Path
-    compression: str
-    raw_bytes: int
-    role: str
-    backup_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -76,43 +63,6 @@ class RdbDetails:
     hashes_with_field_ttls: int
 
 
-def locate_rdb(target: str, dests: Sequence[Path]) -> RdbInput:
-    """`target` as a file path, else as a backup id in the catalogues under `dests`.
-
-    Raises UsageError when it is neither, or when the backup holds no RDB file.
-    """
-    from redisops.backup.catalogue import find_backup, load_catalogue
-
-    path = Path(target).expanduser()
-    if path.is_file():
-        from redisops.backup.datafile import sniff_compression
-
-        compression = sniff_compression(path)  # a backup's .zst/.gz data file, given by path
-        raw_bytes = path.stat().st_size if compression == "none" else 0  # 0: size unknown
-        return RdbInput(path.name, str(path), path, compression, raw_bytes, "file")
-    if not dests:
-        raise UsageError(
-            f"{target}: no such file, and no backup catalogue to look the id up in",
-            hint="pass a file, or --dest DIR, or set backup_dir in the inventory",
-        )
-    backup = find_backup(load_catalogue(dests), target)
-    for stored in backup.files:
-        if stored.role == "rdb" or (stored.role == "aof-base" and stored.source.endswith(".rdb")):
-            return RdbInput(
-                backup.host,
-                str(Path(backup.path) / stored.name),
-                Path(backup.path) / stored.name,
-                stored.compression,
-                stored.raw_bytes,
-                backup.role,
-                backup.backup_id,
-            )
-    raise UsageError(
-        f"backup {target} holds no RDB file (an AOF backup without an RDB preamble)",
-        hint="`memory rdb` reads RDB snapshots; take one with `backup run --kind rdb`",
-    )
-
-
 def analyse_rdb(
     source: RdbInput,
     options: ReportOptions,
@@ -135,7 +85,7 @@ def analyse_rdb(
 def _report(
     source: RdbInput, options: ReportOptions, keys_csv: Path | None, progress: Progress | None
 ) -> tuple[MemoryReport, RdbDetails]:
-    from redisops.backup.datafile import CorruptData, raw_chunks
+    from redisops.datafile import CorruptData, raw_chunks
 
     started = time.monotonic()
     reader = RdbReader(raw_chunks(source.path, source.compression))
