@@ -3,6 +3,7 @@
 Typer 0.29 converts every option that is not a bare flag (and `--help` itself) through a
 pydantic TypeAdapter, and importing pydantic cost 80-90 ms of every run before any redisops
 code ran. The annotations redisops declares (str, int, float, bool, Path, enums, list[str],
+list[int],
 with min/max bounds) convert by hand to the same values, with the same messages (one
 difference: an integer option refuses "12.0", which pydantic reads as 12). Typer builds a
 parameter's converter on first use (`get_runtime_param`); the hook installed here hands it a
@@ -56,7 +57,7 @@ def plain_converter(descriptor: Any) -> PlainConverter | None:
     if info.parser is not None or info.clamp:
         return None
     if getattr(annotation, "__origin__", None) is list:
-        plain = annotation.__args__ == (str,)
+        plain = annotation.__args__ in ((str,), (int,))
     elif isinstance(annotation, type) and issubclass(annotation, Enum):
         plain = True
     else:
@@ -81,6 +82,8 @@ class PlainConverter:
             raise BadParameter("Value must be an iterable.", ctx=ctx, param=param)
         annotation, info = self.annotation, self.info
         if many:
+            if getattr(annotation, "__args__", None) == (int,):
+                return [_number(int, item, info, param, ctx) for item in value]
             return [str(item) for item in value]
         if annotation is str:
             return str(value)

@@ -25,7 +25,7 @@ COMMAND_GROUPS: dict[str, tuple[str, str]] = {
     "config": ("redisops.cli.config", "Configuration: audit, drift and safe apply."),
     "snapshot": (
         "redisops.cli.snapshot",
-        "Incident snapshots: a fleet's evidence in one redacted archive, shown and compared.",
+        "Incident snapshots: capture a fleet's state, show it, compare two.",
     ),
     "lab": ("redisops.cli.lab", "A local sandbox fleet: master, replicas, sentinels."),
     "playbook": ("redisops.cli.playbook", "Run YAML runbooks that chain redisops commands."),
