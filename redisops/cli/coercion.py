@@ -3,8 +3,7 @@
 Typer 0.29 converts every option that is not a bare flag (and `--help` itself) through a
 pydantic TypeAdapter, and importing pydantic cost 80-90 ms of every run before any redisops
 code ran. The annotations redisops declares (str, int, float, bool, Path, enums, list[str],
-list[int],
-with min/max bounds) convert by hand to the same values, with the same messages (one
+list[int], with min/max bounds) convert by hand to the same values, with the same messages (one
 difference: an integer option refuses "12.0", which pydantic reads as 12). Typer builds a
 parameter's converter on first use (`get_runtime_param`); the hook installed here hands it a
 plain one first where the annotation allows. Any other annotation, or a typer without the
