@@ -23,7 +23,7 @@ def list_hosts(ctx: typer.Context) -> int:
 
     options = global_options(ctx)
     output = make_output(options)
-    hosts = selected_hosts(options, output)
+    hosts = selected_hosts(options, output, clusters=True)
     results = [HostResult(h.name, h.address, True, None, describe_host(h)) for h in hosts]
     return output.host_results(
         "inventory list", results, lambda rows: inventory_list_table(output, rows)
@@ -43,7 +43,7 @@ def check(ctx: typer.Context) -> int:
 
     options = global_options(ctx)
     output = make_output(options)
-    hosts = selected_hosts(options, output)
+    hosts = selected_hosts(options, output, clusters=True)
     results = run_on_hosts(
         hosts, lambda host: check_host(host, timeout=options.timeout), parallel=options.parallel
     )

@@ -316,9 +316,13 @@ class _Builder:
     def _host(self, name: str) -> Host:
         merged: dict[str, _Setting] = {}
         groups = self.host_groups[name]
-        layers = [self.group_vars[g] for g in sorted(groups, key=lambda g: (groups[g], g))]
-        for layer in [*layers, self.host_vars[name]]:
+        ordered = sorted(groups, key=lambda g: (groups[g], g))
+        layers = [(g, self.group_vars[g]) for g in ordered]
+        cluster_from: str | None = None  # the layer that set `cluster` last
+        for layer_name, layer in [*layers, (None, self.host_vars[name])]:
             settings = _canonical(layer)
+            if "cluster" in settings:
+                cluster_from = layer_name
             sources = [key for key in PASSWORD_KEYS if key in settings]
             if len(sources) > 1:
                 setting = settings[sources[1]]
@@ -356,6 +360,8 @@ class _Builder:
         if isinstance(values.get("tls"), TlsSettings) and not values["tls"].verify:
             self.warnings.append(f"host {name}: tls verify is false, certificates are not checked")
         values["ssh_configured"] = any(key in SSH_KEYS for key in values)
+        if values.get("cluster"):
+            values["cluster_name"] = _cluster_name(name, cluster_from, ordered)
         return Host(name=name, groups=tuple(groups), **values)
 
     # --- helpers ------------------------------------------------------------------------
@@ -388,6 +394,15 @@ class _Builder:
         line = f":{node.start_mark.line + 1}" if node is not None else ""
         where = f" {path}:" if path else ""
         raise InventoryError(f"{self.path}{line}:{where} {message}")
+
+
+def _cluster_name(host: str, set_in: str | None, groups: list[str]) -> str:
+    """The cluster a seed belongs to: the group whose vars say `cluster: true`; for a host
+    that says it itself, its deepest group but `all`; for a host in no group, its own name."""
+    if set_in is not None and set_in != "all":
+        return set_in
+    own = [group for group in groups if group != "all"]
+    return own[-1] if own else host
 
 
 def did_you_mean(word: str, known: Iterable[str], *, most: int = 1) -> str:
