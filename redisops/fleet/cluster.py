@@ -102,6 +102,15 @@ class Discovery:
     not_cluster: frozenset[str] = frozenset()
 
 
+def format_slots(slots: Sequence[tuple[int, int]], *, most: int = 3) -> str:
+    """`0-5460`, `0-99,200,300-399`; past `most` ranges, the first ones and how many more."""
+    if not slots:
+        return "no slots"
+    shown = [f"{a}-{b}" if a != b else str(a) for a, b in slots[:most]]
+    more = f",… ({len(slots)} ranges)" if len(slots) > most else ""
+    return ",".join(shown) + more
+
+
 def is_seed(host: Host) -> bool:
     return host.cluster and host.cluster_name is not None
 

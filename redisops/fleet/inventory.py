@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from redisops.errors import InventoryError, UsageError
-from redisops.fleet.host import Host, Secret, TlsSettings
+from redisops.fleet.host import ClusterNode, Host, Secret, TlsSettings
 from redisops.fleet.secrets import password_file_warnings
 
 T = TypeVar("T")
@@ -73,6 +73,7 @@ class HostEntry:
     auth: str
     host_access: bool
     tags: tuple[str, ...]
+    cluster: ClusterNode | None = None  # shard, role, slots: for nodes found by discovery
 
 
 @dataclass(frozen=True)
@@ -106,7 +107,9 @@ def describe_host(host: Host) -> HostEntry:
     if host.tls is not None:
         auth += ", tls" if host.tls.verify else ", tls (unverified)"
     groups = tuple(g for g in host.groups if g != "all")
-    return HostEntry(host.role, groups, host.connection, auth, host.has_host_access, host.tags)
+    return HostEntry(
+        host.role, groups, host.connection, auth, host.has_host_access, host.tags, host.node
+    )
 
 
 def load_inventory(path: str | Path) -> Inventory:
