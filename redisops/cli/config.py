@@ -19,7 +19,7 @@ from redisops.cli.common import (
     selected_hosts,
 )
 from redisops.cli.groups import command_group
-from redisops.cli.memory import FailOnOption
+from redisops.cli.memory import FailOnOption, clusters_summary
 from redisops.errors import ExitCode, UsageError
 
 if TYPE_CHECKING:
@@ -135,8 +135,8 @@ def diff(
             "drift": [asdict(drift) for drift in report.fleet],
             "settings_compared": report.compared,
             "sentinels_skipped": list(report.skipped_sentinels),
-            "clusters": [asdict(cluster) for cluster in report.clusters],
-        },
+        }
+        | clusters_summary(report.clusters),
     )
     output.skipped_sentinels(report.skipped_sentinels, "Redis configuration")
     if fail_on_drift and report.drifted:

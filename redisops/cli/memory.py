@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
@@ -39,6 +40,12 @@ DepthOption = Annotated[
 TopOption = Annotated[int, typer.Option(min=0, help="How many of the biggest keys to list.")]
 
 
+def clusters_summary(clusters: Sequence[object]) -> dict[str, list]:
+    """The JSON summary's `clusters`, only when the run met a Redis Cluster: runs without one
+    keep the summary they always had."""
+    return {"clusters": [asdict(cluster) for cluster in clusters]} if clusters else {}
+
+
 @app.command("summary")
 def summary(ctx: typer.Context, fail_on: FailOnOption = None) -> int:
     """Memory of every selected Redis host, most urgent first, with flags explained.
@@ -64,8 +71,8 @@ def summary(ctx: typer.Context, fail_on: FailOnOption = None) -> int:
         summary={
             "flagged": fleet.hosts_by_severity(),
             "sentinels_skipped": list(fleet.skipped_sentinels),
-            "clusters": [asdict(cluster) for cluster in fleet.clusters],
-        },
+        }
+        | clusters_summary(fleet.clusters),
     )
     output.skipped_sentinels(fleet.skipped_sentinels, "data set")
     flagged = fleet.flagged(fail_on) if fail_on else []
@@ -152,10 +159,7 @@ def report(
         "memory report",
         fleet.results,
         lambda rows: memory_report_view(output, rows, fleet.clusters),
-        summary={
-            "skipped": fleet.skipped,
-            "clusters": [asdict(cluster) for cluster in fleet.clusters],
-        },
+        summary={"skipped": fleet.skipped} | clusters_summary(fleet.clusters),
     )
 
 
