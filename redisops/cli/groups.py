@@ -23,6 +23,7 @@ COMMAND_GROUPS: dict[str, tuple[str, str]] = {
     "backup": ("redisops.cli.backup", "Backups: RDB and AOF, verified, catalogued, restorable."),
     "sentinel": ("redisops.cli.sentinel", "Sentinel topology status and failover drills."),
     "config": ("redisops.cli.config", "Configuration: audit, drift and safe apply."),
+    "cluster": ("redisops.cli.cluster", "Redis Cluster: shards, slot coverage and health."),
     "lab": ("redisops.cli.lab", "A local sandbox fleet: master, replicas, sentinels."),
     "playbook": ("redisops.cli.playbook", "Run YAML runbooks that chain redisops commands."),
 }
@@ -55,6 +56,10 @@ GROUP_EXAMPLES: dict[str, str] = {
         redisops -i inventory.yaml config diff
         redisops -i inventory.yaml -l cache config apply --set maxmemory-policy=allkeys-lru
     """,
+    "cluster": """
+        redisops -i inventory.yaml cluster status
+        redisops -i inventory.yaml -l cache cluster status -o json
+    """,
     "lab": """
         redisops lab up --dir /tmp/lab --seed 10000
         redisops lab status --dir /tmp/lab
@@ -75,6 +80,10 @@ ROOT_EXAMPLES = """
 # Each command's examples, by its path: real command lines, checked against the command tree
 # by tests/test_cli_shell.py. A command may give its own with `epilog=`.
 COMMAND_EXAMPLES: dict[str, str] = {
+    "cluster status": """
+        redisops -i prod.yaml cluster status
+        redisops -i prod.yaml -l cache,sessions cluster status -o json
+    """,
     "inventory list": """
         redisops -i prod.yaml inventory list
         redisops -i prod.yaml -l 'cache-*,!cache-3' inventory list -o json
