@@ -13,6 +13,8 @@ import heapq
 from binascii import crc_hqx
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import repeat
+from operator import and_
 
 from redisops.memory.patterns import PatternCache, key_text
 
@@ -104,28 +106,39 @@ class SlotTally:
         self._pattern = PatternCache(separator, depth)
 
     def add(self, facts: Sequence[tuple]) -> None:
-        """Count `facts` (KeyFacts, or tuples that begin with their fields)."""
-        keys, sizes, tags, tagged = self.keys, self.bytes, self.tags, self.tagged
+        """Count `facts` (KeyFacts, or tuples that begin with their fields).
+
+        The hot loop of a cluster scan: CRC16 is mapped over the batch's keys in C, keys
+        with a `{` (rare) take the slower path that looks for a hash tag.
+        """
+        keys, sizes = self.keys, self.bytes
+        plain = [fact for fact in facts if b"{" not in fact[1]]
+        hashes = map(crc_hqx, [fact[1] for fact in plain], repeat(0))
+        for slot, fact in zip(map(and_, hashes, repeat(SLOT_MASK)), plain, strict=True):
+            keys[slot] += 1
+            sizes[slot] += fact[3]
+        if len(plain) < len(facts):
+            self._add_braced([fact for fact in facts if b"{" in fact[1]])
+
+    def _add_braced(self, facts: Sequence[tuple]) -> None:
+        keys, sizes, tagged = self.keys, self.bytes, self.tagged
         for fact in facts:
             key, size = fact[1], fact[3]
-            if b"{" in key:
-                tag = hash_tag(key)
-                if tag is not None:
-                    slot = crc_hqx(tag, 0) & SLOT_MASK
-                    cell = tags.get(tag)
-                    if cell is None:
-                        cell = tags[tag] = [0, 0]
-                        if len(tags) > MAX_TAGS:
-                            self._drop_small_tags()
-                            cell = tags.setdefault(tag, [0, 0])
-                    cell[0] += 1
-                    cell[1] += size
-                    tagged[0] += 1
-                    tagged[1] += size
-                    keys[slot] += 1
-                    sizes[slot] += size
-                    continue
-            slot = crc_hqx(key, 0) & SLOT_MASK
+            tag = hash_tag(key)
+            if tag is None:  # `{}`, or no `}` after the `{`: the whole key is hashed
+                slot = crc_hqx(key, 0) & SLOT_MASK
+            else:
+                slot = crc_hqx(tag, 0) & SLOT_MASK
+                cell = self.tags.get(tag)
+                if cell is None:
+                    cell = self.tags[tag] = [0, 0]
+                    if len(self.tags) > MAX_TAGS:
+                        self._drop_small_tags()
+                        cell = self.tags.setdefault(tag, [0, 0])
+                cell[0] += 1
+                cell[1] += size
+                tagged[0] += 1
+                tagged[1] += size
             keys[slot] += 1
             sizes[slot] += size
 

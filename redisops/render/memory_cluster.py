@@ -21,48 +21,47 @@ TAG_ROWS = 10
 def cluster_table(output: Output, cluster: ClusterMemory, command: str) -> Table:
     """One row per shard and a total row; `command` picks the words (used vs scanned)."""
     report = command == "memory report"
-    source = "scanned" if report else "node"
+    source = ("scanned",) if report else ()
     limit = () if report else ("% of max",)
     table = output.table(
-        "shard", "master", source, "slots", "keys", "keys %",
+        "shard", "master", *source, "slots", "keys", "keys %",
         "bytes" if report else "used", "bytes %", *limit,
         title=f"cluster {cluster.cluster}: {len(cluster.shards)} shards"
         + ("" if cluster.complete else " (incomplete: totals cover the shards that answered)"),
         essential=("shard",),
-        drop=(*limit, "keys %", "bytes %", "master", source, "slots"),
+        drop=(*limit, "keys %", "bytes %", "master", *source, "slots"),
     )  # fmt: skip
     for shard in cluster.shards:
+        where = [output.cell(shard.shard), output.cell(shard.master)]
         if shard.keys is None or shard.bytes is None:
             table.add_row(
-                output.cell(shard.shard),
-                output.cell(shard.master),
-                "-",
+                *where,
+                *(["-"] if report else []),
                 f"{shard.slots:,}",
                 f"[red]error: {output.cell(shard.error)}[/]",
                 *[""] * (3 if report else 4),
             )
             continue
         table.add_row(
-            output.cell(shard.shard),
-            output.cell(shard.master),
-            output.cell(shard.source),
+            *where,
+            *([output.cell(shard.source)] if report else []),
             f"{shard.slots:,}",
             human_count(shard.keys),
             _share(shard.keys, cluster.keys),
             human_bytes(shard.bytes),
             _share(shard.bytes, cluster.bytes),
-            *(() if report else (_percent(shard.used_percent),)),
+            *limit and (_percent(shard.used_percent),),
         )
     table.add_row(
         "[bold]total[/]",
         "",
-        "",
+        *([""] if report else []),
         f"{sum(s.slots for s in cluster.shards):,}",
         f"[bold]{human_count(cluster.keys)}[/]",
         _imbalance(cluster.keys_imbalance),
         f"[bold]{human_bytes(cluster.bytes)}[/]",
         _imbalance(cluster.bytes_imbalance),
-        *(() if report else ("",)),
+        *limit and ("",),
     )
     return table
 
