@@ -100,6 +100,7 @@ COMMAND_EXAMPLES: dict[str, str] = {
         redisops -i prod.yaml -l cache-2 memory report
         redisops -i prod.yaml -l cache-2 memory report --top 50 --encodings
         redisops -i prod.yaml -l cache-1 memory report --on-master --rate 5000 --sample 0.1
+        redisops -i prod.yaml -l sessions/shard-2 memory report -o json
     """,
     "memory rdb": """
         redisops memory rdb /var/lib/redis/dump.rdb
