@@ -247,3 +247,29 @@ def test_a_seed_from_another_cluster_is_an_error_row(cluster, tmp_path):
         assert "is not among the 6 nodes seed-a knows" in stranger["error"]
     finally:
         lab_down(Path(other.dir), purge=True)
+
+
+def test_a_redis_62_cluster_is_discovered_through_cluster_nodes(tmp_path):
+    from tests.test_server_matrix import redis62_binary
+
+    state = start_cluster_lab(tmp_path / "r62", server=str(redis62_binary()), seed_keys=30)
+    try:
+        ports = [p.port for p in state.processes]
+        inventory = one_seed(tmp_path, state, ports[0])
+        run = redisops("-i", inventory, "-o", "json", "inventory", "list")
+        assert run.exit_code == 0, run.stderr
+        nodes = [r["data"]["cluster"] for r in run.json()["results"]]
+        ids = node_ids(state)
+        assert [(n["shard"], n["role"], n["node_id"]) for n in nodes] == [
+            (f"shard-{s}", role, ids[ports[s - 1] if role == "master" else ports[s + 2]])
+            for s in (1, 2, 3)
+            for role in ("master", "replica")
+        ]
+        # No CLUSTER SHARDS before 7.0: the shard id is the master's node id.
+        assert [n["shard_id"] for n in nodes[::2]] == [ids[p] for p in ports[:3]]
+        status = redisops("-i", inventory, "-o", "json", "cluster", "status")
+        assert status.exit_code == 0, status.stderr
+        (summary,) = status.json()["summary"]["clusters"]
+        assert (summary["slots_covered"], sum(s["keys"] for s in summary["shards"])) == (16384, 30)
+    finally:
+        lab_down(Path(state.dir), purge=True)

@@ -176,8 +176,10 @@ def assess(cluster: Cluster, rows: Sequence[HostResult[NodeReading]]) -> Cluster
     """Judge a cluster from its nodes' readings (pure: no network)."""
     problems: list[Problem] = []
     names = {h.node.node_id: h.name for h in cluster.nodes if h.node is not None}
+    nodes = {h.name for h in cluster.nodes}
     for seed, error in cluster.seed_errors.items():
-        problems.append(Problem("seeds", f"seed {seed}: {error}"))
+        if seed not in nodes:  # a node's own failure is its row's problem, reported once
+            problems.append(Problem("seeds", f"seed {seed}: {error}"))
     if cluster.seed is None:
         return ClusterStatus(cluster.name, None, False, tuple(problems), 0, 0, 0, (), {}, ())
 
