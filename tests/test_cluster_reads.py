@@ -21,6 +21,8 @@ from redisops.fleet.connection import build_client
 from redisops.fleet.host import Host
 from redisops.fleet.inventory import load_inventory
 from redisops.lab import LabState, lab_down
+from redisops.memory import slots
+from redisops.memory.scanner import KeyFacts
 from redisops.memory.slots import key_slot
 from redisops.tuning.audit import evaluate
 from redisops.tuning.facts import collect_facts
@@ -349,3 +351,23 @@ def test_config_diff_finds_a_setting_changed_on_one_node(cluster):
     ]
     code, document = cli_json(cluster, "config", "diff", "--fail-on-drift")
     assert code == 0 and document["summary"]["clusters"][0]["drift"] == []
+
+
+def test_tag_counting_stays_bounded_and_says_so(monkeypatch):
+    monkeypatch.setattr(slots, "MAX_TAGS", 100)
+    tally = slots.SlotTally(":", None)
+    facts = []
+    for i in range(1000):
+        facts.append(KeyFacts(0, b"{once:%d}:x" % i, "string", 10, -1))
+        facts.append(KeyFacts(0, b"{hot}:%d" % i, "string", 20, -1))
+    for start in range(0, len(facts), 100):
+        tally.add(facts[start : start + 100])
+    view = tally.view()
+    assert len(tally.tags) <= 100
+    assert sum(c.keys for c in view.counts) == 2000  # slots stay exact
+    assert view.counts == sorted(view.counts, key=lambda c: c.slot)
+    hot = view.tags[0]
+    assert (hot.tag, hot.slot) == ("hot", key_slot(b"{hot}"))
+    assert view.tags_exact is False and view.tag_error_keys == tally.floor > 0
+    assert 1000 - view.tag_error_keys <= hot.keys <= 1000
+    assert (view.tagged_keys, view.tagged_bytes) == (2000, 30000)
