@@ -209,3 +209,36 @@ def test_no_cluster_selected_is_a_usage_error(tmp_path):
     run = redisops("-i", str(inventory), "cluster", "status")
     assert run.exit_code == 2
     assert "no cluster selected: no selected host says `cluster: true`" in run.stderr
+
+
+def test_a_master_killed_fails_over_and_leaves_its_shard(tmp_path):
+    state = start_cluster_lab(tmp_path / "failover")
+    try:
+        victim = next(p for p in state.processes if p.name == "node-3")
+        os.kill(victim.pid, signal.SIGKILL)
+        deadline = time.monotonic() + DEADLINE
+        while True:  # until node-6, node-3's replica, has taken over its slots for all
+            run = status(state)
+            shards = run.json()["summary"]["clusters"][0]["shards"]
+            rows = {r["host"]: r for r in run.json()["results"]}
+            if shards[-1]["master"] == "node-6" and rows["node-3"]["data"]["shard"] == "none":
+                break
+            assert time.monotonic() < deadline, f"no failover: {problems(run)}"
+            time.sleep(0.1)
+        assert run.exit_code == 1
+        assert [(s["name"], s["master"], s["replicas"], s["slot_count"]) for s in shards] == [
+            ("shard-1", "node-1", ["node-4"], 5461),
+            ("shard-2", "node-2", ["node-5"], 5461),
+            ("shard-3", "node-6", [], 5462),
+        ]
+        assert any(p.startswith("node-3 is FAIL (flagged by ") for p in problems(run))
+        assert (rows["node-3"]["data"]["shard"], rows["node-3"]["data"]["health"]) == (
+            "none", "fail"
+        )  # fmt: skip
+        assert (rows["node-6"]["data"]["shard"], rows["node-6"]["data"]["role"]) == (
+            "shard-3", "master"
+        )  # fmt: skip
+        assert "node-6 (master of 10922-16383) has no working replica: losing it loses its " \
+               "slots" in problems(run)  # fmt: skip
+    finally:
+        lab_down(Path(state.dir), purge=True)

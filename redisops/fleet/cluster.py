@@ -43,6 +43,7 @@ from redisops.fleet.host import ClusterNode, Host
 
 SLOTS = 16384
 NOT_CLUSTER = "cluster support disabled"  # Redis and Valkey, to CLUSTER in standalone mode
+NO_SHARD = "none"  # the shard of a failed master that lost its slots to a failover
 
 
 @dataclass(frozen=True)
@@ -333,12 +334,15 @@ def _build_cluster(
         groups.values(),
         key=lambda ns: (not ns[0].slots, ns[0].slots[:1], _master_of(ns).node_id),
     )
+    # A failed master whose slots went to its replica is a slotless group of its own (before
+    # 7.2 nothing says which shard it left): it is in no shard until it rejoins as a replica.
+    orphans = [ns for ns in ordered if not ns[0].slots and all(n.health == "fail" for n in ns)]
     shards: list[Shard] = []
     nodes: list[Host] = []
-    for number, members in enumerate(ordered, start=1):
+    for members in (ns for ns in ordered if not any(ns is o for o in orphans)):
         master = _master_of(members)
         replicas = sorted((n for n in members if n is not master), key=lambda n: (n.host, n.port))
-        shard_name = f"shard-{number}"
+        shard_name = f"shard-{len(shards) + 1}"
         hosts = [
             _node_host(name, shard_name, node, seed, by_address) for node in [master, *replicas]
         ]
@@ -346,6 +350,8 @@ def _build_cluster(
             Shard(shard_name, master.shard_id, master.slots, tuple(h.name for h in hosts))
         )
         nodes.extend(hosts)
+    for members in orphans:
+        nodes.extend(_node_host(name, NO_SHARD, node, seed, by_address) for node in members)
     return Cluster(name, reference, tuple(shards), tuple(nodes), errors)
 
 

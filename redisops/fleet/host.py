@@ -47,8 +47,10 @@ class ClusterNode:
 
     `shard` is redisops' name for the shard, `shard-1`, `shard-2`… numbered by first slot
     (shards without slots after, by master id): stable while slots stay put, unlike node ids
-    across a re-created cluster. `slots` are the shard's ranges, inclusive. `health` is the
-    seed's view: online, loading, fail (FAIL flag) or pfail (PFAIL, one node's suspicion).
+    across a re-created cluster; `none` for a failed master whose slots a failover gave to
+    its replica (it is in no shard until it comes back as a replica). `slots` are the
+    shard's ranges, inclusive. `health` is the seed's view: online, loading, fail (FAIL
+    flag) or pfail (PFAIL, one node's suspicion).
     """
 
     cluster: str
