@@ -450,11 +450,14 @@ def _imbalance(values: list[int | None]) -> float | None:
 
 
 def _busiest(readings: dict[str, NodeReading], shards: Sequence[ShardStatus]) -> tuple[dict, ...]:
+    import heapq
+
     counts: dict[int, int] = {}
     for reading in readings.values():
         counts.update(reading.slot_keys)
-    top = sorted(counts.items(), key=lambda item: (-item[1], item[0]))[:BUSIEST]
-    return tuple({"slot": s, "keys": k, "shard": _shard_of(s, shards)} for s, k in top)
+    # Most keys first, the lower slot on a tie; plain tuples, no key function per slot.
+    top = heapq.nlargest(BUSIEST, ((keys, -slot) for slot, keys in counts.items()))
+    return tuple({"slot": -s, "keys": k, "shard": _shard_of(-s, shards)} for k, s in top)
 
 
 def _shard_of(slot: int, shards: Sequence[ShardStatus]) -> str | None:

@@ -47,10 +47,11 @@ _HOSTNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SSH_USER = re.compile(r"^[A-Za-z_][A-Za-z0-9._-]*$")
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@-]*$")
-# What YAML 1.1 does not allow in a stream (PyYAML's Reader.NON_PRINTABLE).
-_UNPRINTABLE = re.compile(
-    r"[^\x09\x0a\x0d\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"
-)
+# What YAML 1.1 does not allow in a stream (PyYAML's Reader.NON_PRINTABLE). Compiling the
+# full class costs ~20 ms (its Unicode ranges), on every run of every command; an ASCII text,
+# the usual inventory, needs only the ASCII part.
+_UNPRINTABLE_ASCII = re.compile(r"[^\x09\x0a\x0d\x20-\x7e]")
+_UNPRINTABLE = r"[^\x09\x0a\x0d\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"
 
 
 @dataclass(frozen=True)
@@ -200,7 +201,7 @@ def read_yaml_text(path: Path, error: type[UsageError], *, what: str) -> str:
 def _check_printable(path: Path, text: str, error: type[UsageError]) -> None:
     """Name the file, line and column of a character YAML forbids (NUL, BEL, other controls),
     rather than PyYAML's character offset into "<unicode string>"."""
-    found = _UNPRINTABLE.search(text)
+    found = (_UNPRINTABLE_ASCII if text.isascii() else re.compile(_UNPRINTABLE)).search(text)
     if found is None:
         return
     line = text.count("\n", 0, found.start()) + 1
