@@ -166,11 +166,12 @@ def test_memory_report_totals_and_slots_equal_what_the_servers_count(cluster):
     assert all(s["source"] in replicas for s in shards.values())  # one scan per shard, on a replica
     rows = {r["host"]: r["data"] for r in document["results"]}
     assert sorted(rows) == sorted(h.name for h in cluster.masters())
-    assert sum(r["slots"]["slots_with_keys"] for r in rows.values()) == len(
-        rollup["slots"]["counts"]
-    )
+    by_slot = rollup["slots"]["keys_by_slot"]
+    assert len(by_slot) == len(rollup["slots"]["bytes_by_slot"]) == 16384
+    assert sum(r["slots"]["slots_with_keys"] for r in rows.values()) == 16384 - by_slot.count(0)
+    assert all(r["slots"]["keys_by_slot"] is None for r in rows.values())  # the cluster's has them
 
-    counted = {c["slot"]: c["keys"] for c in rollup["slots"]["counts"]}
+    counted = {slot: keys for slot, keys in enumerate(by_slot) if keys}
     truth = {}
     for host in cluster.masters():
         slots = [s for a, b in host.node.slots for s in range(a, b + 1)]
@@ -364,8 +365,8 @@ def test_tag_counting_stays_bounded_and_says_so(monkeypatch):
         tally.add(facts[start : start + 100])
     view = tally.view()
     assert len(tally.tags) <= 100
-    assert sum(c.keys for c in view.counts) == 2000  # slots stay exact
-    assert view.counts == sorted(view.counts, key=lambda c: c.slot)
+    assert sum(view.keys_by_slot) == 2000  # slots stay exact
+    assert view.bytes_by_slot[key_slot(b"{hot}")] == 20 * 1000
     hot = view.tags[0]
     assert (hot.tag, hot.slot) == ("hot", key_slot(b"{hot}"))
     assert view.tags_exact is False and view.tag_error_keys == tally.floor > 0

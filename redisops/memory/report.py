@@ -599,4 +599,14 @@ def report_fleet(
     )
     outcome = {r.host: r for r in first_pass if not r.ok} | {r.host: r for r in scans}
     results = [outcome[h.name] for h in redis_hosts if h.name in outcome]
-    return FleetReport(results, skipped, report_clusters(redis_hosts, results))
+    clusters = report_clusters(redis_hosts, results)
+    return FleetReport([_without_slot_arrays(r) for r in results], skipped, clusters)
+
+
+def _without_slot_arrays(result: HostResult) -> HostResult:
+    """A node's row without its per-slot arrays: its cluster's report holds them all."""
+    report = result.data
+    if report is None or report.slots is None:
+        return result
+    slots = report.slots.without_arrays()
+    return dataclasses.replace(result, data=dataclasses.replace(report, slots=slots))

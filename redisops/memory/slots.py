@@ -12,7 +12,7 @@ import base64
 import heapq
 from binascii import crc_hqx
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from itertools import repeat
 from operator import and_
 
@@ -78,13 +78,13 @@ class TagPattern:
 class SlotView:
     """Keys and bytes by slot, the biggest slots, and hash tags.
 
-    `counts` lists every slot that holds keys, in slot order (for a shard: the slots it
-    holds). `tags_exact` is false once more than MAX_TAGS distinct tags were seen: tags with
+    `keys_by_slot` and `bytes_by_slot` have one entry per slot (index = slot number); a
+    cluster's report carries them, a node's row leaves them out (None: the cluster's repeat
+    them). `tags_exact` is false once more than MAX_TAGS distinct tags were seen: tags with
     few keys were then dropped, and a tag's count may be low by up to `tag_error_keys`.
     """
 
     slots_with_keys: int
-    counts: list[SlotCount]
     biggest: list[SlotCount]
     tagged_keys: int
     tagged_bytes: int
@@ -92,6 +92,11 @@ class SlotView:
     tag_patterns: list[TagPattern]
     tags_exact: bool
     tag_error_keys: int
+    keys_by_slot: list[int] | None = None
+    bytes_by_slot: list[int] | None = None
+
+    def without_arrays(self) -> SlotView:
+        return replace(self, keys_by_slot=None, bytes_by_slot=None)
 
 
 class SlotTally:
@@ -154,11 +159,8 @@ class SlotTally:
         def scaled(value: int) -> int:
             return round(value * scale)
 
-        counts = [
-            SlotCount(slot, scaled(k), scaled(b))
-            for slot, (k, b) in enumerate(zip(self.keys, self.bytes, strict=True))
-            if k
-        ]
+        keys = [scaled(k) for k in self.keys] if scale != 1.0 else list(self.keys)
+        sizes = [scaled(b) for b in self.bytes] if scale != 1.0 else list(self.bytes)
         tags = [
             TagStats(
                 tag=key_text(tag),
@@ -171,24 +173,28 @@ class SlotTally:
             for tag, (k, b) in self.tags.items()
         ]
         return SlotView(
-            slots_with_keys=len(counts),
-            counts=counts,
-            biggest=biggest_slots(counts),
+            slots_with_keys=SLOTS - keys.count(0),
+            biggest=biggest_slots(keys, sizes),
             tagged_keys=scaled(self.tagged[0]),
             tagged_bytes=scaled(self.tagged[1]),
             tags=top_tags(tags),
             tag_patterns=tag_patterns(tags),
             tags_exact=self.floor == 0,
             tag_error_keys=scaled(self.floor),
+            keys_by_slot=keys,
+            bytes_by_slot=sizes,
         )
 
     def _tag_pattern(self, tag: bytes) -> str:
         return "{" + self._pattern(tag) + "}"
 
 
-def biggest_slots(counts: Iterable[SlotCount], top: int = TOP_SLOTS) -> list[SlotCount]:
-    """The `top` slots by bytes (then keys, then slot number)."""
-    return heapq.nsmallest(top, counts, key=lambda c: (-c.bytes, -c.keys, c.slot))
+def biggest_slots(keys: list[int], sizes: list[int], top: int = TOP_SLOTS) -> list[SlotCount]:
+    """The `top` slots with keys, by bytes (then keys, then slot number)."""
+    ranked = heapq.nsmallest(
+        top, (slot for slot in range(SLOTS) if keys[slot]), key=lambda s: (-sizes[s], -keys[s], s)
+    )
+    return [SlotCount(slot, keys[slot], sizes[slot]) for slot in ranked]
 
 
 def top_tags(tags: Iterable[TagStats], top: int = TOP_TAGS) -> list[TagStats]:
@@ -214,16 +220,14 @@ def merge_views(views: Sequence[SlotView]) -> SlotView:
     """One view of several nodes' views (the scanned node of each shard of a cluster).
 
     Slots of different shards do not overlap; a slot counted on two (mid-migration) is
-    summed. Tags are merged from each view's top tags and patterns, so the merged patterns
-    count only the tags each node listed when a node had more patterns than it kept.
+    summed; views without per-slot arrays add none. Tags are merged from each view's top tags
+    and patterns, so the merged patterns count only the tags each node listed when a node had
+    more patterns than it kept.
     """
-    keys: dict[int, list[int]] = {}
-    for view in views:
-        for count in view.counts:
-            cell = keys.setdefault(count.slot, [0, 0])
-            cell[0] += count.keys
-            cell[1] += count.bytes
-    counts = [SlotCount(slot, k, b) for slot, (k, b) in sorted(keys.items())]
+    arrays = [v for v in views if v.keys_by_slot is not None and v.bytes_by_slot is not None]
+    keys = [sum(column) for column in zip(*(v.keys_by_slot for v in arrays), strict=True)]
+    sizes = [sum(column) for column in zip(*(v.bytes_by_slot for v in arrays), strict=True)]
+    keys, sizes = keys or [0] * SLOTS, sizes or [0] * SLOTS
     patterns: dict[str, list[int]] = {}
     for view in views:
         for p in view.tag_patterns:
@@ -235,13 +239,14 @@ def merge_views(views: Sequence[SlotView]) -> SlotView:
     merged = [TagPattern(name, *values) for name, values in patterns.items()]
     merged.sort(key=lambda p: (-p.largest_tag_keys, -p.keys, p.pattern))
     return SlotView(
-        slots_with_keys=len(counts),
-        counts=counts,
-        biggest=biggest_slots(counts),
+        slots_with_keys=SLOTS - keys.count(0),
+        biggest=biggest_slots(keys, sizes),
         tagged_keys=sum(v.tagged_keys for v in views),
         tagged_bytes=sum(v.tagged_bytes for v in views),
         tags=top_tags(t for v in views for t in v.tags),
         tag_patterns=merged[:TOP_TAG_PATTERNS],
         tags_exact=all(v.tags_exact for v in views),
         tag_error_keys=max((v.tag_error_keys for v in views), default=0),
+        keys_by_slot=keys,
+        bytes_by_slot=sizes,
     )
