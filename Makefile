@@ -32,6 +32,7 @@ bench: venv
 	$(BIN)/python bench/memory_rdb.py
 	$(BIN)/python bench/slowlog_digest.py
 	$(BIN)/python bench/backup_rdb.py
+	$(BIN)/python bench/cluster_status.py
 
 lab-down:
 	$(BIN)/redisops lab down --dir $(LAB_DIR)
