@@ -273,3 +273,23 @@ def test_a_redis_62_cluster_is_discovered_through_cluster_nodes(tmp_path):
         assert (summary["slots_covered"], sum(s["keys"] for s in summary["shards"])) == (16384, 30)
     finally:
         lab_down(Path(state.dir), purge=True)
+
+
+def test_cluster_nodes_lines_are_parsed_with_open_slots_hostnames_and_ipv6():
+    from redisops.fleet.cluster import parse_nodes
+
+    text = (
+        "aaaa 10.0.0.1:7000@17000,cache-a.example myself,master - 0 0 3 connected "
+        "0-99 200 [93->-bbbb] [94-<-cccc]\n"
+        "bbbb ::1:7001@17001 slave,fail aaaa 1 2 3 disconnected\n"
+        "cccc :0@0 master,noaddr - 0 0 4 disconnected\n"
+    )
+    mine, replica, lost = parse_nodes(text)
+    assert (mine.host, mine.port, mine.config_epoch, mine.role) == ("10.0.0.1", 7000, 3, "master")
+    assert mine.slots == ((0, 99), (200, 200))
+    assert (mine.migrating, mine.importing) == ({93: "bbbb"}, {94: "cccc"})
+    assert (replica.host, replica.port, replica.role, replica.master_id) == (
+        "::1", 7001, "replica", "aaaa"
+    )  # fmt: skip
+    assert (replica.health, replica.link_state) == ("fail", "disconnected")
+    assert (lost.host, lost.port, "noaddr" in lost.flags) == ("", 0, True)

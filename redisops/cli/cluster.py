@@ -33,6 +33,12 @@ def status(ctx: typer.Context) -> int:
             "no cluster selected: no selected host says `cluster: true`",
             hint="mark a seed node or its group with `cluster: true` in the inventory",
         )
+    outside = [host.name for host in selection.hosts if host.cluster_name is None]
+    if outside:
+        output.warn(
+            f"{len(outside)} selected host(s) in no cluster, left out: {', '.join(outside[:5])}"
+            + (", …" if len(outside) > 5 else "")
+        )
     statuses = [
         cluster_status(cluster, timeout=options.timeout, parallel=options.parallel)
         for cluster in selection.clusters.values()

@@ -240,7 +240,7 @@ def parse_nodes(text: str) -> list[NodeLine]:
 
 def nodes_from_lines(text: str) -> tuple[NodeView, ...]:
     """A seed's view from CLUSTER NODES (6.x): a shard is a master and its replicas."""
-    lines = [n for n in parse_nodes(text) if "noaddr" not in n.flags or n.host]
+    lines = parse_nodes(text)
     slots_of = {n.node_id: n.slots for n in lines if n.role == "master"}
     views = []
     for node in lines:
@@ -379,7 +379,7 @@ def _node_host(
     )
     return dataclasses.replace(
         base,
-        name=entry.name if entry else f"{cluster}@{address}",
+        name=entry.name if entry else f"{cluster}@{address if node.host else node.node_id[:8]}",
         host=node.host,
         port=node.port,
         groups=groups,
