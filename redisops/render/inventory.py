@@ -21,9 +21,10 @@ def inventory_list_table(output: Output, results: Sequence[HostResult]) -> Table
         essential=("host", "address"),
         drop=("tags", "connection", "groups", "auth", *shard),
     )  # fmt: skip
+    several = _several_clusters(results)
     for result in results:
         entry = result.data
-        cells = [shard_cell(output, result)] if clustered else []
+        cells = [shard_cell(output, result, cluster=several)] if clustered else []
         table.add_row(
             output.cell(result.host),
             output.cell(result.address),
@@ -37,18 +38,27 @@ def inventory_list_table(output: Output, results: Sequence[HostResult]) -> Table
     return table
 
 
-def shard_cell(output: Output, result: HostResult) -> str:
-    """`redis shard-1 master 0-5460`, the health when not online, or the row's error."""
+def shard_cell(
+    output: Output, result: HostResult, *, cluster: bool = True, role: bool = True
+) -> str:
+    """`redis shard-1 master 0-5460` (the cluster's name when the table has several, the
+    role when no other column says it), the health when not online, or the row's error."""
     from redisops.fleet.cluster import format_slots
 
     node = _node(result)
     if node is None:
         return f"[red]error: {output.cell(result.error)}[/]" if not result.ok else "-"
-    text = f"{node.cluster} {node.shard} {node.role}"
+    parts = [node.cluster] if cluster else []
+    parts += [node.shard, node.role] if role else [node.shard]
     if node.role == "master":
-        text += f" {format_slots(node.slots)}"
+        parts.append(format_slots(node.slots))
+    text = " ".join(parts)
     text = output.cell(text)
     return text if node.health == "online" else f"{text} [red]{node.health}[/]"
+
+
+def _several_clusters(results: Sequence[HostResult]) -> bool:
+    return len({node.cluster for r in results if (node := _node(r)) is not None}) > 1
 
 
 def _node(result: HostResult):
@@ -57,6 +67,7 @@ def _node(result: HostResult):
 
 def inventory_check_table(output: Output, results: Sequence[HostResult]) -> Table:
     clustered = any(_node(r) is not None for r in results)
+    several = _several_clusters(results)
     shard = ("shard",) if clustered else ()
     table = output.table(
         "host", "address", "role", *shard, "version", "uptime", "memory", "replication", "ssh",
@@ -71,7 +82,7 @@ def inventory_check_table(output: Output, results: Sequence[HostResult]) -> Tabl
             blanks = ["-"] * (6 + len(shard))
             table.add_row(output.cell(result.host), output.cell(result.address), *blanks, status)
             continue
-        cells = [shard_cell(output, result)] if clustered else []
+        cells = [shard_cell(output, result, cluster=several, role=False)] if clustered else []
         table.add_row(
             output.cell(result.host),
             output.cell(result.address),
