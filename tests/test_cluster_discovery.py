@@ -294,3 +294,16 @@ def test_cluster_nodes_lines_are_parsed_with_open_slots_hostnames_and_ipv6():
     )  # fmt: skip
     assert (replica.health, replica.link_state) == ("fail", "disconnected")
     assert (lost.host, lost.port, "noaddr" in lost.flags) == ("", 0, True)
+
+
+def test_a_seed_written_by_name_is_the_node_the_cluster_announces_by_ip(cluster, tmp_path):
+    ports = [p.port for p in cluster.processes]
+    seed = {"host": "localhost", "port": ports[1], "cluster": True}
+    groups = {"cache": {"hosts": {"seed": seed}}}
+    inventory = write_inventory(tmp_path, groups, str(Path(cluster.dir) / "secret"))
+    run = redisops("-i", inventory, "-o", "json", "inventory", "check")
+    assert run.exit_code == 0, run.stderr
+    rows = run.json()["results"]
+    assert len(rows) == 6  # not a seventh row for the seed beside its node
+    assert (rows[2]["host"], rows[2]["address"]) == ("seed", f"localhost:{ports[1]}")
+    assert rows[2]["data"]["cluster"]["shard"] == "shard-2"

@@ -14,7 +14,9 @@ The model (what every cluster-aware command builds on):
   `ClusterNode`: cluster, node id, shard name `shard-N` by first slot, shard id, role,
   master id, the shard's slot ranges, health as the view says). A node takes the inventory
   entry with the same `host` and `port` when there is one (its name, credentials, host access
-  and groups win, plus the seed's groups); otherwise it inherits everything from the seed
+  and groups win, plus the seed's groups), and a seed is the node with its own node id
+  whatever address the cluster announces for it (kept as written: a TLS certificate may name
+  it so); otherwise a node inherits everything from the seed
   entry (credentials, TLS, SSH/local access, data paths, tags, groups) and is named
   `CLUSTER@ADDRESS` (`cache@10.0.1.11:6379`). `Host.cluster_name` is set on every node.
 - **Errors are rows, never gaps.** A seed that cannot be asked (unreachable, not in cluster
@@ -325,7 +327,11 @@ def _build_cluster(
             )
     seed = next(s for s in seeds if s.name == reference)
     view = answered[reference]
-    by_address = {(h.host, h.port): h for h in all_hosts}
+    known = _Known(
+        by_address={(h.host, h.port): h for h in all_hosts},
+        # A seed written by a name the cluster announces as an IP is still that node.
+        by_id={answered[s.name].myself: s for s in seeds if s.name in answered},
+    )
 
     groups: dict[str, list[NodeView]] = {}
     for node in view.nodes:
@@ -343,15 +349,13 @@ def _build_cluster(
         master = _master_of(members)
         replicas = sorted((n for n in members if n is not master), key=lambda n: (n.host, n.port))
         shard_name = f"shard-{len(shards) + 1}"
-        hosts = [
-            _node_host(name, shard_name, node, seed, by_address) for node in [master, *replicas]
-        ]
+        hosts = [_node_host(name, shard_name, node, seed, known) for node in [master, *replicas]]
         shards.append(
             Shard(shard_name, master.shard_id, master.slots, tuple(h.name for h in hosts))
         )
         nodes.extend(hosts)
     for members in orphans:
-        nodes.extend(_node_host(name, NO_SHARD, node, seed, by_address) for node in members)
+        nodes.extend(_node_host(name, NO_SHARD, node, seed, known) for node in members)
     return Cluster(name, reference, tuple(shards), tuple(nodes), errors)
 
 
@@ -359,13 +363,23 @@ def _master_of(nodes: list[NodeView]) -> NodeView:
     return next((n for n in nodes if n.role == "master"), nodes[0])
 
 
-def _node_host(
-    cluster: str, shard: str, node: NodeView, seed: Host, by_address: dict[tuple[str, int], Host]
-) -> Host:
-    entry = by_address.get((node.host, node.port))
+@dataclass(frozen=True)
+class _Known:
+    """Inventory entries a node may be: by announced address, or (seeds) by node id."""
+
+    by_address: dict[tuple[str, int], Host]
+    by_id: dict[str, Host]
+
+
+def _node_host(cluster: str, shard: str, node: NodeView, seed: Host, known: _Known) -> Host:
+    entry = known.by_address.get((node.host, node.port))
+    host, port = node.host, node.port
+    if entry is None and node.node_id in known.by_id:
+        entry = known.by_id[node.node_id]
+        host, port = entry.host, entry.port  # as written: a TLS certificate names it so
     base = entry or seed
     groups = tuple(dict.fromkeys([*base.groups, *seed.groups]))
-    address = f"[{node.host}]:{node.port}" if ":" in node.host else f"{node.host}:{node.port}"
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     membership = ClusterNode(
         cluster=cluster,
         node_id=node.node_id,
@@ -379,13 +393,13 @@ def _node_host(
     )
     return dataclasses.replace(
         base,
-        name=entry.name if entry else f"{cluster}@{address if node.host else node.node_id[:8]}",
-        host=node.host,
-        port=node.port,
+        name=entry.name if entry else f"{cluster}@{address if host else node.node_id[:8]}",
+        host=host,
+        port=port,
         groups=groups,
         cluster_name=cluster,
         node=membership,
-        discovery_error=None if node.host else f"the cluster knows no address for {node.node_id}",
+        discovery_error=None if host else f"the cluster knows no address for {node.node_id}",
     )
 
 
