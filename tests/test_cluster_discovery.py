@@ -170,6 +170,12 @@ def test_commands_without_cluster_support_refuse_a_cluster(cluster):
     assert run.exit_code == 2
     assert "`redisops backup list` does not work on Redis Cluster yet" in run.stderr
     assert "--limit '!redis'" in run.stderr
+    part = redisops("-i", cluster.inventory_path, "-l", "redis/masters", "backup", "list")
+    assert part.exit_code == 2
+    assert (
+        "--limit 'redis/masters' selects part of a cluster, but this command does not work "
+        "on Redis Cluster yet"
+    ) in part.stderr
 
 
 def test_an_inventory_without_clusters_is_listed_without_the_network(tmp_path):

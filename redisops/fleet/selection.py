@@ -58,7 +58,11 @@ def select(
     seeds = {h.cluster_name for h in inventory.hosts if h.cluster and h.cluster_name}
     for pattern in (p for p in patterns if "/" in p):
         if not seeds or discover is None:
-            why = "no host says `cluster: true`" if not seeds else "this command has no clusters"
+            why = (
+                "no host says `cluster: true`"
+                if not seeds
+                else "this command does not work on Redis Cluster yet"
+            )
             raise UsageError(f"--limit {pattern!r} selects part of a cluster, but {why}")
         if not all(pattern.lstrip("!").split("/")):
             raise UsageError(
