@@ -151,6 +151,25 @@ def test_uncovered_slots_are_reported(cluster):
     wait_healthy(cluster)
 
 
+def test_a_node_that_disagrees_on_the_slot_map_is_named(cluster):
+    # node-1 gives slot 300 up; nobody claims it, so the others keep mapping it to node-1.
+    call(cluster, "node-1", "CLUSTER", "DELSLOTS", 300)
+    try:
+        run = status(cluster)
+        assert run.exit_code == 1
+        assert problems(run) == [
+            "1 of 16384 slots not covered (300), as node-1 sees it",
+            "node-1 disagrees with the others on 1 slot: slot 300 is no node's to it, "
+            "node-1's to the others",
+            "cluster_state:fail on 1 node (node-1)",
+        ]
+        # The slot map of the majority still covers every slot.
+        assert run.json()["summary"]["clusters"][0]["slots_covered"] == 16384
+    finally:
+        call(cluster, "node-1", "CLUSTER", "ADDSLOTS", 300)
+    wait_healthy(cluster)
+
+
 def test_a_node_killed_shows_as_failed_while_the_rest_report(tmp_path):
     state = start_cluster_lab(tmp_path / "kill")
     try:

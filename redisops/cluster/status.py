@@ -204,10 +204,8 @@ def assess(cluster: Cluster, rows: Sequence[HostResult[NodeReading]]) -> Cluster
         if reading.cluster_state != "ok":
             states.setdefault(reading.cluster_state, []).append(host)
     for state, hosts in states.items():
-        who = _listed(hosts)
-        problems.append(
-            Problem("cluster-state", f"cluster_state:{state} on {len(hosts)} nodes ({who})")
-        )
+        where = f"{_count(len(hosts), 'node')} ({_listed(hosts)})"
+        problems.append(Problem("cluster-state", f"cluster_state:{state} on {where}"))
     for host, reading in readings.items():
         if reading.role == "replica" and reading.master_link_status != "up":
             problems.append(
@@ -335,8 +333,8 @@ def _disagreements(maps: dict[str, SlotMap], majority: SlotMap, named) -> list[P
         out.append(
             Problem(
                 "slot-map",
-                f"{host} disagrees with the others on {len(differ)} slots: slot {first} is "
-                f"{mine}'s to it, {theirs}'s to the others",
+                f"{host} disagrees with the others on {_count(len(differ), 'slot')}: "
+                f"slot {first} is {mine}'s to it, {theirs}'s to the others",
             )
         )
     return out
@@ -354,7 +352,7 @@ def _epochs(views: dict[str, tuple[NodeLine, ...]], named) -> list[Problem]:
     for node_id, epochs in seen.items():
         agreed[node_id] = epochs.most_common(1)[0][0]
         if len(epochs) > 1:
-            listed = ", ".join(f"{e} ({n} nodes)" for e, n in sorted(epochs.items()))
+            listed = ", ".join(f"{e} ({_count(n, 'node')})" for e, n in sorted(epochs.items()))
             out.append(
                 Problem("config-epoch", f"nodes disagree on {named(node_id)}'s epoch: {listed}")
             )
@@ -462,6 +460,10 @@ def _busiest(readings: dict[str, NodeReading], shards: Sequence[ShardStatus]) ->
 
 def _shard_of(slot: int, shards: Sequence[ShardStatus]) -> str | None:
     return next((s.name for s in shards if any(a <= slot <= b for a, b in s.slots)), None)
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'s' * (number != 1)}"
 
 
 def _listed(names: Sequence[str], most: int = 4) -> str:
