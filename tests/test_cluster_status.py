@@ -261,3 +261,45 @@ def test_a_master_killed_fails_over_and_leaves_its_shard(tmp_path):
                "slots" in problems(run)  # fmt: skip
     finally:
         lab_down(Path(state.dir), purge=True)
+
+
+def test_epoch_disagreement_and_collision_are_problems():
+    """assess() on views as three nodes would write them (a pure function: no server can be
+    put in this state on demand, Redis resolves epoch collisions within seconds)."""
+    from redisops.cluster.status import NodeReading, assess
+    from redisops.fleet.cluster import Cluster, Shard, parse_nodes
+    from redisops.fleet.fanout import HostResult
+    from redisops.fleet.host import ClusterNode, Host
+
+    def view(me: str, epoch_b: int) -> str:
+        lines = [
+            "aaaa 127.0.0.1:1@2 master - 0 0 1 connected 0-8191",
+            f"bbbb 127.0.0.1:3@4 master - 0 0 {epoch_b} connected 8192-16383",
+            "cccc 127.0.0.1:5@6 slave aaaa 0 0 1 connected",
+        ]
+        return "\n".join(
+            line.replace(" master", " myself,master").replace(" slave", " myself,slave")
+            if line.startswith(me) else line
+            for line in lines
+        )  # fmt: skip
+
+    ids = {"a": "aaaa", "b": "bbbb", "c": "cccc"}
+    hosts = [
+        Host(name=n, host="127.0.0.1", port=p, node=ClusterNode("x", ids[n], "shard-1", "s",
+             "master" if n != "c" else "replica", None))
+        for n, p in (("a", 1), ("b", 3), ("c", 5))
+    ]  # fmt: skip
+    cluster = Cluster("x", "a", (Shard("shard-1", "s", ((0, 16383),), ("a", "b", "c")),),
+                      tuple(hosts))  # fmt: skip
+    epochs = {"a": 1, "b": 1, "c": 2}  # c sees b at epoch 2; a and b see it at 1, as a's own
+    rows = [
+        HostResult(n, f"127.0.0.1:{h.port}", True, None, NodeReading(
+            node_id=ids[n], view=tuple(parse_nodes(view(ids[n], epochs[n]))), cluster_state="ok",
+            known_nodes=3, role="replica" if n == "c" else "master", version="7.0.15", keys=0,
+            used_memory=1, ops_per_sec=0, master_link_status="up" if n == "c" else None))
+        for n, h in zip("abc", hosts, strict=True)
+    ]  # fmt: skip
+    found = [p.message for p in assess(cluster, rows).problems]
+    assert "nodes disagree on b's epoch: 1 (2 nodes), 2 (1 node)" in found
+    assert "config epoch 1 is shared by a and b" in found
+    assert "b (master of 8192-16383) has no working replica: losing it loses its slots" in found
