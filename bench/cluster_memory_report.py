@@ -175,9 +175,12 @@ def run_rounds(inventory: Path, masters: list, password: str, args) -> list[dict
                 after = masters_dbsize(masters, password)
                 document = json.loads(out)
                 keys = document["summary"]["clusters"][0]["keys"]
-                # Keys with a short TTL expire while the benchmark runs: the report must fall
-                # between the masters' DBSIZE before and after.
-                assert after <= keys <= before, f"report {keys:,}, DBSIZE {before:,}..{after:,}"
+                # Keys with a short TTL (60 s and up) expire while the benchmark runs: a replica
+                # hides them at once, a master counts them until it deletes them. Exactness is
+                # tests/test_cluster_reads.py's job; here the report must be within 0.1%.
+                assert after - after // 1000 <= keys <= before, (
+                    f"report {keys:,}, DBSIZE {before:,}..{after:,}"
+                )
                 scans = [r["data"]["duration_seconds"] for r in document["results"]]
                 measured |= {"cluster": wall, "slowest_in_run": max(scans), "cpu": cpu}
             elif kind == "alone":
