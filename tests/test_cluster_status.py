@@ -303,3 +303,27 @@ def test_epoch_disagreement_and_collision_are_problems():
     assert "nodes disagree on b's epoch: 1 (2 nodes), 2 (1 node)" in found
     assert "config epoch 1 is shared by a and b" in found
     assert "b (master of 8192-16383) has no working replica: losing it loses its slots" in found
+
+
+def test_no_seed_answering_makes_the_seeds_error_rows(tmp_path):
+    from tests.servers import free_port
+
+    ports = [free_port(), free_port()]
+    inventory = tmp_path / "dead.yaml"
+    inventory.write_text(
+        "all:\n  children:\n    cache:\n      vars: {cluster: true}\n      hosts:\n"
+        + "".join(f"        s{i}: {{host: 127.0.0.1, port: {p}}}\n" for i, p in enumerate(ports))
+    )
+    run = redisops("-i", str(inventory), "-o", "json", "cluster", "status")
+    assert run.exit_code == 1
+    document = run.json()
+    assert document["ok"] is False
+    assert [(r["host"], r["ok"], r["data"]["health"]) for r in document["results"]] == [
+        ("s0", False, "unknown"), ("s1", False, "unknown")
+    ]  # fmt: skip
+    (summary,) = document["summary"]["clusters"]
+    assert (summary["seed"], summary["healthy"], summary["shards"]) == (None, False, [])
+    assert [p["message"] for p in summary["problems"]] == [
+        f"seed s{i}: cannot connect to 127.0.0.1:{p}: Connection refused"
+        for i, p in enumerate(ports)
+    ]

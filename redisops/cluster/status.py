@@ -48,7 +48,7 @@ class NodeRow:
     shard: str | None
     node_id: str | None
     role: str | None  # as the node itself says; the discovered role when it did not answer
-    health: str  # online | pfail | fail: the worst flag any answering node gives it
+    health: str  # online | pfail | fail: the worst flag any answering node gives it; unknown
     cluster_state: str | None
     version: str | None
     keys: int | None
@@ -180,8 +180,12 @@ def assess(cluster: Cluster, rows: Sequence[HostResult[NodeReading]]) -> Cluster
     for seed, error in cluster.seed_errors.items():
         if seed not in nodes:  # a node's own failure is its row's problem, reported once
             problems.append(Problem("seeds", f"seed {seed}: {error}"))
-    if cluster.seed is None:
-        return ClusterStatus(cluster.name, None, False, tuple(problems), 0, 0, 0, (), {}, ())
+    if cluster.seed is None:  # every seed is an error row: nothing else can be known
+        rows = tuple(
+            HostResult(s.name, s.address, False, cluster.seed_errors.get(s.name), _unknown(cluster))
+            for s in cluster.seeds
+        )
+        return ClusterStatus(cluster.name, None, False, tuple(problems), 0, 0, 0, (), {}, (), rows)
 
     readings = {r.host: r.data for r in rows if r.ok and r.data is not None}
     for row in rows:
@@ -234,6 +238,10 @@ def assess(cluster: Cluster, rows: Sequence[HostResult[NodeReading]]) -> Cluster
         busiest_slots=_busiest(readings, shards),
         node_rows=tuple(_node_row(cluster, row, views) for row in rows),
     )
+
+
+def _unknown(cluster: Cluster) -> NodeRow:
+    return NodeRow(cluster.name, None, None, None, "unknown", None, None, None, None, None, None)
 
 
 def _node_row(

@@ -91,6 +91,7 @@ class Cluster:
     shards: tuple[Shard, ...]
     nodes: tuple[Host, ...]
     seed_errors: dict[str, str] = field(default_factory=dict)
+    seeds: tuple[Host, ...] = ()  # the inventory's seed entries of this cluster
 
 
 @dataclass(frozen=True)
@@ -313,7 +314,7 @@ def _build_cluster(
     all_hosts: Sequence[Host],
 ) -> Cluster:
     if not answered:
-        return Cluster(name, None, (), (), errors)
+        return Cluster(name, None, (), (), errors, tuple(seeds))
     # The view most seeds are part of; a seed missing from it is from another cluster.
     order = [s.name for s in seeds if s.name in answered]
     known = {s: {n.node_id for n in answered[s].nodes} for s in order}
@@ -356,7 +357,7 @@ def _build_cluster(
         nodes.extend(hosts)
     for members in orphans:
         nodes.extend(_node_host(name, NO_SHARD, node, seed, known) for node in members)
-    return Cluster(name, reference, tuple(shards), tuple(nodes), errors)
+    return Cluster(name, reference, tuple(shards), tuple(nodes), errors, tuple(seeds))
 
 
 def _master_of(nodes: list[NodeView]) -> NodeView:

@@ -113,7 +113,7 @@ def _node_table(output: Output, rows: Sequence[HostResult]) -> Table:
     for row in rows:
         node = row.data
         status = "[green]ok[/]" if row.ok else f"[red]error: {output.cell(row.error)}[/]"
-        if node.health != "online":
+        if node.health not in ("online", "unknown"):
             status = f"[red]{node.health}[/] {status}"
         state = node.cluster_state
         table.add_row(
