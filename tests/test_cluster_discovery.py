@@ -313,3 +313,27 @@ def test_a_seed_written_by_name_is_the_node_the_cluster_announces_by_ip(cluster,
     assert len(rows) == 6  # not a seventh row for the seed beside its node
     assert (rows[2]["host"], rows[2]["address"]) == ("seed", f"localhost:{ports[1]}")
     assert rows[2]["data"]["cluster"]["shard"] == "shard-2"
+
+
+def test_an_entry_with_a_node_address_gives_that_node_its_name_and_host_access(cluster, tmp_path):
+    ports = [p.port for p in cluster.processes]
+    groups = {
+        "cache": {"hosts": {"seed": {"host": "127.0.0.1", "port": ports[0], "cluster": True}}},
+        "boxes": {"hosts": {"box-3": {"host": "127.0.0.1", "port": ports[2], "ssh_user": "ops",
+                                      "connection": "ssh", "tags": ["rack-7"]}}},
+    }  # fmt: skip
+    inventory = write_inventory(tmp_path, groups, str(Path(cluster.dir) / "secret"))
+    run = redisops("-i", inventory, "-o", "json", "inventory", "list")
+    assert run.exit_code == 0, run.stderr
+    rows = {r["host"]: r for r in run.json()["results"]}
+    assert len(rows) == 6 and f"cache@127.0.0.1:{ports[2]}" not in rows
+    box = rows["box-3"]["data"]
+    assert (box["connection"], box["host_access"], box["tags"]) == ("ssh", True, ["rack-7"])
+    assert box["groups"] == ["boxes", "cache"]  # its own, and the seed's
+    assert (box["cluster"]["shard"], box["cluster"]["role"]) == ("shard-3", "master")
+    # Nodes without an entry of their own inherit the seed's access.
+    other = rows[f"cache@127.0.0.1:{ports[1]}"]["data"]
+    assert (other["connection"], other["host_access"]) == ("local", True)
+    # Its own group selects it alone.
+    part = redisops("-i", inventory, "-l", "boxes", "-o", "json", "inventory", "list")
+    assert [r["host"] for r in part.json()["results"]] == ["box-3"]
