@@ -17,7 +17,6 @@ from redisops.cli.common import (
     global_options,
     load_selection,
     make_output,
-    selected_hosts,
 )
 from redisops.cli.groups import command_group
 from redisops.errors import ExitCode, HostError, RefusedError, UsageError
@@ -107,14 +106,15 @@ def run(
     from redisops.backup.capture import BackupSettings, run_backups
     from redisops.backup.catalogue import catalogue_dirs, load_catalogue
     from redisops.backup.metrics import metrics_text, write_metrics
-    from redisops.render.backup import run_table, transfer_progress
+    from redisops.cli.backup_sets import backup_sources, record_cluster_sets
+    from redisops.render.backup import run_table, transfer_progress, with_sets
 
     # The process ends after a run: with the heap frozen, the interpreter's teardown skips
     # its garbage collections over every object loaded (~40 ms of a backup here).
     atexit.register(gc.freeze)
     options = global_options(ctx)
     output = make_output(options)
-    hosts, sentinels = _redis_hosts(selected_hosts(options, output))
+    hosts, sentinels, plans = backup_sources(options, output, kind.value)
     if not hosts:
         raise UsageError("no Redis host to back up", hint="--limit selected only sentinels")
     if kind is Kind.aof and via is Via.replication:
@@ -140,11 +140,12 @@ def run(
             output.error(f"{result.host}: {result.error}")
         elif not result.data.verified:
             output.warn(f"{result.host}: {'; '.join(result.data.verification.problems)}")
+    sets = record_cluster_sets(plans, results, dests, output)
     code = output.host_results(
         "backup run",
-        results,
-        lambda rows: run_table(output, rows),
-        summary={"kind": kind.value, "sentinels_skipped": sentinels},
+        results + sets,
+        lambda rows: with_sets(output, run_table(output, results), sets),
+        summary={"kind": kind.value, "sentinels_skipped": sentinels, "sets": len(sets)},
     )
     output.skipped_sentinels(sentinels, "data set")
     return code
@@ -182,12 +183,13 @@ def list_(ctx: typer.Context, dest: DestOption = None) -> int:
     Only finished backups are listed; runs cut short leave nothing here. --limit filters by
     host. A failed backup is a failed row (exit 1), as its last verification recorded it.
     """
+    from redisops.cli.backup_sets import catalogue_and_sets, set_rows
     from redisops.fleet.fanout import HostResult
-    from redisops.render.backup import list_table, safety_note
+    from redisops.render.backup import list_table, safety_note, with_sets
 
     options = global_options(ctx)
     output = make_output(options)
-    catalogue, _, _ = _catalogue(options, output, dest)
+    catalogue, sets = catalogue_and_sets(options, output, dest)
     rows = [
         HostResult(b.host, b.address, True, None, b)
         if b.good
@@ -195,12 +197,14 @@ def list_(ctx: typer.Context, dest: DestOption = None) -> int:
         for b in catalogue.backups
     ]
     safety = sum(1 for b in catalogue.backups if b.safety)
+    sets_shown = set_rows(sets)
     code = output.host_results(
         "backup list",
-        rows,
-        lambda shown: list_table(output, shown),
+        rows + sets_shown,
+        lambda shown: with_sets(output, list_table(output, rows), sets_shown),
         summary={
             "backups": len(rows),
+            "sets": len(sets_shown),
             "bytes": sum(b.bytes for b in catalogue.backups),
             "safety": safety,
         },
@@ -228,17 +232,17 @@ def verify(
     and manifest, redis-check-rdb/-aof when installed. The verdict is recorded in the
     manifest (prune never counts a failed backup as good). Exit 1 when any is corrupt.
     """
-    from redisops.backup.catalogue import find_backup
     from redisops.backup.verify import verify_backup
+    from redisops.cli.backup_sets import catalogue_and_sets, choose_to_verify, verify_sets
     from redisops.fleet.fanout import HostResult
-    from redisops.render.backup import verify_table
+    from redisops.render.backup import verify_table, with_sets
 
     if (backup_id is None) == (not all_):
         raise UsageError("give a backup id or --all (not both)")
     options = global_options(ctx)
     output = make_output(options)
-    catalogue, _, _ = _catalogue(options, output, dest)
-    chosen = catalogue.backups if all_ else (find_backup(catalogue, backup_id or ""),)
+    catalogue, sets = catalogue_and_sets(options, output, dest)
+    chosen, sets = choose_to_verify(catalogue, sets, None if all_ else backup_id)
     rows = []
     for backup in chosen:
         checked = verify_backup(backup)
@@ -249,11 +253,12 @@ def verify(
             output.error(error)
         elif checked.status == "unverifiable":
             output.warn(f"{checked.backup_id}: {'; '.join(checked.problems)}")
+    checked_sets = verify_sets(sets, catalogue, output)
     return output.host_results(
         "backup verify",
-        rows,
-        lambda shown: verify_table(output, shown),
-        summary={"backups": len(rows)},
+        rows + checked_sets,
+        lambda shown: with_sets(output, verify_table(output, rows), checked_sets),
+        summary={"backups": len(rows), "sets": len(checked_sets)},
         noun="backups",
     )
 

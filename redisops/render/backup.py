@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from rich.console import RenderableType
     from rich.table import Table
 
+    from redisops.backup.clusterset import ClusterSet
     from redisops.backup.prune import PruneDecision
     from redisops.backup.restore import RestorePlan, RestoreResult
     from redisops.backup.verify import VerifyResult
@@ -89,6 +90,52 @@ def list_table(output: Output, results: Sequence[HostResult[Backup]]) -> Table:
             human_count(backup.keys),
             _status(output, backup.verification.status),
             _reason(output, backup.reason),
+        )
+    return table
+
+
+def with_sets(
+    output: Output, table: RenderableType, sets: Sequence[HostResult[ClusterSet]]
+) -> RenderableType:
+    """`table` (the backups), and under it the cluster backup sets, one line each."""
+    if not sets:
+        return table
+    from rich.console import Group
+
+    return Group(table, sets_table(output, sets))
+
+
+def sets_table(output: Output, results: Sequence[HostResult[ClusterSet]]) -> Table:
+    """One line per cluster backup set: its shards and slots, the spread between the first
+    and last shard's snapshot, size, keys and the last check; an error row when no set
+    could be recorded. `backup verify SET_ID` shows its member backups."""
+    table = output.table(
+        "cluster", "set id", "taken (UTC)", "age", "shards", "slots", "spread", "size", "keys",
+        "checked",
+        title="cluster backup sets",
+        essential=("set id",),
+        drop=("cluster", "taken (UTC)", "keys", "size", "age", "spread"),
+    )  # fmt: skip
+    for result in results:
+        found = result.data
+        if found is None:
+            error = f"[red]error: {output.cell(result.error)}[/]"
+            table.add_row(output.cell(result.host), *["-"] * 8, error)
+            continue
+        status = _status(output, found.verification.status)
+        if not result.ok:
+            status += f" [red]{output.cell(found.verification.problems[0])}[/]"
+        table.add_row(
+            output.cell(found.cluster),
+            output.cell(found.set_id),
+            _when(found.started_at),
+            _age(found.started_at),
+            str(len(found.members)),
+            f"{found.slots_covered:,}",
+            f"{found.spread_seconds:.2f} s",
+            human_bytes(found.bytes),
+            human_count(found.keys),
+            status,
         )
     return table
 
