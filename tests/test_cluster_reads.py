@@ -8,6 +8,10 @@ The audit rules that need a cluster without replicas use a second, bare 3 x 0 cl
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -372,3 +376,53 @@ def test_tag_counting_stays_bounded_and_says_so(monkeypatch):
     assert view.tags_exact is False and view.tag_error_keys == tally.floor > 0
     assert 1000 - view.tag_error_keys <= hot.keys <= 1000
     assert (view.tagged_keys, view.tagged_bytes) == (2000, 30000)
+
+
+def replica_stats(cluster: Cluster) -> list[tuple[int, int]]:
+    """(SCAN calls, connected clients) of every replica."""
+    stats = []
+    for host in cluster.replicas():
+        with cluster.client(host) as client:
+            calls = client.info("commandstats").get("cmdstat_scan", {}).get("calls", 0)
+            stats.append((int(calls), int(client.info("clients")["connected_clients"])))
+    return stats
+
+
+@pytest.mark.parametrize(("signum", "group", "code"), [(signal.SIGINT, True, 130),
+                                                       (signal.SIGTERM, False, 143)])  # fmt: skip
+def test_a_signal_stops_every_shard_scan_process(cluster, signum, group, code):
+    """Ctrl-C reaches the whole process group, SIGTERM (systemd, timeout) only redisops: either
+    way redisops stops at once and no shard's scan process is left reading."""
+    before = replica_stats(cluster)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "redisops", "-i", cluster.inventory, "memory", "report",
+         "--rate", "200"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + DEADLINE
+        while not all(
+            now[0] > was[0] + 1 for now, was in zip(replica_stats(cluster), before, strict=True)
+        ):
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "the scans never started"
+            time.sleep(0.05)
+        sent = time.monotonic()
+        if group:
+            os.killpg(process.pid, signum)
+        else:
+            os.kill(process.pid, signum)
+        stdout, stderr = process.communicate(timeout=30)
+        took = time.monotonic() - sent
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    assert process.returncode == code, stderr
+    assert took < 3.0, f"took {took:.2f}s to stop"
+    assert stderr.strip().splitlines()[-1].startswith(f"interrupted: {signal.Signals(signum).name}")
+    assert stdout == ""
+    deadline = time.monotonic() + DEADLINE
+    while [clients for _, clients in replica_stats(cluster)] != [c for _, c in before]:
+        assert time.monotonic() < deadline, "a scan process is still connected"
+        time.sleep(0.05)

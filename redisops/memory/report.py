@@ -592,11 +592,29 @@ def report_fleet(
     plans, covered = plan_scans(redis_hosts, inventory, replication, on_master=options.on_master)
     skipped |= covered
     by_target = {plan.target.name: plan for plan in plans}
-    scans = run_on_hosts(
-        [plan.target for plan in plans],
-        lambda host: report_host(by_target[host.name], options, timeout=timeout, progress=progress),
-        parallel=parallel,
-    )
+
+    def scan(host: Host) -> MemoryReport:
+        return report_host(by_target[host.name], options, timeout=timeout, progress=progress)
+
+    shards = [plan for plan in plans if plan.target.node is not None]
+    if len(shards) < 2:
+        scans = run_on_hosts([plan.target for plan in plans], scan, parallel=parallel)
+    else:  # each shard of a cluster in its own process (see shardscan.py), the rest beside
+        from concurrent.futures import ThreadPoolExecutor
+
+        from redisops.memory.shardscan import scan_in_processes
+
+        others = [plan.target for plan in plans if plan.target.node is None]
+        with ThreadPoolExecutor(1, thread_name_prefix="redisops-standalone") as side:
+            standalone = side.submit(run_on_hosts, others, scan, parallel=parallel)
+            scans = scan_in_processes(
+                shards,
+                lambda plan, forward: report_host(plan, options, timeout=timeout, progress=forward),
+                host_of=lambda plan: (plan.target.name, plan.target.address),
+                parallel=parallel,
+                progress=progress,
+            )
+            scans += standalone.result()
     outcome = {r.host: r for r in first_pass if not r.ok} | {r.host: r for r in scans}
     results = [outcome[h.name] for h in redis_hosts if h.name in outcome]
     clusters = report_clusters(redis_hosts, results)
