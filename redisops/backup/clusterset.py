@@ -109,13 +109,15 @@ class Source:
 
 @dataclass(frozen=True)
 class ClusterPlan:
-    """Where a cluster's set comes from: one source per shard (`sources`), or why no set can
-    be recorded (`no_set`: shards not selected, or without a usable node)."""
+    """Where a cluster's set comes from: one source per shard (`sources`); `no_set` says why
+    no set can be recorded (a selected shard without a usable node: an error), `partial`
+    that the selection left whole shards out (no set either, on purpose)."""
 
     cluster: Cluster
     sources: tuple[Source, ...]
     no_set: str | None = None
     notes: tuple[str, ...] = ()
+    partial: bool = False  # the selection left whole shards out: no set, and no error
 
 
 def choose_sources(
@@ -136,11 +138,15 @@ def choose_sources(
     answers = {r.host: r for r in run_on_hosts(replicas, link, parallel=parallel)}
     sources: list[Source] = []
     notes: list[str] = []
-    missing: list[str] = []
+    unusable: list[str] = []
+    unselected: list[str] = []
     for shard in cluster.shards:
         if not shard.slots:
             continue
         members = [h for h in nodes if h.node.shard == shard.name]
+        if not members:
+            unselected.append(shard.name)
+            continue
         chosen = None
         passed: list[str] = []
         for host in members:
@@ -161,18 +167,23 @@ def choose_sources(
                 why = "master" + (f" ({'; '.join(passed)})" if passed else ", no replica selected")
                 chosen = Source(shard.name, master, why)
         if chosen is None:
-            missing.append(shard.name)
-            if members:
-                notes.append(f"{shard.name}: no node to back up ({'; '.join(passed)})")
+            unusable.append(f"{shard.name} ({'; '.join([*passed, 'its master not selected'])})")
             continue
         sources.append(chosen)
+    shards = sum(1 for s in cluster.shards if s.slots)
     no_set = None
-    if missing:
-        shards = sum(1 for s in cluster.shards if s.slots)
+    if unusable:
         no_set = (
-            f"no backup set for cluster {cluster.name}: {len(missing)} of {shards} shards "
-            f"have no node selected to back up ({', '.join(missing)})"
+            f"no backup set for cluster {cluster.name}: no node to back up in {', '.join(unusable)}"
         )
+    elif unselected:
+        # Part of a cluster asked for on purpose (-l CLUSTER/shard-2): its shards' backups
+        # are taken, and no set claims to hold the whole cluster.
+        notes.append(
+            f"no backup set: the selection holds {shards - len(unselected)} of {shards} "
+            f"shards (not {', '.join(unselected)}); each is backed up on its own"
+        )
+        return ClusterPlan(cluster, tuple(sources), None, tuple(notes), partial=True)
     return ClusterPlan(cluster, tuple(sources), no_set, tuple(notes))
 
 
@@ -445,6 +456,8 @@ def record_sets(
     catalogue: Catalogue | None = None
     for plan in plans:
         name = plan.cluster.name
+        if plan.partial:
+            continue
         if plan.no_set:
             rows.append(HostResult(name, "", False, plan.no_set, None))
             continue

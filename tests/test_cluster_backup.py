@@ -1,0 +1,334 @@
+"""Cluster backup sets on a real lab cluster (3 shards x 1 replica): `backup run` takes one
+verified RDB per shard and records the set; the set restores into a fresh cluster of the same
+shape with the same logical content; `backup verify` catches a key outside its shard's slots
+and a set missing a shard; `backup list` shows the set as one line."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+import redis
+
+from redisops.backup.datafile import raw_chunks
+from redisops.lab import lab_down, lab_up
+from redisops.memory.slots import key_slot
+from tests.cli_helpers import redisops
+from tests.plugins.lab import start_cluster_lab
+from tests.test_cluster_discovery import password_of, wait_all_online
+
+SEED_KEYS = 300
+TAGGED = 40  # keys sharing one hash tag, with TTLs: they all live in one slot
+DEADLINE = 30
+
+
+def client(state, port: int) -> redis.Redis:
+    return redis.Redis(port=port, password=password_of(state), socket_timeout=10)
+
+
+def master_ports(state) -> list[int]:
+    return [p.port for p in state.processes if p.role == "master"]
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """The lab's seeded keys plus TAGGED `{cart:7}:…` keys with TTLs; one run's set (JSON of
+    `backup run`) taken into `dest`; the lab stays as it was."""
+    state = start_cluster_lab(tmp_path_factory.mktemp("cluster"), seed_keys=SEED_KEYS)
+    try:
+        wait_all_online(state)
+        seed_tagged(state)
+        dest = tmp_path_factory.mktemp("catalogue")
+        wait_replicas_caught_up(state)
+        run = backup(state, dest, "run")
+        assert run.exit_code == 0, run.stderr
+        yield state, dest, run.json()
+    finally:
+        lab_down(Path(state.dir), purge=True)
+
+
+def call(state, port: int, *command):
+    connection = client(state, port)
+    try:
+        return connection.execute_command(*command)
+    finally:
+        connection.close()
+
+
+def seed_tagged(state) -> None:
+    """TAGGED keys on the master that owns `{cart:7}`'s slot (the others answer MOVED)."""
+    for port in master_ports(state):
+        connection = client(state, port)
+        try:
+            for number in range(TAGGED):
+                connection.set(f"{{cart:7}}:item:{number}", f"sku-{number}", ex=3600)
+            return
+        except redis.exceptions.MovedError:
+            continue
+        finally:
+            connection.close()
+    raise AssertionError("no master took the {cart:7} keys")
+
+
+def wait_replicas_caught_up(state) -> None:
+    """Until every replica's link is up and its offset equals its master's (the keys written
+    just now are on every node), so the replica the run picks holds them."""
+    deadline = time.monotonic() + DEADLINE
+    while True:
+        lagging = []
+        for process in state.processes:
+            if process.role != "replica":
+                continue
+            connection = client(state, process.port)
+            try:
+                info = connection.info("replication")
+            finally:
+                connection.close()
+            master = client(state, int(info["master_port"]))
+            try:
+                master_offset = master.info("replication")["master_repl_offset"]
+            finally:
+                master.close()
+            if info["master_link_status"] != "up" or info["slave_repl_offset"] != master_offset:
+                lagging.append(process.name)
+        if not lagging:
+            return
+        assert time.monotonic() < deadline, f"replicas still behind: {lagging}"
+        time.sleep(0.05)
+
+
+def backup(state, dest: Path, *args: str, limit: str | None = None):
+    options = ["-l", limit] if limit else []
+    return redisops(
+        "-i", state.inventory_path, *options, "-o", "json", "backup", *args, "--dest", str(dest)
+    )
+
+
+def set_rows(document: dict) -> list[dict]:
+    return [r for r in document["results"] if r["address"] == ""]
+
+
+def backup_rows(document: dict) -> list[dict]:
+    return [r for r in document["results"] if r["address"] != ""]
+
+
+READERS = {
+    "string": lambda c, k: c.get(k),
+    "hash": lambda c, k: c.hgetall(k),
+    "list": lambda c, k: c.lrange(k, 0, -1),
+    "set": lambda c, k: c.smembers(k),
+    "zset": lambda c, k: c.zrange(k, 0, -1, withscores=True),
+    "stream": lambda c, k: c.xrange(k),
+}
+
+
+def logical_content(state) -> dict[bytes, tuple]:
+    """Every key of the cluster (over its masters): type, value read by type, TTL or not."""
+    content = {}
+    for port in master_ports(state):
+        connection = client(state, port)
+        try:
+            for key in connection.scan_iter(count=1000):
+                kind = connection.type(key).decode()
+                value = READERS[kind](connection, key)
+                content[key] = (kind, value, connection.pttl(key) > 0)
+        finally:
+            connection.close()
+    return content
+
+
+def test_run_takes_one_verified_backup_per_shard_and_a_set_covering_all_slots(cluster):
+    state, dest, document = cluster
+    rows = backup_rows(document)
+    # The replicas are in sync: each shard is backed up from its replica.
+    assert sorted(r["host"] for r in rows) == ["node-4", "node-5", "node-6"]
+    assert all(r["ok"] and r["data"]["verified"] for r in rows)
+    (row,) = set_rows(document)
+    assert (row["host"], row["ok"], row["error"]) == ("redis", True, None)
+    found = row["data"]
+    assert found["slots_covered"] == 16384
+    assert found["verification"]["status"] == "verified"
+    members = found["members"]
+    assert [(m["shard"], m["host"], m["role"], m["source"]) for m in members] == [
+        ("shard-1", "node-4", "replica", "replica, link up"),
+        ("shard-2", "node-5", "replica", "replica, link up"),
+        ("shard-3", "node-6", "replica", "replica, link up"),
+    ]
+    assert [m["backup_id"] for m in members] == [r["data"]["backup_id"] for r in rows]
+    total = sum(call(state, p, "DBSIZE") for p in master_ports(state))
+    assert total == SEED_KEYS + TAGGED
+    assert found["keys_checked"] == total == sum(m["keys"] for m in members)
+    snapshots = sorted(m["snapshot_at"] for m in members)
+    assert found["started_at"] == snapshots[0]
+    spread = (datetime_of(snapshots[-1]) - datetime_of(snapshots[0])).total_seconds()
+    assert found["spread_seconds"] == round(spread, 3)
+    path = dest / "redis" / f"{found['set_id']}.set.json"
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert json.loads(path.read_text())["members"][0]["slots"] == [[0, 5460]]
+    assert document["summary"]["sets"] == 1
+
+
+def datetime_of(text: str):
+    from datetime import datetime
+
+    return datetime.fromisoformat(text)
+
+
+def test_list_shows_the_set_as_one_line(cluster):
+    state, dest, document = cluster
+    (made,) = set_rows(document)
+    listed = backup(state, dest, "list")
+    assert listed.exit_code == 0, listed.stderr
+    (row,) = set_rows(listed.json())
+    assert row["data"]["set_id"] == made["data"]["set_id"]
+    assert listed.json()["summary"]["sets"] == 1
+    table = redisops(
+        "-i", state.inventory_path, "backup", "list", "--dest", str(dest), env={"COLUMNS": "120"}
+    )
+    lines = [line for line in table.stdout.splitlines() if made["data"]["set_id"] in line]
+    assert len(lines) == 1 and "16,384" in lines[0] and "verified" in lines[0], table.stdout
+
+
+def test_a_set_restores_into_a_fresh_cluster_of_the_same_shape(cluster, tmp_path):
+    state, dest, document = cluster
+    (row,) = set_rows(document)
+    original = logical_content(state)
+    assert len(original) == SEED_KEYS + TAGGED
+    fresh = start_cluster_lab(tmp_path / "fresh", seed_keys=0)
+    try:
+        wait_all_online(fresh)
+        by_slot = {}  # first slot -> the fresh master's folder
+        for process in fresh.processes:
+            if process.role == "master":
+                myid = call(fresh, process.port, "CLUSTER", "MYID")
+                for shard in call(fresh, process.port, "CLUSTER", "SHARDS"):
+                    if any(n[b"id"] == myid for n in shard[b"nodes"]):
+                        by_slot[shard[b"slots"][0]] = Path(process.folder)
+        lab_down(Path(fresh.dir))
+        for member in row["data"]["members"]:
+            folder = by_slot[member["slots"][0][0]]
+            (backup_dir,) = (dest / member["host"]).glob(member["backup_id"])
+            with open(folder / "dump.rdb", "wb") as out:
+                for chunk in raw_chunks(backup_dir / "dump.rdb", "none"):
+                    out.write(chunk)
+        for process in fresh.processes:
+            if process.role == "replica":  # they resync from their restored masters
+                (Path(process.folder) / "dump.rdb").unlink(missing_ok=True)
+        base = min(p.port for p in fresh.processes)
+        fresh = lab_up(Path(fresh.dir), replicas=1, sentinels=0, base_port=base, shards=3)
+        wait_all_online(fresh)
+        assert logical_content(fresh) == original
+    finally:
+        lab_down(Path(fresh.dir), purge=True)
+
+
+def edited_copy(dest: Path, tmp_path: Path, set_id: str, edit) -> Path:
+    """A copy of the catalogue whose set file `edit(document)` changed."""
+    copy = tmp_path / "copy"
+    shutil.copytree(dest, copy)
+    path = copy / "redis" / f"{set_id}.set.json"
+    document = json.loads(path.read_text())
+    edit(document)
+    path.write_text(json.dumps(document))
+    return copy
+
+
+def test_verify_fails_on_a_key_outside_its_shards_slots(cluster, tmp_path):
+    state, dest, document = cluster
+    set_id = set_rows(document)[0]["data"]["set_id"]
+
+    def swap(found):  # shard-1's RDB now claims shard-2's slots and the other way round
+        one, two = found["members"][0], found["members"][1]
+        one["slots"], two["slots"] = two["slots"], one["slots"]
+
+    copy = edited_copy(dest, tmp_path, set_id, swap)
+    run = backup(state, copy, "verify", set_id)
+    assert run.exit_code == 1
+    errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, run.stderr
+    found = re.fullmatch(
+        rf"error: {set_id}: shard-1: key '(.+)' in (node-4-\S+) hashes to slot (\d+), "
+        r"outside the shard's slots 5461-10921 \((\d+) keys outside in all\)",
+        errors[0],
+    )
+    assert found, errors[0]
+    key, slot = found[1].encode(), int(found[3])
+    assert key_slot(key) == slot <= 5460
+    assert call(state, master_ports(state)[0], "CLUSTER", "KEYSLOT", key) == slot
+    members = set_rows(document)[0]["data"]["members"]
+    assert int(found[4]) == members[0]["keys"]  # every key of shard-1 is outside 5461-10921
+    (row,) = set_rows(run.json())
+    assert (row["ok"], row["data"]["verification"]["status"]) == (False, "failed")
+    # The verdict is recorded: `backup list` shows the set failed (exit 1).
+    listed = backup(state, copy, "list")
+    assert listed.exit_code == 1
+    assert set_rows(listed.json())[0]["ok"] is False
+    # The real set still verifies.
+    assert backup(state, dest, "verify", set_id).exit_code == 0
+
+
+def test_verify_fails_on_a_set_missing_a_shard(cluster, tmp_path):
+    state, dest, document = cluster
+    set_id = set_rows(document)[0]["data"]["set_id"]
+    copy = edited_copy(dest, tmp_path, set_id, lambda found: found["members"].pop(1))
+    run = backup(state, copy, "verify", "--all")
+    assert run.exit_code == 1
+    errors = [line for line in run.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [
+        f"error: {set_id}: the set covers 10923 of 16384 slots: 5461-10921 in no shard's backup"
+    ], run.stderr
+    # The three member backups themselves are fine.
+    assert [r["ok"] for r in backup_rows(run.json())] == [True, True, True]
+
+
+def test_a_shard_whose_replica_link_is_down_is_backed_up_from_its_master(cluster, tmp_path):
+    state, _, _ = cluster
+    replica = next(p for p in state.processes if p.name == "node-5")
+    connection = client(state, replica.port)
+    try:
+        connection.config_set("masterauth", "wrong")
+        connection.execute_command("CLIENT", "KILL", "TYPE", "master")
+        deadline = time.monotonic() + DEADLINE
+        while connection.info("replication")["master_link_status"] == "up":
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        run = backup(state, tmp_path / "dest", "run")
+    finally:
+        connection.config_set("masterauth", password_of(state))
+        connection.close()
+    assert run.exit_code == 0, run.stderr
+    (row,) = set_rows(run.json())
+    members = row["data"]["members"]
+    assert [(m["host"], m["source"]) for m in members] == [
+        ("node-4", "replica, link up"),
+        ("node-2", "master (node-5 link down)"),
+        ("node-6", "replica, link up"),
+    ]
+    assert row["data"]["slots_covered"] == 16384
+    wait_replicas_caught_up(state)
+
+
+def test_part_of_a_cluster_is_backed_up_without_a_set(cluster, tmp_path):
+    state, _, _ = cluster
+    run = backup(state, tmp_path / "dest", "run", limit="redis/shard-2")
+    assert run.exit_code == 0, run.stderr
+    assert [r["host"] for r in run.json()["results"]] == ["node-5"]
+    assert (
+        "warning: redis: no backup set: the selection holds 1 of 3 shards "
+        "(not shard-1, shard-3); each is backed up on its own"
+    ) in run.stderr
+    masters = backup(state, tmp_path / "dest", "run", limit="redis/masters")
+    assert masters.exit_code == 0, masters.stderr
+    (row,) = set_rows(masters.json())
+    assert [m["source"] for m in row["data"]["members"]] == ["master, no replica selected"] * 3
+
+
+def test_aof_of_a_cluster_is_refused(cluster, tmp_path):
+    state, _, _ = cluster
+    run = backup(state, tmp_path / "dest", "run", "--kind", "aof")
+    assert run.exit_code == 2
+    assert "a cluster backup set is one RDB snapshot per shard" in run.stderr
