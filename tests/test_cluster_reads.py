@@ -26,6 +26,7 @@ from redisops.fleet.host import Host
 from redisops.fleet.inventory import load_inventory
 from redisops.lab import LabState, lab_down
 from redisops.memory import slots
+from redisops.memory.report import plan_scans, read_replication
 from redisops.memory.scanner import KeyFacts
 from redisops.memory.slots import key_slot
 from redisops.tuning.audit import evaluate
@@ -426,3 +427,19 @@ def test_a_signal_stops_every_shard_scan_process(cluster, signum, group, code):
     while [clients for _, clients in replica_stats(cluster)] != [c for _, c in before]:
         assert time.monotonic() < deadline, "a scan process is still connected"
         time.sleep(0.05)
+
+
+def test_a_shard_whose_master_does_not_answer_is_scanned_on_its_replica(cluster):
+    replication = {}
+    for host in cluster.nodes:
+        replication[host.name] = read_replication(host, timeout=10)
+    master = cluster.masters()[0]
+    replica = next(h for h in cluster.replicas() if h.node.master_id == master.node.node_id)
+    plans, skipped = plan_scans(cluster.nodes, cluster.nodes, replication, on_master=False)
+    assert replica.name in skipped  # covered by its master's report
+    del replication[master.name]  # its INFO failed: an error row of its own
+    plans, skipped = plan_scans(cluster.nodes, cluster.nodes, replication, on_master=False)
+    assert replica.name not in skipped
+    (plan,) = [p for p in plans if p.target.name == replica.name]
+    assert plan.source.name == replica.name
+    assert len(plans) == 3 and master.name not in {p.target.name for p in plans}

@@ -508,9 +508,10 @@ def plan_scans(
     """Decide where each selected host is scanned, from INFO replication of each.
 
     A master is scanned on its online replica with the least lag when that replica is in the
-    inventory (`on_master` overrides). A selected replica whose master is also selected is
-    covered by the master's report and not scanned twice. Returns the plans and, per host
-    left out, why.
+    inventory (`on_master` overrides). A selected replica whose master is also selected, and
+    answered, is covered by the master's report and not scanned twice; when the master did
+    not answer (not in `replication`), the replica is scanned itself. Returns the plans and,
+    per host left out, why.
     """
     by_address = {(h.host, h.port): h for h in inventory if not h.is_sentinel}
     selected_names = {h.name for h in selected}
@@ -519,7 +520,7 @@ def plan_scans(
         info = replication.get(host.name, {})
         if info.get("role") == "slave":
             master = by_address.get((info.get("master_host"), _int(info.get("master_port"))))
-            if master is not None and master.name in selected_names:
+            if master is not None and master.name in selected_names and master.name in replication:
                 covered_by[host.name] = master.name
     plans = []
     for host in selected:
