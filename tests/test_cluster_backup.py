@@ -191,6 +191,10 @@ def test_list_shows_the_set_as_one_line(cluster):
     )
     lines = [line for line in table.stdout.splitlines() if made["data"]["set_id"] in line]
     assert len(lines) == 1 and "16,384" in lines[0] and "verified" in lines[0], table.stdout
+    # A shard selects its node's backups (asking the cluster which node that is) and the set.
+    shard = backup(state, dest, "list", limit="redis/shard-2")
+    assert shard.exit_code == 0, shard.stderr
+    assert [r["host"] for r in shard.json()["results"]] == ["node-5", "redis"]
 
 
 def test_a_set_restores_into_a_fresh_cluster_of_the_same_shape(cluster, tmp_path):
@@ -332,3 +336,32 @@ def test_aof_of_a_cluster_is_refused(cluster, tmp_path):
     run = backup(state, tmp_path / "dest", "run", "--kind", "aof")
     assert run.exit_code == 2
     assert "a cluster backup set is one RDB snapshot per shard" in run.stderr
+
+
+def test_a_failed_shard_backup_records_no_set(cluster, tmp_path):
+    state, _, _ = cluster
+    replica = next(p for p in state.processes if p.name == "node-5")
+    # Its BGSAVE now takes ~1.7 s (10 ms a key), past --save-timeout 1.
+    call(state, replica.port, "CONFIG", "SET", "rdb-key-save-delay", "10000")
+    try:
+        run = backup(state, tmp_path / "dest", "run", "--save-timeout", "1")
+    finally:
+        call(state, replica.port, "CONFIG", "SET", "rdb-key-save-delay", "0")
+        deadline = time.monotonic() + DEADLINE
+        while call(state, replica.port, "INFO", "persistence")["rdb_bgsave_in_progress"]:
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+    assert run.exit_code == 1
+    document = run.json()
+    assert [(r["host"], r["ok"]) for r in backup_rows(document)] == [
+        ("node-4", True),
+        ("node-5", False),
+        ("node-6", True),
+    ]
+    (row,) = set_rows(document)
+    assert (row["host"], row["ok"], row["data"]) == ("redis", False, None)
+    assert row["error"] == (
+        "no backup set for cluster redis: the backup of shard-2 failed (the other shards' "
+        "backups are kept as host backups)"
+    )
+    assert not list((tmp_path / "dest").glob("redis/*.set.json"))

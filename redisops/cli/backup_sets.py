@@ -100,11 +100,17 @@ def catalogue_and_sets(options: GlobalOptions, output: Output, dest: Path | None
 
 
 def offline_selection(options: GlobalOptions, output: Output) -> tuple[list[Host], set[str]]:
-    """The hosts --limit selects without asking any cluster (a catalogue is read offline):
-    seeds stay plain hosts. Returns them and the names of the clusters they seed."""
+    """The hosts --limit selects, and the names of the clusters among them. A catalogue is
+    read offline, so seeds stay plain hosts; only a `CLUSTER/...` pattern (a shard or role)
+    asks the cluster which nodes it names."""
+    from redisops.cli.common import load_cluster_selection
     from redisops.fleet.inventory import load_inventory, resolve_inventory_path
     from redisops.fleet.selection import select
 
+    if "/" in (options.limit or ""):
+        _, selection = load_cluster_selection(options, output)
+        hosts = list(selection.hosts)
+        return hosts, {str(h.cluster_name) for h in hosts if h.cluster_name}
     inventory = load_inventory(resolve_inventory_path(options.inventory))
     for warning in inventory.warnings:
         output.warn(warning)
