@@ -34,7 +34,7 @@ from redisops.tuning.facts import collect_facts
 from redisops.tuning.rules import RULES
 from tests.cli_helpers import redisops
 from tests.plugins.lab import start_cluster_lab
-from tests.servers import start_redis_server
+from tests.servers import start_redis_server, valkey_server_binary
 
 SEED_KEYS = 1500
 HOT_TAG = b"cart:42"
@@ -443,3 +443,29 @@ def test_a_shard_whose_master_does_not_answer_is_scanned_on_its_replica(cluster)
     (plan,) = [p for p in plans if p.target.name == replica.name]
     assert plan.source.name == replica.name
     assert len(plans) == 3 and master.name not in {p.target.name for p in plans}
+
+
+def test_a_valkey_cluster_reports_per_slot(tmp_path):
+    binary = str(valkey_server_binary())
+    state = start_cluster_lab(tmp_path / "valkey", server=binary, seed_keys=300)
+    try:
+        password = (Path(state.dir) / "secret").read_text().strip()
+        valkey = Cluster(state, state.inventory_path, password, discovered(state.inventory_path))
+        code, document = cli_json(valkey, "memory", "report", "--rate", "0")
+        assert code == 0, document
+        (rollup,) = document["summary"]["clusters"]
+        truth = {}
+        for host in valkey.masters():
+            slots = [s for a, b in host.node.slots for s in range(a, b + 1)]
+            with valkey.client(host) as client:
+                pipe = client.pipeline(transaction=False)
+                for slot in slots:
+                    pipe.execute_command("CLUSTER", "COUNTKEYSINSLOT", slot)
+                truth |= {s: n for s, n in zip(slots, pipe.execute(), strict=True) if n}
+        assert rollup["keys"] == sum(truth.values()) == 300
+        assert {s: n for s, n in enumerate(rollup["slots"]["keys_by_slot"]) if n} == truth
+        code, audit = cli_json(valkey, "config", "audit", "--rate-window", "0")
+        rules = {f["rule"] for r in audit["results"] for f in r["data"]["findings"]}
+        assert "cluster-node-timeout" in rules  # the lab's 2000 ms, judged on Valkey too
+    finally:
+        lab_down(Path(state.dir), purge=True)
