@@ -107,8 +107,9 @@ def with_sets(
 
 def sets_table(output: Output, results: Sequence[HostResult[ClusterSet]]) -> Table:
     """One line per cluster backup set: its shards and slots, the spread between the first
-    and last shard's snapshot, size, keys and the last check; an error row when no set
-    could be recorded. `backup verify SET_ID` shows its member backups."""
+    and last shard's snapshot, size, keys and the last check; `no set` for a cluster whose
+    set could not be recorded (the reason is on stderr). `backup verify SET_ID` shows its
+    member backups."""
     table = output.table(
         "cluster", "set id", "taken (UTC)", "age", "shards", "slots", "spread", "size", "keys",
         "checked",
@@ -118,13 +119,9 @@ def sets_table(output: Output, results: Sequence[HostResult[ClusterSet]]) -> Tab
     )  # fmt: skip
     for result in results:
         found = result.data
-        if found is None:
-            error = f"[red]error: {output.cell(result.error)}[/]"
-            table.add_row(output.cell(result.host), *["-"] * 8, error)
+        if found is None:  # why is the error line on stderr; the row only says it failed
+            table.add_row(output.cell(result.host), *["-"] * 8, "[red]no set[/]")
             continue
-        status = _status(output, found.verification.status)
-        if not result.ok:
-            status += f" [red]{output.cell(found.verification.problems[0])}[/]"
         table.add_row(
             output.cell(found.cluster),
             output.cell(found.set_id),
@@ -135,7 +132,7 @@ def sets_table(output: Output, results: Sequence[HostResult[ClusterSet]]) -> Tab
             f"{found.spread_seconds:.2f} s",
             human_bytes(found.bytes),
             human_count(found.keys),
-            status,
+            _status(output, found.verification.status),
         )
     return table
 
