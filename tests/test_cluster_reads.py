@@ -32,7 +32,7 @@ from redisops.memory.slots import key_slot
 from redisops.tuning.audit import evaluate
 from redisops.tuning.facts import collect_facts
 from redisops.tuning.rules import RULES
-from tests.cli_helpers import redisops
+from tests.cli_helpers import lab_inventory_with, redisops
 from tests.plugins.lab import start_cluster_lab
 from tests.servers import start_redis_server, valkey_server_binary
 
@@ -469,3 +469,32 @@ def test_a_valkey_cluster_reports_per_slot(tmp_path):
         assert "cluster-node-timeout" in rules  # the lab's 2000 ms, judged on Valkey too
     finally:
         lab_down(Path(state.dir), purge=True)
+
+
+def test_a_cluster_and_a_standalone_server_in_one_report(cluster, tmp_path):
+    process, port = start_redis_server(tmp_path)
+    try:
+        with redis.Redis(port=port) as client:
+            client.mset({f"solo:{i}": "x" for i in range(250)})
+            client.config_set("requirepass", cluster.password)  # the inventory's password
+        inventory = lab_inventory_with(
+            cluster.state, tmp_path, {"solo": {"host": "127.0.0.1", "port": port}}
+        )
+        run = redisops("-i", inventory, "-o", "json", "memory", "report", "--rate", "0")
+    finally:
+        process.kill()
+        process.wait()
+    assert run.exit_code == 0, run.stderr
+    document = run.json()
+    rows = {r["host"]: r["data"] for r in document["results"]}
+    assert (rows["solo"]["keys"], rows["solo"]["cluster"], rows["solo"]["slots"]) == (
+        250,
+        None,
+        None,
+    )
+    (rollup,) = document["summary"]["clusters"]
+    dbsize = 0
+    for host in cluster.masters():
+        with cluster.client(host) as client:
+            dbsize += client.dbsize()
+    assert rollup["keys"] == dbsize and len(rows) == 4

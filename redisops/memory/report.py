@@ -607,7 +607,11 @@ def report_fleet(
 
         others = [plan.target for plan in plans if plan.target.node is None]
         with ThreadPoolExecutor(1, thread_name_prefix="redisops-standalone") as side:
-            standalone = side.submit(run_on_hosts, others, scan, parallel=parallel)
+            # Standalone hosts in the same selection are scanned beside the shards, on threads
+            # (no thread is started when there are none, so the children fork a lone thread).
+            standalone = (
+                side.submit(run_on_hosts, others, scan, parallel=parallel) if others else None
+            )
             scans = scan_in_processes(
                 shards,
                 lambda plan, forward: report_host(plan, options, timeout=timeout, progress=forward),
@@ -615,7 +619,7 @@ def report_fleet(
                 parallel=parallel,
                 progress=progress,
             )
-            scans += standalone.result()
+            scans += standalone.result() if standalone else []
     outcome = {r.host: r for r in first_pass if not r.ok} | {r.host: r for r in scans}
     results = [outcome[h.name] for h in redis_hosts if h.name in outcome]
     clusters = report_clusters(redis_hosts, results)
