@@ -33,6 +33,7 @@ bench: venv
 	$(BIN)/python bench/slowlog_digest.py
 	$(BIN)/python bench/backup_rdb.py
 	$(BIN)/python bench/cluster_status.py
+	$(BIN)/python bench/cluster_memory_report.py
 
 lab-down:
 	$(BIN)/redisops lab down --dir $(LAB_DIR)
