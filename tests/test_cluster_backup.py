@@ -365,3 +365,66 @@ def test_a_failed_shard_backup_records_no_set(cluster, tmp_path):
         "backups are kept as host backups)"
     )
     assert not list((tmp_path / "dest").glob("redis/*.set.json"))
+
+
+def test_a_real_rdb_with_keys_of_other_shards_fails_the_set(cluster, tmp_path):
+    """DEBUG POPULATE writes keys straight into node-1's data set, whatever their slot (as a
+    wrong file loaded by hand would): `stray:0` (slot 13097) and `stray:1` (8968) are not
+    shard-1's. The run records the set, failed, and `backup verify` says so again."""
+    state, _, _ = cluster
+    node_1 = master_ports(state)[0]
+    call(state, node_1, "DEBUG", "POPULATE", 3, "stray")
+    try:
+        run = backup(state, tmp_path / "dest", "run", limit="redis/masters")
+    finally:
+        remove_strays(state, node_1)
+    assert run.exit_code == 1
+    (row,) = set_rows(run.json())
+    set_id = row["data"]["set_id"]
+    assert (row["ok"], row["data"]["verification"]["status"]) == (False, "failed")
+    assert all(r["ok"] for r in backup_rows(run.json()))  # the backups themselves are good
+    pattern = (
+        rf"{set_id}: shard-1: key 'stray:([01])' in node-1-\S+ hashes to slot (\d+), "
+        r"outside the shard's slots 0-5460 \(2 keys outside in all\)"
+    )
+    found = re.fullmatch(pattern, row["error"])
+    assert found, row["error"]
+    assert (
+        int(found[2]) == key_slot(f"stray:{found[1]}".encode()) == {"0": 13097, "1": 8968}[found[1]]
+    )
+    assert f"error: {row['error']}" in run.stderr.splitlines()
+    again = backup(state, tmp_path / "dest", "verify", set_id)
+    assert again.exit_code == 1
+    assert set_rows(again.json())[0]["error"] == row["error"]
+
+
+def remove_strays(state, port: int) -> None:
+    """Delete the stray keys from node-1: a key of a slot another master owns can only be
+    reached there while node-1 imports that slot (ASKING), so import, delete, stabilise."""
+    owners = {}
+    for shard in call(state, port, "CLUSTER", "SHARDS"):
+        master = next(n for n in shard[b"nodes"] if n[b"role"] == b"master")
+        first, last = shard[b"slots"][0], shard[b"slots"][1]
+        owners[(first, last)] = master[b"id"].decode()
+    connection = client(state, port)
+    try:
+        for key in (b"stray:0", b"stray:1", b"stray:2"):
+            slot = key_slot(key)
+            if slot <= 5460:
+                connection.delete(key)
+                continue
+            owner = next(node for (a, b), node in owners.items() if a <= slot <= b)
+            connection.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", owner)
+            try:
+                pipe = connection.pipeline(transaction=False)
+                pipe.execute_command("ASKING")
+                pipe.delete(key)
+                assert pipe.execute() == [True, 1]
+            finally:
+                connection.execute_command("CLUSTER", "SETSLOT", slot, "STABLE")
+        # node-1 holds no key of another shard's slot again
+        assert [
+            connection.execute_command("CLUSTER", "COUNTKEYSINSLOT", s) for s in (13097, 8968)
+        ] == [0, 0]
+    finally:
+        connection.close()
