@@ -289,6 +289,19 @@ def test_verify_fails_on_a_set_missing_a_shard(cluster, tmp_path):
     assert [r["ok"] for r in backup_rows(run.json())] == [True, True, True]
 
 
+def test_verify_fails_on_a_slot_in_two_shards(cluster, tmp_path):
+    state, dest, document = cluster
+    set_id = set_rows(document)[0]["data"]["set_id"]
+
+    def overlap(found):
+        found["members"][1]["slots"] = [[0, 10921]]
+
+    run = backup(state, edited_copy(dest, tmp_path, set_id, overlap), "verify", set_id)
+    assert run.exit_code == 1
+    (row,) = set_rows(run.json())
+    assert row["error"] == f"{set_id}: slot 0 is in both shard-1 and shard-2"
+
+
 def test_a_shard_whose_replica_link_is_down_is_backed_up_from_its_master(cluster, tmp_path):
     state, _, _ = cluster
     replica = next(p for p in state.processes if p.name == "node-5")

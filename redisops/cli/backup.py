@@ -102,6 +102,9 @@ def run(
     then renamed to DEST/<host>/<id> with its manifest.json. A run holds one lock per
     catalogue and host: an overlapping run exits 3 naming the holder. One host failing
     does not stop the others (exit 1). Sentinels hold no data and are skipped.
+
+    On a Redis Cluster: one RDB per shard (an in-sync replica, else the master), recorded
+    as a cluster backup set (slot map, members, snapshot spread) and checked at once.
     """
     from redisops.backup.capture import BackupSettings, run_backups
     from redisops.backup.catalogue import catalogue_dirs, load_catalogue
@@ -182,6 +185,7 @@ def list_(ctx: typer.Context, dest: DestOption = None) -> int:
 
     Only finished backups are listed; runs cut short leave nothing here. --limit filters by
     host. A failed backup is a failed row (exit 1), as its last verification recorded it.
+    Cluster backup sets follow, one line each.
     """
     from redisops.cli.backup_sets import catalogue_and_sets, set_rows
     from redisops.fleet.fanout import HostResult
@@ -222,15 +226,20 @@ def _failure(backup) -> str:
 @app.command("verify")
 def verify(
     ctx: typer.Context,
-    backup_id: Annotated[str | None, typer.Argument(help="The backup to check.")] = None,
+    backup_id: Annotated[
+        str | None, typer.Argument(help="The backup, or cluster backup set, to check.")
+    ] = None,
     all_: Annotated[
-        bool, typer.Option("--all", help="Check every backup of the selected hosts.")
+        bool,
+        typer.Option("--all", help="Check every backup and set of the selected hosts."),
     ] = False,
     dest: DestOption = None,
 ) -> int:
     """Re-check backups: sizes and SHA-256 of every file, RDB header and CRC64, AOF commands
     and manifest, redis-check-rdb/-aof when installed. The verdict is recorded in the
     manifest (prune never counts a failed backup as good). Exit 1 when any is corrupt.
+    A cluster backup set id checks the set too: all 16384 slots covered once, and every key
+    of each shard's RDB in that shard's slots.
     """
     from redisops.backup.verify import verify_backup
     from redisops.cli.backup_sets import catalogue_and_sets, choose_to_verify, verify_sets
