@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 import redis
 
+from redisops.backup.clusterset import slot_map_changes
 from redisops.backup.datafile import raw_chunks
+from redisops.fleet.cluster import Cluster, Shard
 from redisops.lab import lab_down, lab_up
 from redisops.memory.slots import key_slot
 from tests.cli_helpers import redisops
@@ -152,6 +154,7 @@ def test_run_takes_one_verified_backup_per_shard_and_a_set_covering_all_slots(cl
     found = row["data"]
     assert found["slots_covered"] == 16384
     assert found["verification"]["status"] == "verified"
+    assert found["verification"]["checks"][-1] == "slot map unchanged during the backups"
     members = found["members"]
     assert [(m["shard"], m["host"], m["role"], m["source"]) for m in members] == [
         ("shard-1", "node-4", "replica", "replica, link up"),
@@ -441,3 +444,30 @@ def remove_strays(state, port: int) -> None:
         ] == [0, 0]
     finally:
         connection.close()
+
+
+def test_a_slot_map_that_changed_during_the_backups_is_named():
+    def cluster_of(*shards):
+        return Cluster(
+            "cache",
+            "seed",
+            tuple(Shard(f"shard-{n}", ident, slots, ()) for n, (ident, slots) in enumerate(shards)),
+            (),
+        )
+
+    before = cluster_of(("a", ((0, 5460),)), ("b", ((5461, 10921),)), ("c", ((10922, 16383),)))
+    assert slot_map_changes(before, before) is None
+    # A failover: the shard ids change (Redis 7.0 names a shard after its master), the slots
+    # stay together: nothing moved.
+    failover = cluster_of(("x", ((0, 5460),)), ("b", ((5461, 10921),)), ("c", ((10922, 16383),)))
+    assert slot_map_changes(before, failover) is None
+    # Slots 100-101 migrated from the first shard to the second, 16000-16383 lost their shard.
+    after = cluster_of(
+        ("a", ((0, 99), (102, 5460))),
+        ("b", ((100, 101), (5461, 10921))),
+        ("c", ((10922, 15999),)),
+    )
+    assert slot_map_changes(before, after) == (
+        "the slot map changed during the backups: 386 slots (100-101,16000-16383) moved to "
+        "another shard or to none; take the backup again"
+    )

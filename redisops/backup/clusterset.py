@@ -447,10 +447,12 @@ def record_sets(
     results: Sequence[HostResult[Backup]],
     dests: dict[str, Path],
     catalogue_of: Callable[[], Catalogue],
+    rediscover: Callable[[Cluster], Cluster] | None = None,
 ) -> list[HostResult[ClusterSet]]:
     """One row per cluster: its set, written and checked when every shard's backup worked;
     an error row saying why not otherwise. `catalogue_of()` loads the catalogue of the
-    members (called once, when some set is to be checked)."""
+    members (called once, when some set is to be checked); `rediscover(cluster)` asks the
+    cluster its slot map again after the backups: a set taken while slots moved fails."""
     taken = {r.host: r.data for r in results if r.ok and r.data is not None}
     rows: list[HostResult[ClusterSet]] = []
     catalogue: Catalogue | None = None
@@ -476,7 +478,66 @@ def record_sets(
         built = build_set(plan, taken, folder)
         if catalogue is None:
             catalogue = catalogue_of()
-        checked = write_set(folder, check_set(built, catalogue))
+        checked = check_set(built, catalogue)
+        if rediscover is not None:
+            checked = _with_slot_map_check(checked, plan.cluster, rediscover(plan.cluster))
+        checked = write_set(folder, checked)
         error = None if checked.good else f"{checked.set_id}: {checked.verification.problems[0]}"
         rows.append(HostResult(name, "", checked.good, error, checked))
     return rows
+
+
+def _with_slot_map_check(cluster_set: ClusterSet, before: Cluster, after: Cluster) -> ClusterSet:
+    """The set with the slot map as the cluster tells it after the backups compared with the
+    one they were taken under: slots that moved meanwhile may have keys in two RDBs or none."""
+    verification = cluster_set.verification
+    if after.seed is None:
+        note = "slot map after the backups not compared: no seed answered"
+        checked = replace(verification, checks=(*verification.checks, note))
+        return replace(cluster_set, verification=checked)
+    moved = slot_map_changes(before, after)
+    if moved is None:
+        note = "slot map unchanged during the backups"
+        checked = replace(verification, checks=(*verification.checks, note))
+    else:
+        checked = replace(verification, status=FAILED, problems=(*verification.problems, moved))
+    return replace(cluster_set, verification=checked)
+
+
+def slot_map_changes(before: Cluster, after: Cluster) -> str | None:
+    """None when every slot is still with the slots it was with (a failover inside a shard
+    changes nothing), else how many slots went to another shard or to none.
+
+    Shards are matched by their slots, not by ids (Redis 7.0 names a shard after its
+    master, which a failover changes): each shard after is the shard before that most of
+    its slots come from; a slot that came from another one moved.
+    """
+    from collections import Counter
+
+    old, new = _owners(before), _owners(after)
+    origin: dict[int, Counter] = {}
+    for slot in range(SLOTS):
+        if new[slot] is not None:
+            origin.setdefault(new[slot], Counter())[old[slot]] += 1
+    label = {shard: counts.most_common(1)[0][0] for shard, counts in origin.items()}
+    moved = [
+        slot
+        for slot in range(SLOTS)
+        if (label[new[slot]] if new[slot] is not None else None) != old[slot]
+    ]
+    if not moved:
+        return None
+    return (
+        f"the slot map changed during the backups: {len(moved):,} slots "
+        f"({format_slots(_ranges(moved))}) moved to another shard or to none; take the "
+        "backup again"
+    )
+
+
+def _owners(cluster: Cluster) -> list[int | None]:
+    """Each slot's shard, as its index in `cluster.shards` (None when no shard has it)."""
+    owners: list[int | None] = [None] * SLOTS
+    for index, shard in enumerate(cluster.shards):
+        for first, last in shard.slots:
+            owners[first : last + 1] = [index] * (last - first + 1)
+    return owners

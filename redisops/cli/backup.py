@@ -143,7 +143,7 @@ def run(
             output.error(f"{result.host}: {result.error}")
         elif not result.data.verified:
             output.warn(f"{result.host}: {'; '.join(result.data.verification.problems)}")
-    sets = record_cluster_sets(plans, results, dests, output)
+    sets = record_cluster_sets(plans, results, dests, output, options)
     code = output.host_results(
         "backup run",
         results + sets,

@@ -59,13 +59,27 @@ def backup_sources(
 
 
 def record_cluster_sets(
-    plans: list[ClusterPlan], results: list, dests: dict[str, Path], output: Output
+    plans: list[ClusterPlan],
+    results: list,
+    dests: dict[str, Path],
+    output: Output,
+    options: GlobalOptions,
 ) -> list[HostResult[ClusterSet]]:
-    """Record and check each cluster's set after the backups; errors said on stderr."""
+    """Record and check each cluster's set after the backups (its slot map asked again of
+    its seeds); errors said on stderr."""
     from redisops.backup.catalogue import load_catalogue
     from redisops.backup.clusterset import record_sets
+    from redisops.fleet.cluster import discover_clusters
 
-    rows = record_sets(plans, results, dests, lambda: load_catalogue(set(dests.values())))
+    def rediscover(cluster):
+        found = discover_clusters(
+            cluster.seeds, [cluster.name], timeout=options.timeout, parallel=options.parallel
+        )
+        return found.clusters[cluster.name]
+
+    rows = record_sets(
+        plans, results, dests, lambda: load_catalogue(set(dests.values())), rediscover
+    )
     for row in rows:
         if not row.ok:
             output.error(row.error)
