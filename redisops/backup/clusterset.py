@@ -63,10 +63,6 @@ class SetMember:
     bytes: int
     keys: int | None
 
-    @property
-    def slot_count(self) -> int:
-        return sum(last - first + 1 for first, last in self.slots)
-
 
 @dataclass(frozen=True)
 class ClusterSet:
