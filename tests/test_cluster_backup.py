@@ -21,6 +21,7 @@ from redisops.lab import lab_down, lab_up
 from redisops.memory.slots import key_slot
 from tests.cli_helpers import redisops
 from tests.plugins.lab import start_cluster_lab
+from tests.servers import valkey_server_binary
 from tests.test_cluster_discovery import password_of, wait_all_online
 
 SEED_KEYS = 300
@@ -471,3 +472,25 @@ def test_a_slot_map_that_changed_during_the_backups_is_named():
         "the slot map changed during the backups: 386 slots (100-101,16000-16383) moved to "
         "another shard or to none; take the backup again"
     )
+
+
+def test_a_valkey_cluster_set(tmp_path):
+    """Valkey 9 (its own RDB format, 80): 3 shards without replicas, backed up from the
+    masters over replication, the set verified key by key."""
+    valkey = start_cluster_lab(
+        tmp_path / "valkey", replicas=0, seed_keys=120, server=str(valkey_server_binary())
+    )
+    try:
+        run = backup(valkey, tmp_path / "dest", "run")
+        assert run.exit_code == 0, run.stderr
+        (row,) = set_rows(run.json())
+        found = row["data"]
+        assert [(m["host"], m["source"]) for m in found["members"]] == [
+            (f"node-{n}", "master, the shard has no replica") for n in (1, 2, 3)
+        ]
+        assert [r["data"]["via"] for r in backup_rows(run.json())] == ["replication"] * 3
+        assert (found["slots_covered"], found["keys_checked"]) == (16384, 120)
+        assert found["verification"]["status"] == "verified"
+        assert backup(valkey, tmp_path / "dest", "verify", found["set_id"]).exit_code == 0
+    finally:
+        lab_down(Path(valkey.dir), purge=True)

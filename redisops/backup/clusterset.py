@@ -160,7 +160,12 @@ def choose_sources(
         if chosen is None:
             master = next((h for h in members if h.node.role == "master"), None)
             if master is not None:
-                why = "master" + (f" ({'; '.join(passed)})" if passed else ", no replica selected")
+                if passed:
+                    why = f"master ({'; '.join(passed)})"
+                elif len(shard.nodes) > 1:
+                    why = "master, no replica selected"
+                else:
+                    why = "master, the shard has no replica"
                 chosen = Source(shard.name, master, why)
         if chosen is None:
             unusable.append(f"{shard.name} ({'; '.join([*passed, 'its master not selected'])})")
