@@ -317,6 +317,8 @@ def test_a_shard_whose_replica_link_is_down_is_backed_up_from_its_master(cluster
             assert time.monotonic() < deadline
             time.sleep(0.05)
         run = backup(state, tmp_path / "dest", "run")
+        # With the replicas only, shard-2 has no node to back up: no set, exit 1.
+        replicas = backup(state, tmp_path / "dest", "run", limit="redis/replicas")
     finally:
         connection.config_set("masterauth", password_of(state))
         connection.close()
@@ -329,6 +331,12 @@ def test_a_shard_whose_replica_link_is_down_is_backed_up_from_its_master(cluster
         ("node-6", "replica, link up"),
     ]
     assert row["data"]["slots_covered"] == 16384
+    assert replicas.exit_code == 1
+    assert [r["host"] for r in backup_rows(replicas.json())] == ["node-4", "node-6"]
+    assert set_rows(replicas.json())[0]["error"] == (
+        "no backup set for cluster redis: no node to back up in shard-2 (node-5 link down; "
+        "its master not selected)"
+    )
     wait_replicas_caught_up(state)
 
 

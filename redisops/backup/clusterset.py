@@ -121,7 +121,8 @@ def choose_sources(
 ) -> ClusterPlan:
     """Pick one selected node per shard with slots: a replica whose master link is up and not
     syncing (inventory order), else the shard's master. Replicas are asked INFO replication
-    in parallel; one that does not answer is passed over (and said so in `notes`)."""
+    in parallel; one that does not answer, or whose link is down, is passed over and named
+    in the reason the master was chosen (`master (cache-e link down)`)."""
     from redisops.fleet.connection import redis_client
 
     nodes = [h for h in selected if h.node is not None and h.node.cluster == cluster.name]
