@@ -16,7 +16,6 @@ from redisops.cli.common import (
     global_options,
     load_selection,
     make_output,
-    selected_hosts,
 )
 from redisops.cli.groups import command_group
 from redisops.errors import UsageError
@@ -103,12 +102,15 @@ def run(
     then renamed to DEST/<host>/<id> with its manifest.json. A run holds one lock per
     catalogue and host: an overlapping run exits 3 naming the holder. One host failing
     does not stop the others (exit 1). Sentinels hold no data and are skipped.
+
+    On a Redis Cluster: one RDB per shard (an in-sync replica, else the master), recorded
+    as a cluster backup set (slot map, members, snapshot spread) and checked at once.
     """
     from redisops.backup.capture import BackupSettings, run_backups
     from redisops.backup.catalogue import catalogue_dirs, load_catalogue
     from redisops.backup.metrics import metrics_text, write_metrics
-    from redisops.fleet.selection import split_sentinels
-    from redisops.render.backup import run_table
+    from redisops.cli.backup_sets import backup_sources, record_cluster_sets
+    from redisops.render.backup import run_table, with_sets
     from redisops.render.progress import progress_bars
 
     # The process ends after a run: with the heap frozen, the interpreter's teardown skips
@@ -116,7 +118,9 @@ def run(
     atexit.register(gc.freeze)
     options = global_options(ctx)
     output = make_output(options)
-    hosts, sentinels = split_sentinels(selected_hosts(options, output), lacking="data set")
+    hosts, sentinels, plans = backup_sources(options, output, kind.value)
+    if not hosts:
+        raise UsageError("no Redis host to back up", hint="--limit selected only sentinels")
     if kind is Kind.aof and via is Via.replication:
         raise UsageError("--kind aof copies files: it cannot use --via replication")
     dests = catalogue_dirs(dest, hosts)
@@ -140,14 +144,15 @@ def run(
             output.error(f"{result.host}: {result.error}")
         elif not result.data.verified:
             output.warn(f"{result.host}: {'; '.join(result.data.verification.problems)}")
+    sets = record_cluster_sets(plans, results, dests, output, options)
     output.host_results(
         "backup run",
-        results,
-        lambda rows: run_table(output, rows),
-        summary={"kind": kind.value, "sentinels_skipped": sentinels},
+        results + sets,
+        lambda rows: with_sets(output, run_table(output, results), sets),
+        summary={"kind": kind.value, "sentinels_skipped": sentinels, "sets": len(sets)},
     )
     output.skipped_sentinels(sentinels, "data set")
-    return exit_code(results)
+    return exit_code(results + sets)
 
 
 def _catalogue(options, output, dest: Path | None):
@@ -181,13 +186,15 @@ def list_(ctx: typer.Context, dest: DestOption = None) -> int:
 
     Only finished backups are listed; runs cut short leave nothing here. --limit filters by
     host. A failed backup is a failed row (exit 1), as its last verification recorded it.
+    Cluster backup sets follow, one line each.
     """
-    from redisops.render.backup import list_table, safety_note
+    from redisops.cli.backup_sets import catalogue_and_sets, set_rows
+    from redisops.render.backup import list_table, safety_note, with_sets
     from redisops.results import HostResult
 
     options = global_options(ctx)
     output = make_output(options)
-    catalogue, _, _ = _catalogue(options, output, dest)
+    catalogue, sets = catalogue_and_sets(options, output, dest)
     rows = [
         HostResult(b.host, b.address, True, None, b)
         if b.good
@@ -195,19 +202,21 @@ def list_(ctx: typer.Context, dest: DestOption = None) -> int:
         for b in catalogue.backups
     ]
     safety = sum(1 for b in catalogue.backups if b.safety)
+    sets_shown = set_rows(sets)
     output.host_results(
         "backup list",
-        rows,
-        lambda shown: list_table(output, shown),
+        rows + sets_shown,
+        lambda shown: with_sets(output, list_table(output, rows), sets_shown),
         summary={
             "backups": len(rows),
+            "sets": len(sets_shown),
             "bytes": sum(b.bytes for b in catalogue.backups),
             "safety": safety,
         },
         noun="backups",
     )
     safety_note(output, safety)
-    return exit_code(rows)
+    return exit_code(rows + sets_shown)
 
 
 def _failure(backup) -> str:
@@ -218,27 +227,32 @@ def _failure(backup) -> str:
 @app.command("verify")
 def verify(
     ctx: typer.Context,
-    backup_id: Annotated[str | None, typer.Argument(help="The backup to check.")] = None,
+    backup_id: Annotated[
+        str | None, typer.Argument(help="The backup, or cluster backup set, to check.")
+    ] = None,
     all_: Annotated[
-        bool, typer.Option("--all", help="Check every backup of the selected hosts.")
+        bool,
+        typer.Option("--all", help="Check every backup and set of the selected hosts."),
     ] = False,
     dest: DestOption = None,
 ) -> int:
     """Re-check backups: sizes and SHA-256 of every file, RDB header and CRC64, AOF commands
     and manifest, redis-check-rdb/-aof when installed. The verdict is recorded in the
     manifest (prune never counts a failed backup as good). Exit 1 when any is corrupt.
+    A cluster backup set id checks the set too: all 16384 slots covered once, and every key
+    of each shard's RDB in that shard's slots.
     """
-    from redisops.backup.catalogue import find_backup
     from redisops.backup.verify import verify_backup
-    from redisops.render.backup import verify_table
+    from redisops.cli.backup_sets import catalogue_and_sets, choose_to_verify, verify_sets
+    from redisops.render.backup import verify_table, with_sets
     from redisops.results import HostResult
 
     if (backup_id is None) == (not all_):
         raise UsageError("give a backup id or --all (not both)")
     options = global_options(ctx)
     output = make_output(options)
-    catalogue, _, _ = _catalogue(options, output, dest)
-    chosen = catalogue.backups if all_ else (find_backup(catalogue, backup_id or ""),)
+    catalogue, sets = catalogue_and_sets(options, output, dest)
+    chosen, sets = choose_to_verify(catalogue, sets, None if all_ else backup_id)
     rows = []
     for backup in chosen:
         checked = verify_backup(backup)
@@ -249,14 +263,15 @@ def verify(
             output.error(error)
         elif checked.status == "unverifiable":
             output.warn(f"{checked.backup_id}: {'; '.join(checked.problems)}")
+    checked_sets = verify_sets(sets, catalogue, output)
     output.host_results(
         "backup verify",
-        rows,
-        lambda shown: verify_table(output, shown),
-        summary={"backups": len(rows)},
+        rows + checked_sets,
+        lambda shown: with_sets(output, verify_table(output, rows), checked_sets),
+        summary={"backups": len(rows), "sets": len(checked_sets)},
         noun="backups",
     )
-    return exit_code(rows)
+    return exit_code(rows + checked_sets)
 
 
 @app.command("prune")

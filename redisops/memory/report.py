@@ -29,7 +29,9 @@ from redisops.keypatterns import (
     PatternCache,
     key_text,
 )
+from redisops.memory.cluster import ClusterMemory, report_clusters
 from redisops.memory.scanner import KeyFacts, scan_keys
+from redisops.memory.slots import SlotTally, SlotView
 from redisops.memory.summary import count_volatile_hashes
 from redisops.results import HostResult
 from redisops.serverinfo import as_int, keyspace, parse_info, replicas
@@ -154,6 +156,11 @@ class MemoryReport:
     patterns_folded: int = 0
     rate_limit: float | None = None  # keys/s the scan was held to; None: full speed
     volatile_hashes: int | None = None
+    # Cluster nodes only (None elsewhere): the cluster and shard the report is for, and its
+    # keys and bytes by hash slot (see redisops.memory.slots).
+    cluster: str | None = None
+    shard: str | None = None
+    slots: SlotView | None = None
 
 
 @dataclass(frozen=True)
@@ -192,8 +199,9 @@ class Aggregate:
     in a few seconds, so this loop is where the time goes.
     """
 
-    def __init__(self, options: ReportOptions) -> None:
+    def __init__(self, options: ReportOptions, *, slots: bool = False) -> None:
         self.options = options
+        self.slots = SlotTally(options.separator, options.depth) if slots else None
         self.cells: dict[tuple[str, str, str | None, str], list[int]] = {}
         self.pattern_names: set[str] = set()
         self.folded: set[str] = set()
@@ -206,6 +214,8 @@ class Aggregate:
         """Count `facts`: KeyFacts, or tuples that begin with KeyFacts' fields (RdbKey rows)."""
         cells, top, limit, pattern = self.cells, self.top, self.options.top, self._pattern
         known = pattern.known
+        if self.slots is not None:
+            self.slots.add(facts)
         floor = top[0][0] if limit and len(top) >= limit else (-1 if limit else math.inf)
         self.keys += len(facts)
         for fact in facts:
@@ -286,7 +296,11 @@ def report_host(
         role = parse_info(connection.call(b"INFO", b"replication")).get("role", "unknown")
         dbsize = sum(db.get("keys", 0) for db in dbs.values())
         volatile = count_volatile_hashes(server, dbs.values())
-        aggregate = Aggregate(options)
+        node = plan.target.node
+        if node is not None:
+            # A cluster replica answers commands on keys only in READONLY mode (else MOVED).
+            connection.call(b"READONLY")
+        aggregate = Aggregate(options, slots=node is not None)
         rate = scan_rate(options.rate, role)
         seen = _scan(
             connection, list(dbs), dbsize, aggregate, options, rate, progress, plan.target.name
@@ -300,7 +314,13 @@ def report_host(
     report = finish_report(
         aggregate, source.name, source.address, role, dbsize, scale, duration, seen, elements
     )
-    return dataclasses.replace(report, rate_limit=rate, volatile_hashes=volatile)
+    return dataclasses.replace(
+        report,
+        rate_limit=rate,
+        volatile_hashes=volatile,
+        cluster=node.cluster if node else None,
+        shard=node.shard if node else None,
+    )
 
 
 def scan_rate(asked: float | None, role: str) -> float | None:
@@ -436,6 +456,7 @@ def finish_report(
         ],
         samples=options.samples,
         patterns_folded=len(aggregate.folded),
+        slots=aggregate.slots.view(scale) if aggregate.slots is not None else None,
     )
 
 
@@ -475,9 +496,10 @@ def plan_scans(
     """Decide where each selected host is scanned, from INFO replication of each.
 
     A master is scanned on its online replica with the least lag when that replica is in the
-    inventory (`on_master` overrides). A selected replica whose master is also selected is
-    covered by the master's report and not scanned twice. Returns the plans and, per host
-    left out, why.
+    inventory (`on_master` overrides). A selected replica whose master is also selected, and
+    answered, is covered by the master's report and not scanned twice; when the master did
+    not answer (not in `replication`), the replica is scanned itself. Returns the plans and,
+    per host left out, why.
     """
     by_address = {(h.host, h.port): h for h in inventory if not h.is_sentinel}
     selected_names = {h.name for h in selected}
@@ -486,7 +508,7 @@ def plan_scans(
         info = replication.get(host.name, {})
         if info.get("role") == "slave":
             master = by_address.get((info.get("master_host"), as_int(info.get("master_port"))))
-            if master is not None and master.name in selected_names:
+            if master is not None and master.name in selected_names and master.name in replication:
                 covered_by[host.name] = master.name
     plans = []
     for host in selected:
@@ -524,10 +546,12 @@ def read_replication(host: Host, *, timeout: float) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class FleetReport:
-    """Per-host results in inventory order, and the hosts left out with the reason."""
+    """Per-host results in inventory order, the hosts left out with the reason, and per
+    Redis Cluster among them its shards and totals (redisops.memory.cluster)."""
 
     results: list[HostResult]
     skipped: dict[str, str]
+    clusters: list[ClusterMemory] = field(default_factory=list)
 
 
 def report_fleet(
@@ -539,7 +563,8 @@ def report_fleet(
     parallel: int,
     progress: Progress | None = None,
 ) -> FleetReport:
-    """Plan where to scan (replicas first), then scan every plan in parallel."""
+    """Plan where to scan (replicas first), then scan every plan in parallel: one scan per
+    shard of a cluster, all shards at once (up to `parallel`)."""
     redis_hosts, sentinels = split_sentinels(selected, lacking="keys")
     skipped = dict.fromkeys(sentinels, "sentinel: holds no keys")
     first_pass = run_on_hosts(
@@ -549,10 +574,43 @@ def report_fleet(
     plans, covered = plan_scans(redis_hosts, inventory, replication, on_master=options.on_master)
     skipped |= covered
     by_target = {plan.target.name: plan for plan in plans}
-    scans = run_on_hosts(
-        [plan.target for plan in plans],
-        lambda host: report_host(by_target[host.name], options, timeout=timeout, progress=progress),
-        parallel=parallel,
-    )
+
+    def scan(host: Host) -> MemoryReport:
+        return report_host(by_target[host.name], options, timeout=timeout, progress=progress)
+
+    shards = [plan for plan in plans if plan.target.node is not None]
+    if len(shards) < 2:
+        scans = run_on_hosts([plan.target for plan in plans], scan, parallel=parallel)
+    else:  # each shard of a cluster in its own process (see shardscan.py), the rest beside
+        from concurrent.futures import ThreadPoolExecutor
+
+        from redisops.memory.shardscan import scan_in_processes
+
+        others = [plan.target for plan in plans if plan.target.node is None]
+        with ThreadPoolExecutor(1, thread_name_prefix="redisops-standalone") as side:
+            # Standalone hosts in the same selection are scanned beside the shards, on threads
+            # (no thread is started when there are none, so the children fork a lone thread).
+            standalone = (
+                side.submit(run_on_hosts, others, scan, parallel=parallel) if others else None
+            )
+            scans = scan_in_processes(
+                shards,
+                lambda plan, forward: report_host(plan, options, timeout=timeout, progress=forward),
+                host_of=lambda plan: (plan.target.name, plan.target.address),
+                parallel=parallel,
+                progress=progress,
+            )
+            scans += standalone.result() if standalone else []
     outcome = {r.host: r for r in first_pass if not r.ok} | {r.host: r for r in scans}
-    return FleetReport([outcome[h.name] for h in redis_hosts if h.name in outcome], skipped)
+    results = [outcome[h.name] for h in redis_hosts if h.name in outcome]
+    clusters = report_clusters(redis_hosts, results)
+    return FleetReport([_without_slot_arrays(r) for r in results], skipped, clusters)
+
+
+def _without_slot_arrays(result: HostResult) -> HostResult:
+    """A node's row without its per-slot arrays: its cluster's report holds them all."""
+    report = result.data
+    if report is None or report.slots is None:
+        return result
+    slots = report.slots.without_arrays()
+    return dataclasses.replace(result, data=dataclasses.replace(report, slots=slots))

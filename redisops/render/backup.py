@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from rich.console import RenderableType
     from rich.table import Table
 
+    from redisops.backup.clusterset import ClusterSet
     from redisops.backup.prune import PruneDecision
     from redisops.backup.restore import RestorePlan, RestoreResult
     from redisops.backup.verify import VerifyResult
@@ -86,6 +87,49 @@ def list_table(output: Output, results: Sequence[HostResult[Backup]]) -> Table:
             human_count(backup.keys),
             _status(output, backup.verification.status),
             _reason(output, backup.reason),
+        )
+    return table
+
+
+def with_sets(
+    output: Output, table: RenderableType, sets: Sequence[HostResult[ClusterSet]]
+) -> RenderableType:
+    """`table` (the backups), and under it the cluster backup sets, one line each."""
+    if not sets:
+        return table
+    from rich.console import Group
+
+    return Group(table, sets_table(output, sets))
+
+
+def sets_table(output: Output, results: Sequence[HostResult[ClusterSet]]) -> Table:
+    """One line per cluster backup set: its shards and slots, the spread between the first
+    and last shard's snapshot, size, keys and the last check; `no set` for a cluster whose
+    set could not be recorded (the reason is on stderr). `backup verify SET_ID` shows its
+    member backups."""
+    table = output.table(
+        "cluster", "set id", "taken (UTC)", "age", "shards", "slots", "spread", "size", "keys",
+        "checked",
+        title="cluster backup sets",
+        essential=("set id",),
+        drop=("cluster", "taken (UTC)", "keys", "size", "age", "spread"),
+    )  # fmt: skip
+    for result in results:
+        found = result.data
+        if found is None:  # why is the error line on stderr; the row only says it failed
+            table.add_row(output.cell(result.host), *["-"] * 8, "[red]no set[/]")
+            continue
+        table.add_row(
+            output.cell(found.cluster),
+            output.cell(found.set_id),
+            _when(found.started_at),
+            _age(found.started_at),
+            str(len(found.members)),
+            f"{found.slots_covered:,}",
+            f"{found.spread_seconds:.2f} s",
+            human_bytes(found.bytes),
+            human_count(found.keys),
+            _status(output, found.verification.status),
         )
     return table
 
