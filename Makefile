@@ -34,6 +34,7 @@ bench: venv
 	$(BIN)/python bench/backup_rdb.py
 	$(BIN)/python bench/snapshot_take.py
 	$(BIN)/python bench/restore_keys.py
+	$(BIN)/python bench/cluster_status.py
 
 lab-down:
 	$(BIN)/redisops lab down --dir $(LAB_DIR)

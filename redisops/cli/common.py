@@ -15,8 +15,10 @@ from redisops.commandline import CommandLine
 from redisops.errors import RefusedError, UsageError
 
 if TYPE_CHECKING:
+    from redisops.fleet.cluster import Discovery
     from redisops.fleet.host import Host
     from redisops.fleet.inventory import Inventory
+    from redisops.fleet.selection import Selection
     from redisops.render.output import Output
 
 # A timeout past a day overflows the clocks of sockets and threads (OverflowError); one under
@@ -84,23 +86,73 @@ def make_output(options: GlobalOptions) -> Output:
     return Output(options.output.value, verbose=options.verbose)
 
 
-def selected_hosts(options: GlobalOptions, output: Output) -> tuple[Host, ...]:
+def selected_hosts(
+    options: GlobalOptions, output: Output, *, clusters: bool = False
+) -> tuple[Host, ...]:
     """Load the inventory and apply --limit; inventory warnings go to stderr."""
-    return load_selection(options, output)[1]
+    return load_selection(options, output, clusters=clusters)[1]
 
 
-def load_selection(options: GlobalOptions, output: Output) -> tuple[Inventory, tuple[Host, ...]]:
-    """The whole inventory and the hosts --limit selects from it (for commands that need both)."""
+def load_selection(
+    options: GlobalOptions, output: Output, *, clusters: bool = False
+) -> tuple[Inventory, tuple[Host, ...]]:
+    """The whole inventory and the hosts --limit selects from it (for commands that need both).
+
+    `clusters=True` for a command that understands Redis Cluster: seeds are expanded into
+    every node (redisops.fleet.cluster). Any other command refuses a selection holding a seed
+    (exit 2), rather than treat a cluster's nodes as unrelated standalone servers.
+    """
+    inventory, selection = load_cluster_selection(options, output, clusters=clusters)
+    return inventory, selection.hosts
+
+
+def load_cluster_selection(
+    options: GlobalOptions, output: Output, *, clusters: bool = True
+) -> tuple[Inventory, Selection]:
+    """load_selection with the discovered clusters (`Selection.clusters`) as well."""
+    from redisops.fleet.cluster import discover_clusters
     from redisops.fleet.inventory import load_inventory, resolve_inventory_path
-    from redisops.fleet.selection import select_hosts
+    from redisops.fleet.selection import select
 
     path = resolve_inventory_path(options.inventory)
     inventory = load_inventory(path)
     for warning in inventory.warnings:
         output.warn(warning)
-    hosts = select_hosts(inventory, options.limit)
-    output.note(f"{len(hosts)} of {len(inventory.hosts)} hosts selected from {path}")
-    return inventory, hosts
+
+    def discover(names: set[str]) -> Discovery:
+        return discover_clusters(
+            inventory.hosts, names, timeout=options.timeout, parallel=options.parallel
+        )
+
+    selection = select(inventory, options.limit, discover=discover if clusters else None)
+    if not clusters:
+        _refuse_seeds(selection.hosts)
+    hosts = selection.hosts
+    if len(hosts) == 1 and hosts[0].name in selection.not_cluster:
+        raise UsageError(str(hosts[0].discovery_error))
+    nodes = sum(1 for host in hosts if host.node is not None)
+    found = f" ({nodes} found by cluster discovery)" if nodes else ""
+    output.note(f"{len(hosts)} of {len(inventory.hosts)} hosts selected from {path}{found}")
+    return inventory, selection
+
+
+def _refuse_seeds(hosts: tuple[Host, ...]) -> None:
+    """UsageError naming the cluster seeds among `hosts`, for a command without clusters."""
+    from typer._click.globals import get_current_context
+
+    seeds = [host for host in hosts if host.cluster]
+    if not seeds:
+        return
+    names = sorted({str(host.cluster_name) for host in seeds})
+    command = get_current_context(silent=True)
+    what = f"`{command.command_path}`" if command else "this command"
+    excluded = ",".join(f"!{name}" for name in names)
+    raise UsageError(
+        f"{what} does not work on Redis Cluster yet: {len(seeds)} selected host(s) "
+        f"are nodes of cluster {', '.join(names)} ({', '.join(h.name for h in seeds[:3])}"
+        f"{', …' if len(seeds) > 3 else ''})",
+        hint=f"leave the cluster out with --limit '{excluded}'",
+    )
 
 
 def confirm_change(question: str, *, yes: bool) -> None:

@@ -14,12 +14,12 @@ from redisops.cli.common import (
     YesOption,
     confirm_change,
     global_options,
-    load_selection,
+    load_cluster_selection,
     make_output,
     selected_hosts,
 )
 from redisops.cli.groups import command_group
-from redisops.cli.memory import FailOnOption
+from redisops.cli.memory import FailOnOption, clusters_summary
 from redisops.errors import ExitCode, UsageError
 
 if TYPE_CHECKING:
@@ -59,6 +59,7 @@ def audit(
     unchecked. Sentinels are skipped. Exit 1 when a host fails, or with --fail-on when a
     finding of that severity or worse is found.
     """
+    from redisops.memory.cluster import with_cluster_nodes
     from redisops.render.config import audit_view, audit_yaml
     from redisops.tuning.audit import audit_fleet
 
@@ -66,10 +67,10 @@ def audit(
     output = make_output(options)
     if emit_yaml and output.format == "json":
         raise UsageError("--emit-yaml prints YAML: use it without -o json")
-    inventory, hosts = load_selection(options, output)
+    inventory, selection = load_cluster_selection(options, output)
     fleet = audit_fleet(
-        hosts,
-        inventory_hosts=inventory.hosts,
+        selection.hosts,
+        inventory_hosts=with_cluster_nodes(inventory.hosts, selection.clusters.values()),
         timeout=options.timeout,
         parallel=options.parallel,
         rate_window=rate_window,
@@ -114,14 +115,15 @@ def diff(
     Compares CONFIG GET * across hosts (only differing settings are shown; per-instance ones
     such as port, dir, pidfile, replicaof, logfile, and secrets are not compared) and each
     host against its redis_config from the inventory. Values are compared as Redis reads
-    them: 1gb equals 1073741824, YES equals yes. Sentinels are skipped.
+    them: 1gb equals 1073741824, YES equals yes. The nodes of each Redis Cluster are also
+    compared among themselves. Sentinels are skipped.
     """
     from redisops.render.config import drift_view
     from redisops.tuning.drift import diff_fleet
 
     options = global_options(ctx)
     output = make_output(options)
-    hosts = selected_hosts(options, output)
+    hosts = selected_hosts(options, output, clusters=True)
     report = diff_fleet(hosts, timeout=options.timeout, parallel=options.parallel)
     for name in report.ignored:
         output.warn(f"redis_config.{name} is a secret: never compared or shown")
@@ -133,7 +135,8 @@ def diff(
             "drift": [asdict(drift) for drift in report.fleet],
             "settings_compared": report.compared,
             "sentinels_skipped": list(report.skipped_sentinels),
-        },
+        }
+        | clusters_summary(report.clusters),
     )
     output.skipped_sentinels(report.skipped_sentinels, "Redis configuration")
     if fail_on_drift and report.drifted:

@@ -27,6 +27,7 @@ COMMAND_GROUPS: dict[str, tuple[str, str]] = {
         "redisops.cli.snapshot",
         "Incident snapshots: a fleet's evidence in one redacted archive, shown and compared.",
     ),
+    "cluster": ("redisops.cli.cluster", "Redis Cluster: shards, slot coverage and health."),
     "lab": ("redisops.cli.lab", "A local sandbox fleet: master, replicas, sentinels."),
     "playbook": ("redisops.cli.playbook", "Run YAML runbooks that chain redisops commands."),
 }
@@ -64,6 +65,10 @@ GROUP_EXAMPLES: dict[str, str] = {
         redisops snapshot show /var/lib/redisops/snapshots/snapshot-20261205T030000Z.tar.zst
         redisops snapshot diff snapshot-20261204T030000Z.tar.zst snapshot-20261205T030000Z.tar.zst
     """,
+    "cluster": """
+        redisops -i inventory.yaml cluster status
+        redisops -i inventory.yaml -l cache cluster status -o json
+    """,
     "lab": """
         redisops lab up --dir /tmp/lab --seed 10000
         redisops lab status --dir /tmp/lab
@@ -84,6 +89,10 @@ ROOT_EXAMPLES = """
 # Each command's examples, by its path: real command lines, checked against the command tree
 # by tests/test_cli_shell.py. A command may give its own with `epilog=`.
 COMMAND_EXAMPLES: dict[str, str] = {
+    "cluster status": """
+        redisops -i prod.yaml cluster status
+        redisops -i prod.yaml -l cache,sessions cluster status -o json
+    """,
     "inventory list": """
         redisops -i prod.yaml inventory list
         redisops -i prod.yaml -l 'cache-*,!cache-3' inventory list -o json
@@ -100,6 +109,7 @@ COMMAND_EXAMPLES: dict[str, str] = {
         redisops -i prod.yaml -l cache-2 memory report
         redisops -i prod.yaml -l cache-2 memory report --top 50 --encodings
         redisops -i prod.yaml -l cache-1 memory report --on-master --rate 5000 --sample 0.1
+        redisops -i prod.yaml -l sessions/shard-2 memory report -o json
     """,
     "memory rdb": """
         redisops memory rdb /var/lib/redis/dump.rdb

@@ -15,7 +15,8 @@ def list_hosts(ctx: typer.Context) -> int:
     """List the selected hosts.
 
     Shows role, groups, how redisops reaches each host and where its password comes from
-    (never the password itself).
+    (never the password itself). Cluster seeds are expanded into every node, with its shard,
+    role and slots; a seed that cannot be used is an error row (exit 1).
     """
     from redisops.fleet.fanout import HostResult
     from redisops.fleet.inventory import describe_host
@@ -23,8 +24,13 @@ def list_hosts(ctx: typer.Context) -> int:
 
     options = global_options(ctx)
     output = make_output(options)
-    hosts = selected_hosts(options, output)
-    results = [HostResult(h.name, h.address, True, None, describe_host(h)) for h in hosts]
+    hosts = selected_hosts(options, output, clusters=True)
+    results = [
+        HostResult(h.name, h.address, True, None, describe_host(h))
+        if h.discovery_error is None
+        else HostResult(h.name, h.address, False, h.discovery_error, describe_host(h))
+        for h in hosts
+    ]
     return output.host_results(
         "inventory list", results, lambda rows: inventory_list_table(output, rows)
     )
@@ -35,7 +41,8 @@ def check(ctx: typer.Context) -> int:
     """Check that every selected host answers.
 
     Reports role, version, uptime, used/max memory, replication link and, for hosts with SSH
-    settings, SSH reachability. Unreachable hosts are error rows and make the exit code 1.
+    settings, SSH reachability; for cluster nodes, the shard. Unreachable hosts are error rows
+    and make the exit code 1.
     """
     from redisops.fleet.check import check_host
     from redisops.fleet.fanout import run_on_hosts
@@ -43,7 +50,7 @@ def check(ctx: typer.Context) -> int:
 
     options = global_options(ctx)
     output = make_output(options)
-    hosts = selected_hosts(options, output)
+    hosts = selected_hosts(options, output, clusters=True)
     results = run_on_hosts(
         hosts, lambda host: check_host(host, timeout=options.timeout), parallel=options.parallel
     )

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from redisops.cli.common import global_options, load_selection, make_output, selected_hosts
+from redisops.cli.common import (
+    global_options,
+    load_cluster_selection,
+    load_selection,
+    make_output,
+    selected_hosts,
+)
 from redisops.cli.groups import command_group
 from redisops.errors import ExitCode
 from redisops.memory.summary import Severity
@@ -32,30 +40,39 @@ DepthOption = Annotated[
 TopOption = Annotated[int, typer.Option(min=0, help="How many of the biggest keys to list.")]
 
 
+def clusters_summary(clusters: Sequence[object]) -> dict[str, list]:
+    """The JSON summary's `clusters`, only when the run met a Redis Cluster: runs without one
+    keep the summary they always had."""
+    return {"clusters": [asdict(cluster) for cluster in clusters]} if clusters else {}
+
+
 @app.command("summary")
 def summary(ctx: typer.Context, fail_on: FailOnOption = None) -> int:
     """Memory of every selected Redis host, most urgent first, with flags explained.
 
     From INFO and MEMORY DOCTOR: used, peak and RSS memory, fragmentation, % of maxmemory,
     eviction policy, evicted and expired keys, hit ratio, keys, the last fork's cost. Sentinels
-    hold no data and are skipped. Exit 1 when a host fails, or with --fail-on when a flag of
-    that severity or worse is found.
+    hold no data and are skipped. Nodes of a Redis Cluster are named with their shard, and
+    each cluster gets its shards' figures (masters') and totals. Exit 1 when a host fails,
+    or with --fail-on when a flag of that severity or worse is found.
     """
     from redisops.memory.summary import summarise_fleet
-    from redisops.render.memory_summary import memory_summary_table
+    from redisops.render.memory_summary import memory_summary_view
 
     options = global_options(ctx)
     output = make_output(options)
-    hosts = selected_hosts(options, output)
+    hosts = selected_hosts(options, output, clusters=True)
     fleet = summarise_fleet(hosts, timeout=options.timeout, parallel=options.parallel)
+    shards = {h.name: f"{h.node.cluster}/{h.node.shard}" for h in hosts if h.node}
     code = output.host_results(
         "memory summary",
         fleet.results,
-        lambda rows: memory_summary_table(output, rows),
+        lambda rows: memory_summary_view(output, rows, fleet.clusters, shards),
         summary={
             "flagged": fleet.hosts_by_severity(),
             "sentinels_skipped": list(fleet.skipped_sentinels),
-        },
+        }
+        | clusters_summary(fleet.clusters),
     )
     output.skipped_sentinels(fleet.skipped_sentinels, "data set")
     flagged = fleet.flagged(fail_on) if fail_on else []
@@ -105,13 +122,17 @@ def report(
 
     SCAN with bounded COUNT (never KEYS), pipelined TYPE + MEMORY USAGE + PTTL, over all
     dbs. Masters are scanned on an online replica from the inventory unless --on-master.
+    A Redis Cluster is scanned once per shard, all shards at once, with totals per shard
+    and for the cluster, and keys and bytes by hash slot and by hash tag.
     """
+    from redisops.memory.cluster import with_cluster_nodes
     from redisops.memory.report import ReportOptions, report_fleet
     from redisops.render.memory_report import memory_report_view, scan_progress
 
     options = global_options(ctx)
     output = make_output(options)
-    inventory, hosts = load_selection(options, output)
+    inventory, selection = load_cluster_selection(options, output)
+    hosts = selection.hosts
     settings = ReportOptions(
         separator=separator,
         depth=depth,
@@ -126,7 +147,7 @@ def report(
     with scan_progress(output) as progress:
         fleet = report_fleet(
             hosts,
-            inventory.hosts,
+            with_cluster_nodes(inventory.hosts, selection.clusters.values()),
             settings,
             timeout=options.timeout,
             parallel=options.parallel,
@@ -137,8 +158,8 @@ def report(
     return output.host_results(
         "memory report",
         fleet.results,
-        lambda rows: memory_report_view(output, rows),
-        summary={"skipped": fleet.skipped},
+        lambda rows: memory_report_view(output, rows, fleet.clusters),
+        summary={"skipped": fleet.skipped} | clusters_summary(fleet.clusters),
     )
 
 

@@ -81,7 +81,9 @@ def triage(
     now = time.time()
     low = parse_moment(since, now=now, option="--since") if since else None
     high = parse_moment(until, now=now, option="--until") if until else None
-    hosts, sentinels = split_sentinels(selected_hosts(options, output), lacking="slowlog")
+    hosts, sentinels = split_sentinels(
+        selected_hosts(options, output, clusters=True), lacking="slowlog"
+    )
     bookmarks = load_bookmarks(state) if state else None
     if state and not dry_run:
         check_state_writable(state)
@@ -171,7 +173,9 @@ def tail(
 
     options = global_options(ctx)
     output = make_output(options)
-    hosts, sentinels = split_sentinels(selected_hosts(options, output), lacking="slowlog")
+    hosts, sentinels = split_sentinels(
+        selected_hosts(options, output, clusters=True), lacking="slowlog"
+    )
     output.skipped_sentinels(sentinels, "slowlog")
     batches = follow_slowlogs(
         hosts,

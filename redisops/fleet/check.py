@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from redisops.errors import HostError
 from redisops.fleet.connection import redis_client
 from redisops.fleet.fanout import PartialFailure
-from redisops.fleet.host import Host
+from redisops.fleet.host import ClusterNode, Host
 from redisops.fleet.server import server_identity
 
 
@@ -32,6 +32,7 @@ class HostCheck:
     monitored_masters: int | None
     ssh: str
     ssh_error: str | None = None
+    cluster: ClusterNode | None = None  # where a discovered node sits: shard, role, slots
 
 
 def check_host(host: Host, *, timeout: float) -> HostCheck:
@@ -59,6 +60,7 @@ def check_host(host: Host, *, timeout: float) -> HostCheck:
         monitored_masters=_int_or_none(info.get("sentinel_masters")),
         ssh="skipped" if not _uses_ssh(host) else ("error" if ssh_error else "ok"),
         ssh_error=ssh_error,
+        cluster=host.node,
     )
     if identity.is_sentinel and not host.is_sentinel:
         raise PartialFailure(

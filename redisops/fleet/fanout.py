@@ -44,11 +44,23 @@ def run_on_hosts(
 
     Each task opens and closes its own connections (nothing is shared across threads) and
     must bound its own work by the timeout it was given. A HostError becomes that host's
-    error row; any other exception is a bug and propagates.
+    error row; any other exception is a bug and propagates. A host with a `discovery_error`
+    (redisops.fleet.cluster) is that error row and its task is not called.
     """
     results: list[HostResult[T] | None] = [None] * len(hosts)
     if not hosts:
         return []
+    # A host that cluster discovery found unusable is an error row; the task never sees it.
+    for index, host in enumerate(hosts):
+        if host.discovery_error is not None:
+            results[index] = HostResult(host.name, host.address, False, host.discovery_error, None)
+    usable = [i for i, host in enumerate(hosts) if host.discovery_error is None]
+    if len(usable) < len(hosts):
+        for index, result in zip(
+            usable, run_on_hosts([hosts[i] for i in usable], task, parallel=parallel), strict=True
+        ):
+            results[index] = result
+        return [result for result in results if result is not None]
     workers = max(1, min(parallel, len(hosts)))
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="redisops-host")
     try:

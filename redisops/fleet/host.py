@@ -42,6 +42,33 @@ class TlsSettings:
 
 
 @dataclass(frozen=True)
+class ClusterNode:
+    """Where a discovered node sits in its Redis Cluster (see redisops.fleet.cluster).
+
+    `shard` is redisops' name for the shard, `shard-1`, `shard-2`… numbered by first slot
+    (shards without slots after, by master id): stable while slots stay put, unlike node ids
+    across a re-created cluster; `none` for a failed master whose slots a failover gave to
+    its replica (it is in no shard until it comes back as a replica). `slots` are the
+    shard's ranges, inclusive. `health` is the seed's view: online, loading, fail (FAIL
+    flag) or pfail (PFAIL, one node's suspicion).
+    """
+
+    cluster: str
+    node_id: str
+    shard: str
+    shard_id: str  # CLUSTER SHARDS `id` (7.2+), else the shard master's node id
+    role: str  # master | replica
+    master_id: str | None  # a replica's master; None for a master
+    slots: tuple[tuple[int, int], ...] = ()
+    health: str = "online"
+    seed: str = ""  # the inventory entry whose view this came from
+
+    @property
+    def slot_count(self) -> int:
+        return sum(last - first + 1 for first, last in self.slots)
+
+
+@dataclass(frozen=True)
 class Host:
     """One Redis or Sentinel instance and how to reach its machine.
 
@@ -66,7 +93,10 @@ class Host:
     ssh_key_file: str | None = None
     ssh_known_hosts: str | None = None
     ssh_strict: bool = True
-    cluster: bool = False  # a node of a Redis Cluster (lab clusters mark every node)
+    cluster: bool = False  # says `cluster: true` (a seed), or was discovered from a seed
+    cluster_name: str | None = None  # which cluster it seeds (redisops.fleet.cluster)
+    node: ClusterNode | None = None  # set by discovery, for every node of a cluster
+    discovery_error: str | None = None  # set by discovery: why this host is an error row
     ssh_configured: bool = False
     data_dir: str | None = None
     backup_dir: str | None = None

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from redisops.errors import InventoryError, UsageError
-from redisops.fleet.host import Host, Secret, TlsSettings
+from redisops.fleet.host import ClusterNode, Host, Secret, TlsSettings
 from redisops.fleet.secrets import password_file_warnings
 
 T = TypeVar("T")
@@ -47,10 +47,11 @@ _HOSTNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]*$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _SSH_USER = re.compile(r"^[A-Za-z_][A-Za-z0-9._-]*$")
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.@-]*$")
-# What YAML 1.1 does not allow in a stream (PyYAML's Reader.NON_PRINTABLE).
-_UNPRINTABLE = re.compile(
-    r"[^\x09\x0a\x0d\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"
-)
+# What YAML 1.1 does not allow in a stream (PyYAML's Reader.NON_PRINTABLE). Compiling the
+# full class costs ~20 ms (its Unicode ranges), on every run of every command; an ASCII text,
+# the usual inventory, needs only the ASCII part.
+_UNPRINTABLE_ASCII = re.compile(r"[^\x09\x0a\x0d\x20-\x7e]")
+_UNPRINTABLE = r"[^\x09\x0a\x0d\x20-\x7e\x85\xa0-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]"
 
 
 @dataclass(frozen=True)
@@ -73,6 +74,7 @@ class HostEntry:
     auth: str
     host_access: bool
     tags: tuple[str, ...]
+    cluster: ClusterNode | None = None  # shard, role, slots: for nodes found by discovery
 
 
 @dataclass(frozen=True)
@@ -106,7 +108,9 @@ def describe_host(host: Host) -> HostEntry:
     if host.tls is not None:
         auth += ", tls" if host.tls.verify else ", tls (unverified)"
     groups = tuple(g for g in host.groups if g != "all")
-    return HostEntry(host.role, groups, host.connection, auth, host.has_host_access, host.tags)
+    return HostEntry(
+        host.role, groups, host.connection, auth, host.has_host_access, host.tags, host.node
+    )
 
 
 def load_inventory(path: str | Path) -> Inventory:
@@ -197,7 +201,7 @@ def read_yaml_text(path: Path, error: type[UsageError], *, what: str) -> str:
 def _check_printable(path: Path, text: str, error: type[UsageError]) -> None:
     """Name the file, line and column of a character YAML forbids (NUL, BEL, other controls),
     rather than PyYAML's character offset into "<unicode string>"."""
-    found = _UNPRINTABLE.search(text)
+    found = (_UNPRINTABLE_ASCII if text.isascii() else re.compile(_UNPRINTABLE)).search(text)
     if found is None:
         return
     line = text.count("\n", 0, found.start()) + 1
@@ -316,9 +320,13 @@ class _Builder:
     def _host(self, name: str) -> Host:
         merged: dict[str, _Setting] = {}
         groups = self.host_groups[name]
-        layers = [self.group_vars[g] for g in sorted(groups, key=lambda g: (groups[g], g))]
-        for layer in [*layers, self.host_vars[name]]:
+        ordered = sorted(groups, key=lambda g: (groups[g], g))
+        layers = [(g, self.group_vars[g]) for g in ordered]
+        cluster_from: str | None = None  # the layer that set `cluster` last
+        for layer_name, layer in [*layers, (None, self.host_vars[name])]:
             settings = _canonical(layer)
+            if "cluster" in settings:
+                cluster_from = layer_name
             sources = [key for key in PASSWORD_KEYS if key in settings]
             if len(sources) > 1:
                 setting = settings[sources[1]]
@@ -356,6 +364,8 @@ class _Builder:
         if isinstance(values.get("tls"), TlsSettings) and not values["tls"].verify:
             self.warnings.append(f"host {name}: tls verify is false, certificates are not checked")
         values["ssh_configured"] = any(key in SSH_KEYS for key in values)
+        if values.get("cluster"):
+            values["cluster_name"] = _cluster_name(name, cluster_from, ordered)
         return Host(name=name, groups=tuple(groups), **values)
 
     # --- helpers ------------------------------------------------------------------------
@@ -388,6 +398,15 @@ class _Builder:
         line = f":{node.start_mark.line + 1}" if node is not None else ""
         where = f" {path}:" if path else ""
         raise InventoryError(f"{self.path}{line}:{where} {message}")
+
+
+def _cluster_name(host: str, set_in: str | None, groups: list[str]) -> str:
+    """The cluster a seed belongs to: the group whose vars say `cluster: true`; for a host
+    that says it itself, its deepest group but `all`; for a host in no group, its own name."""
+    if set_in is not None and set_in != "all":
+        return set_in
+    own = [group for group in groups if group != "all"]
+    return own[-1] if own else host
 
 
 def did_you_mean(word: str, known: Iterable[str], *, most: int = 1) -> str:

@@ -23,6 +23,7 @@ from redisops.fleet.resp import RespConnection
 from redisops.fleet.selection import split_sentinels
 from redisops.fleet.server import parse_info, refuse_sentinel_as_redis
 from redisops.interrupt import pause
+from redisops.memory.cluster import ClusterMemory, report_clusters
 from redisops.memory.patterns import (
     DEFAULT_SEPARATOR,
     DIGIT_SKELETON,
@@ -30,6 +31,7 @@ from redisops.memory.patterns import (
     key_text,
 )
 from redisops.memory.scanner import KeyFacts, scan_keys
+from redisops.memory.slots import SlotTally, SlotView
 from redisops.memory.summary import field_ttls_supported, volatile_hashes
 
 MAX_PATTERNS = 10_000
@@ -152,6 +154,11 @@ class MemoryReport:
     patterns_folded: int = 0
     rate_limit: float | None = None  # keys/s the scan was held to; None: full speed
     volatile_hashes: int | None = None
+    # Cluster nodes only (None elsewhere): the cluster and shard the report is for, and its
+    # keys and bytes by hash slot (see redisops.memory.slots).
+    cluster: str | None = None
+    shard: str | None = None
+    slots: SlotView | None = None
 
 
 @dataclass(frozen=True)
@@ -190,8 +197,9 @@ class Aggregate:
     in a few seconds, so this loop is where the time goes.
     """
 
-    def __init__(self, options: ReportOptions) -> None:
+    def __init__(self, options: ReportOptions, *, slots: bool = False) -> None:
         self.options = options
+        self.slots = SlotTally(options.separator, options.depth) if slots else None
         self.cells: dict[tuple[str, str, str | None, str], list[int]] = {}
         self.pattern_names: set[str] = set()
         self.folded: set[str] = set()
@@ -204,6 +212,8 @@ class Aggregate:
         """Count `facts`: KeyFacts, or tuples that begin with KeyFacts' fields (RdbKey rows)."""
         cells, top, limit, pattern = self.cells, self.top, self.options.top, self._pattern
         known = pattern.known
+        if self.slots is not None:
+            self.slots.add(facts)
         floor = top[0][0] if limit and len(top) >= limit else (-1 if limit else math.inf)
         self.keys += len(facts)
         for fact in facts:
@@ -285,7 +295,11 @@ def report_host(
         dbs = sorted(int(name[2:]) for name in info if name.startswith("db"))
         dbsize = sum(_keyspace_keys(info[f"db{db}"]) for db in dbs)
         volatile = count_volatile_hashes(server, [info[f"db{db}"] for db in dbs])
-        aggregate = Aggregate(options)
+        node = plan.target.node
+        if node is not None:
+            # A cluster replica answers commands on keys only in READONLY mode (else MOVED).
+            connection.call(b"READONLY")
+        aggregate = Aggregate(options, slots=node is not None)
         rate = scan_rate(options.rate, role)
         seen = _scan(connection, dbs, dbsize, aggregate, options, rate, progress, plan.target.name)
         elements = _element_counts(connection, top_keys(aggregate))
@@ -297,7 +311,13 @@ def report_host(
     report = finish_report(
         aggregate, source.name, source.address, role, dbsize, scale, duration, seen, elements
     )
-    return dataclasses.replace(report, rate_limit=rate, volatile_hashes=volatile)
+    return dataclasses.replace(
+        report,
+        rate_limit=rate,
+        volatile_hashes=volatile,
+        cluster=node.cluster if node else None,
+        shard=node.shard if node else None,
+    )
 
 
 def scan_rate(asked: float | None, role: str) -> float | None:
@@ -433,6 +453,7 @@ def finish_report(
         ],
         samples=options.samples,
         patterns_folded=len(aggregate.folded),
+        slots=aggregate.slots.view(scale) if aggregate.slots is not None else None,
     )
 
 
@@ -543,10 +564,12 @@ def read_replication(host: Host, *, timeout: float) -> dict[str, str]:
 
 @dataclass(frozen=True)
 class FleetReport:
-    """Per-host results in inventory order, and the hosts left out with the reason."""
+    """Per-host results in inventory order, the hosts left out with the reason, and per
+    Redis Cluster among them its shards and totals (redisops.memory.cluster)."""
 
     results: list[HostResult]
     skipped: dict[str, str]
+    clusters: list[ClusterMemory] = field(default_factory=list)
 
 
 def report_fleet(
@@ -558,7 +581,8 @@ def report_fleet(
     parallel: int,
     progress: Progress | None = None,
 ) -> FleetReport:
-    """Plan where to scan (replicas first), then scan every plan in parallel."""
+    """Plan where to scan (replicas first), then scan every plan in parallel: one scan per
+    shard of a cluster, all shards at once (up to `parallel`)."""
     redis_hosts, sentinels = split_sentinels(selected, lacking="keys")
     skipped = dict.fromkeys(sentinels, "sentinel: holds no keys")
     first_pass = run_on_hosts(
@@ -574,4 +598,15 @@ def report_fleet(
         parallel=parallel,
     )
     outcome = {r.host: r for r in first_pass if not r.ok} | {r.host: r for r in scans}
-    return FleetReport([outcome[h.name] for h in redis_hosts if h.name in outcome], skipped)
+    results = [outcome[h.name] for h in redis_hosts if h.name in outcome]
+    clusters = report_clusters(redis_hosts, results)
+    return FleetReport([_without_slot_arrays(r) for r in results], skipped, clusters)
+
+
+def _without_slot_arrays(result: HostResult) -> HostResult:
+    """A node's row without its per-slot arrays: its cluster's report holds them all."""
+    report = result.data
+    if report is None or report.slots is None:
+        return result
+    slots = report.slots.without_arrays()
+    return dataclasses.replace(result, data=dataclasses.replace(report, slots=slots))

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     import redis
 
     from redisops.fleet.fanout import HostResult
+    from redisops.memory.cluster import ClusterMemory
 
 MIB = 1024 * 1024
 GIB = 1024 * MIB
@@ -353,10 +354,12 @@ def summarise_host(host: Host, *, timeout: float) -> MemorySummary:
 
 @dataclass(frozen=True)
 class FleetMemory:
-    """Summaries in inventory order, and the Sentinels left out (they hold no data set)."""
+    """Summaries in inventory order, the Sentinels left out (they hold no data set), and
+    per Redis Cluster among the hosts its shards and totals (redisops.memory.cluster)."""
 
     results: tuple[HostResult[MemorySummary], ...]
     skipped_sentinels: tuple[str, ...]
+    clusters: tuple[ClusterMemory, ...] = ()
 
     def hosts_by_severity(self) -> dict[str, int]:
         """How many hosts have each severity as their worst flag."""
@@ -379,12 +382,13 @@ def summarise_fleet(hosts: Sequence[Host], *, timeout: float, parallel: int) -> 
     """
     from redisops.fleet.fanout import run_on_hosts
     from redisops.fleet.selection import split_sentinels
+    from redisops.memory.cluster import summary_clusters
 
     redis_hosts, sentinels = split_sentinels(hosts, lacking="data set")
     results = run_on_hosts(
         redis_hosts, lambda host: summarise_host(host, timeout=timeout), parallel=parallel
     )
-    return FleetMemory(tuple(results), sentinels)
+    return FleetMemory(tuple(results), sentinels, tuple(summary_clusters(redis_hosts, results)))
 
 
 def urgency(result: HostResult[MemorySummary]) -> tuple[int, int, float]:

@@ -12,7 +12,7 @@ from redisops.render.output import Output
 from redisops.render.units import human_bytes
 from redisops.tuning.apply import HostChanges
 from redisops.tuning.audit import HostAudit, group_findings, recommended_config
-from redisops.tuning.drift import DriftReport, HostConfig
+from redisops.tuning.drift import DriftReport, FleetDrift, HostConfig
 from redisops.tuning.settings import canonical
 from redisops.tuning.units import parse_size
 
@@ -162,27 +162,14 @@ def drift_view(
     gap = [] if output.out.is_terminal else [Text("")]
     parts: list[RenderableType] = []
     answered = sum(1 for r in results if r.ok)
-    if report.fleet:
-        table = output.table(
-            "setting", "value", "hosts", title=f"drift between {answered} hosts",
-            essential=("setting",),
-        )  # fmt: skip
-        for drift in report.fleet:
-            for index, group in enumerate(drift.values):
-                table.add_row(
-                    output.cell(drift.setting) if index == 0 else "",
-                    output.cell(shown_value(drift.setting, group.value)),
-                    output.cell(", ".join(group.hosts)),
-                )
-        parts.append(table)
-    elif answered > 1:
-        parts.append(
-            Text(
-                f"no drift between {answered} hosts ({report.compared} settings compared; "
-                "per-instance settings and secrets are not)",
-                style="green",
-            )
-        )
+    whole = f"{answered} hosts"
+    clusters = list(report.clusters)
+    if len(clusters) == 1 and len(clusters[0].nodes) == answered:
+        whole = f"the {answered} nodes of cluster {clusters.pop().cluster}"
+    parts += _drift_table(output, report.fleet, whole, report.compared)
+    for cluster in clusters:
+        where = f"the {len(cluster.nodes)} nodes of cluster {cluster.cluster}"
+        parts += [*gap, *_drift_table(output, cluster.drift, where, cluster.compared)]
     desired = [(r.host, d) for r in results if r.data is not None for d in r.data.drift]
     if desired:
         table = output.table(
@@ -205,6 +192,35 @@ def drift_view(
         notes.rstrip()
         parts += [*gap, notes]
     return Group(*parts)
+
+
+def _drift_table(
+    output: Output, drifts: Sequence[FleetDrift], between: str, compared: int
+) -> list[RenderableType]:
+    """One row per value of each drifting setting; a line when nothing drifts."""
+    from rich.text import Text
+
+    if not drifts:
+        if not compared:
+            return []
+        return [
+            Text(
+                f"no drift between {between} ({compared} settings compared; "
+                "per-instance settings and secrets are not)",
+                style="green",
+            )
+        ]
+    table = output.table(
+        "setting", "value", "hosts", title=f"drift between {between}", essential=("setting",)
+    )
+    for drift in drifts:
+        for index, group in enumerate(drift.values):
+            table.add_row(
+                output.cell(drift.setting) if index == 0 else "",
+                output.cell(shown_value(drift.setting, group.value)),
+                output.cell(", ".join(group.hosts)),
+            )
+    return [table]
 
 
 def changes_view(output: Output, results: Sequence[HostResult[HostChanges]]) -> RenderableType:

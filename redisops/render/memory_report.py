@@ -9,19 +9,25 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from redisops.fleet.fanout import HostResult
+from redisops.render.memory_cluster import cluster_table, slots_view
 from redisops.render.output import Output
 from redisops.render.units import human_bytes, human_count, human_duration, human_ms, human_percent
 
 if TYPE_CHECKING:
     from rich.console import RenderableType
 
+    from redisops.memory.cluster import ClusterMemory
     from redisops.memory.report import MemoryReport
 
 PATTERN_ROWS = 15
 BAR_WIDTH = 24
 
 
-def memory_report_view(output: Output, results: Sequence[HostResult]) -> RenderableType:
+def memory_report_view(
+    output: Output, results: Sequence[HostResult], clusters: Sequence[ClusterMemory] = ()
+) -> RenderableType:
+    """One block per host (a cluster's: per shard), then per cluster its shards and totals,
+    biggest slots and hash tags; error rows at the end."""
     from rich.console import Group
     from rich.text import Text
 
@@ -30,6 +36,10 @@ def memory_report_view(output: Output, results: Sequence[HostResult]) -> Rendera
         if result.ok:
             blocks.extend(_host_block(output, result.host, result.data))
             blocks.append(Text(""))
+    for cluster in clusters:
+        blocks.append(cluster_table(output, cluster, "memory report"))
+        blocks.extend(slots_view(output, cluster))
+        blocks.append(Text(""))
     failed = [r for r in results if not r.ok]
     if failed:
         table = output.table(
@@ -50,8 +60,9 @@ def _host_block(output: Output, name: str, report: MemoryReport) -> list[Rendera
 
     approx = "~" if report.estimated else ""
     source = "" if report.scanned_host == name else f" on replica {report.scanned_host}"
+    shard = f" ({report.cluster}/{report.shard})" if report.shard else ""
     heading = Text(
-        f"{name}: {approx}{report.keys:,} keys, {approx}{human_bytes(report.bytes)}"
+        f"{name}{shard}: {approx}{report.keys:,} keys, {approx}{human_bytes(report.bytes)}"
         f" (scanned{source} in {human_duration(report.duration_seconds)},"
         f" {report.keys_per_second:,.0f} keys/s"
         + (f", held to {report.rate_limit:,.0f}" if report.rate_limit else "")

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 from redisops.fleet.fanout import HostResult
 from redisops.fleet.secrets import redact
 from redisops.memory.summary import MemorySummary, Severity, urgency
+from redisops.render.memory_cluster import cluster_table
 from redisops.render.output import Output
 from redisops.render.units import human_bytes, human_count, human_percent, human_us
 
@@ -15,40 +16,66 @@ if TYPE_CHECKING:
     from rich.console import RenderableType
     from rich.table import Table
 
+    from redisops.memory.cluster import ClusterMemory
+
 BAR_WIDTH = 10
 _SEVERITY_STYLE = {Severity.critical: "red", Severity.warning: "yellow"}
 _DOCTOR_NOTED = ("issues", "unknown", "unavailable")
 
 
-def memory_summary_table(output: Output, results: Sequence[HostResult[MemorySummary]]) -> Table:
+def memory_summary_view(
+    output: Output,
+    results: Sequence[HostResult[MemorySummary]],
+    clusters: Sequence[ClusterMemory] = (),
+    shards: Mapping[str, str] | None = None,
+) -> RenderableType:
+    """The host table, then one table per Redis Cluster (its shards and totals)."""
+    from rich.console import Group
+    from rich.text import Text
+
+    parts: list[RenderableType] = [memory_summary_table(output, results, shards)]
+    for cluster in clusters:
+        parts += [Text(""), cluster_table(output, cluster, "memory summary")]
+    return Group(*parts)
+
+
+def memory_summary_table(
+    output: Output,
+    results: Sequence[HostResult[MemorySummary]],
+    shards: Mapping[str, str] | None = None,
+) -> Table:
     """One row per host sorted by urgency; under the table: errors, flags' whys, doctor findings.
 
     Expired keys, per-db counts and the full doctor text are in `-o json` only, to keep a row
-    within 200 columns.
+    within 200 columns. With `shards` (host -> cluster/shard), a shard column names them.
     """
     from rich.text import Text
 
+    shard = ("shard",) if shards else ()
     table = output.table(
-        "host", "role", "used", "peak", "rss", "frag", "maxmemory", "", "% used", "policy",
-        "evicted", "hits", "keys", "last fork", "doctor", "flags",
+        "host", *shard, "role", "used", "peak", "rss", "frag", "maxmemory", "", "% used",
+        "policy", "evicted", "hits", "keys", "last fork", "doctor", "flags",
         essential=("host",),
         drop=("", "last fork", "peak", "rss", "hits", "evicted", "doctor", "frag", "policy",
-              "keys", "role"),
+              "keys", *shard, "role"),
     )  # fmt: skip
     # Piped, a blank line sets the notes apart from the rows; a terminal table ends with one.
     notes = Text("" if output.out.is_terminal else "\n")
     for result in sorted(results, key=urgency):
         summary = result.data
         host = redact(result.host)
+        cells = [output.cell(result.host)]
+        if shards:
+            cells.append(output.cell(shards.get(result.host)))
         if not result.ok or summary is None:
             # The message goes under the table: in a cell it would wrap the row.
-            table.add_row(output.cell(result.host), *["-"] * 6, "", *["-"] * 7, "[red]error[/]")
+            table.add_row(*cells, *["-"] * 6, "", *["-"] * 7, "[red]error[/]")
             notes.append(f"{host} ", style="bold")
             notes.append("error", style="red")
             notes.append(f": {redact(result.error or 'failed')}\n")
             continue
         table.add_row(
-            output.cell(result.host),
+            *cells,
             output.cell(summary.role),
             human_bytes(summary.used_memory),
             human_bytes(summary.used_memory_peak),

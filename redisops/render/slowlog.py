@@ -79,12 +79,15 @@ def triage_view(
 
 
 def _fingerprint_table(output: Output, digest: Digest) -> Table:
+    clustered = any(s.shards for s in digest.fingerprints)
+    shards = ("shards",) if clustered else ()
     table = output.table(
         "#", "fingerprint", "calls", "total", "share", "avg", "p50", "p95", "max",
-        "hosts", "top client", HISTOGRAM_LABEL, "last seen",
+        *shards, "hosts", "top client", HISTOGRAM_LABEL, "last seen",
         title=f"{digest.entries:,} slowlog entries by fingerprint",
         essential=("fingerprint",),
-        drop=(HISTOGRAM_LABEL, "last seen", "top client", "p50", "max", "avg", "share", "hosts"),
+        drop=(HISTOGRAM_LABEL, "last seen", "top client", "p50", "max", "avg", "share", "hosts",
+              *shards),
     )  # fmt: skip
     for column in table.columns[2:9]:
         column.justify = "right"
@@ -101,6 +104,7 @@ def _fingerprint_table(output: Output, digest: Digest) -> Table:
             human_us(s.p50_us),
             human_us(s.p95_us),
             human_us(s.max_us),
+            *([output.cell(_names(s.shards, "shards") or None)] if clustered else []),
             output.cell(_names(s.hosts)),
             output.cell(_top_client(s)),
             sparkline(s.histogram),
@@ -110,20 +114,24 @@ def _fingerprint_table(output: Output, digest: Digest) -> Table:
 
 
 def _host_table(output: Output, results: Sequence[HostResult[HostSlowlog]]) -> Table:
+    clustered = any(r.data is not None and r.data.shard for r in results)
+    shard = ("shard",) if clustered else ()
     table = output.table(
-        "host", "role", "digested", "log", "logs slower than", "latency events", "notes", "status",
+        "host", *shard, "role", "digested", "log", "logs slower than", "latency events", "notes",
+        "status",
         essential=("host",),
-        drop=("latency events", "logs slower than", "log", "role", "digested"),
+        drop=("latency events", "logs slower than", "log", "role", "digested", *shard),
     )  # fmt: skip
     for result in results:
         status = "[green]ok[/]" if result.ok else f"[red]error: {output.cell(result.error)}[/]"
         part = result.data
         if part is None:
-            table.add_row(output.cell(result.host), *["-"] * 6, status)
+            table.add_row(output.cell(result.host), *["-"] * (6 + len(shard)), status)
             continue
         settings = part.settings
         table.add_row(
             output.cell(result.host),
+            *([output.cell(f"{part.cluster}/{part.shard}" if part.shard else None)] * len(shard)),
             output.cell(part.role),
             human_count(part.entries),
             f"{part.log_length:,}/{'?' if settings.max_len is None else f'{settings.max_len:,}'}",
@@ -194,8 +202,8 @@ def reset_table(output: Output, results: Sequence[HostResult[SlowlogReset]]) -> 
     return table
 
 
-def _names(hosts: Sequence[str]) -> str:
-    return ", ".join(hosts) if len(hosts) <= 3 else f"{len(hosts)} hosts"
+def _names(names: Sequence[str], noun: str = "hosts") -> str:
+    return ", ".join(names) if len(names) <= 3 else f"{len(names)} {noun}"
 
 
 def _top_client(stats: FingerprintStats) -> str | None:

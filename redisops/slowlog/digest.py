@@ -63,6 +63,7 @@ class FingerprintStats:
     histogram: tuple[int, ...]
     hint: str | None
     sample: tuple[str, ...] | None = None
+    shards: tuple[str, ...] = ()  # `cluster/shard` of the cluster nodes among `hosts`
 
 
 @dataclass(frozen=True)

@@ -6,10 +6,10 @@ Returns data only; the caller renders it and saves the new bookmarks (`--state`)
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from redisops.fleet.fanout import HostResult, run_on_hosts
-from redisops.fleet.host import Host
+from redisops.fleet.host import ClusterNode, Host
 from redisops.slowlog.advice import host_notes, host_warnings, settings_hints
 from redisops.slowlog.collect import (
     Bookmark,
@@ -42,6 +42,9 @@ class HostSlowlog:
     warnings: tuple[str, ...]
     notes: tuple[str, ...]
     fingerprints: tuple[FingerprintStats, ...]
+    # Nodes of a Redis Cluster only (None elsewhere): its cluster and shard.
+    cluster: str | None = None
+    shard: str | None = None
 
 
 @dataclass(frozen=True)
@@ -69,6 +72,9 @@ def triage_slowlogs(
 ) -> Triage:
     """Collect and digest the slowlogs of `hosts` (Redis hosts; Sentinels have none).
 
+    Nodes of a Redis Cluster are digested with the rest, as one fleet; each fingerprint
+    names the shards it was seen on (`cluster/shard`) beside the hosts.
+
     With `bookmarks` (incremental mode) only entries after each host's bookmark count, and
     the returned bookmarks are the old ones updated for every host that answered. With
     `reset`, each host's log is emptied in the same transaction that reads it.
@@ -90,11 +96,17 @@ def triage_slowlogs(
         show_args=show_args,
         key_tables={name: capture.keys for name, capture in captures.items()},
     )
+    places = {h.name: h.node for h in hosts if h.node is not None}
+    digest = with_shards(digest, {name: shard_label(node) for name, node in places.items()})
     results = tuple(
         r
         if r.data is None
         else HostResult(
-            r.host, r.address, r.ok, r.error, _host_part(r.host, r.data, digest, incremental)
+            r.host,
+            r.address,
+            r.ok,
+            r.error,
+            _host_part(r.host, r.data, digest, incremental, places.get(r.host)),
         )
         for r in captured
     )
@@ -107,7 +119,34 @@ def triage_slowlogs(
     )
 
 
-def _host_part(name: str, capture: HostCapture, digest: Digest, incremental: bool) -> HostSlowlog:
+def shard_label(node: ClusterNode) -> str:
+    """`cluster/shard`, unique across the clusters of one run."""
+    return f"{node.cluster}/{node.shard}"
+
+
+def with_shards(digest: Digest, shards: Mapping[str, str]) -> Digest:
+    """`digest` with each fingerprint's shards named, from the hosts it was seen on."""
+    if not shards:
+        return digest
+
+    def named(stats: FingerprintStats) -> FingerprintStats:
+        seen = dict.fromkeys(shards[h] for h in stats.hosts if h in shards)
+        return replace(stats, shards=tuple(sorted(seen)))
+
+    return replace(
+        digest,
+        fingerprints=tuple(map(named, digest.fingerprints)),
+        by_host={host: tuple(map(named, rows)) for host, rows in digest.by_host.items()},
+    )
+
+
+def _host_part(
+    name: str,
+    capture: HostCapture,
+    digest: Digest,
+    incremental: bool,
+    node: ClusterNode | None,
+) -> HostSlowlog:
     return HostSlowlog(
         role=capture.role,
         run_id=capture.run_id,
@@ -121,4 +160,6 @@ def _host_part(name: str, capture: HostCapture, digest: Digest, incremental: boo
         warnings=host_warnings(capture, incremental=incremental),
         notes=host_notes(capture),
         fingerprints=digest.by_host.get(name, ()),
+        cluster=node.cluster if node else None,
+        shard=node.shard if node else None,
     )

@@ -105,6 +105,8 @@ def evaluate(
     findings: list[Finding] = []
     unchecked: list[Unchecked] = []
     for rule in rules:
+        if rule.cluster_only and not facts.cluster:
+            continue
         reasons = dict.fromkeys(facts.missing[name] for name in rule.reads if name in facts.missing)
         if reasons:
             unchecked.append(Unchecked(rule.id, "; ".join(reasons)))

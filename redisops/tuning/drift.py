@@ -60,11 +60,23 @@ class FleetDrift:
 
 
 @dataclass(frozen=True)
+class ClusterDrift:
+    """Settings that differ between the nodes of one Redis Cluster: every node of a cluster
+    should run the same config, whatever the rest of the fleet runs."""
+
+    cluster: str
+    nodes: tuple[str, ...]
+    drift: tuple[FleetDrift, ...]
+    compared: int
+
+
+@dataclass(frozen=True)
 class DriftReport:
     """Drift of every host from its desired config, and across the hosts that answered.
 
     `ignored` names desired settings that are secrets (never compared); `compared` counts the
-    settings compared across hosts.
+    settings compared across hosts; `clusters` compares the nodes of each Redis Cluster among
+    the hosts with each other only.
     """
 
     results: tuple[HostResult[HostConfig], ...]
@@ -72,10 +84,15 @@ class DriftReport:
     compared: int
     ignored: tuple[str, ...]
     skipped_sentinels: tuple[str, ...]
+    clusters: tuple[ClusterDrift, ...] = ()
 
     @property
     def drifted(self) -> bool:
-        return bool(self.fleet) or any(r.data is not None and r.data.drift for r in self.results)
+        return (
+            bool(self.fleet)
+            or any(c.drift for c in self.clusters)
+            or any(r.data is not None and r.data.drift for r in self.results)
+        )
 
 
 def diff_fleet(hosts: Sequence[Host], *, timeout: float, parallel: int) -> DriftReport:
@@ -98,7 +115,24 @@ def diff_fleet(hosts: Sequence[Host], *, timeout: float, parallel: int) -> Drift
     secrets = {
         key for h in redis_hosts for key in h.redis_config if canonical(key) in SECRET_SETTINGS
     }
-    return DriftReport(results, fleet, compared, tuple(sorted(secrets)), sentinels)
+    clusters = cluster_drift(redis_hosts, configs)
+    return DriftReport(results, fleet, compared, tuple(sorted(secrets)), sentinels, clusters)
+
+
+def cluster_drift(
+    hosts: Sequence[Host], configs: Mapping[str, Mapping[str, str]]
+) -> tuple[ClusterDrift, ...]:
+    """Drift between the nodes of each cluster among `hosts` (by `Host.node.cluster`), over
+    the nodes whose config was read."""
+    members: dict[str, list[str]] = {}
+    for host in hosts:
+        if host.node is not None and host.name in configs:
+            members.setdefault(host.node.cluster, []).append(host.name)
+    drifts = []
+    for cluster, names in members.items():
+        drift, compared = fleet_drift({name: configs[name] for name in names})
+        drifts.append(ClusterDrift(cluster, tuple(names), drift, compared))
+    return tuple(drifts)
 
 
 def fleet_drift(configs: Mapping[str, Mapping[str, str]]) -> tuple[tuple[FleetDrift, ...], int]:

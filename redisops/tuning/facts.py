@@ -37,6 +37,7 @@ THP = "transparent_hugepage"
 SOMAXCONN = "somaxconn"
 SWAPPINESS = "swappiness"
 OPEN_FILES = "open_files"
+CLUSTER_INFO = "cluster_info"  # CLUSTER INFO, read on cluster nodes only
 SYSTEM_INPUTS = (MEM_TOTAL, OVERCOMMIT, THP, SOMAXCONN, SWAPPINESS, OPEN_FILES)
 
 _SYSTEM_FILES = {
@@ -118,6 +119,12 @@ class Facts:
     ram: int | None
     instances_on_machine: int
     missing: Mapping[str, str]
+    cluster_info: Mapping[str, str] | None = None
+
+    @property
+    def cluster(self) -> bool:
+        """True on a node of a Redis Cluster (INFO cluster_enabled:1)."""
+        return str(self.info.get("cluster_enabled", 0)) == "1"
 
     @property
     def role(self) -> str:
@@ -162,6 +169,7 @@ def collect_facts(
         config = _read_config_or_note(client, missing)
         acl = _read_acl(client, config, missing)
         write_rate = _write_rate(client, info, rate_window, missing)
+        cluster_info = _read_cluster_info(client, info, missing)
     system, access_error = _read_system(host, info, timeout, missing)
     ram = system.mem_total or _int(info.get("total_system_memory")) or None
     if ram is not None:
@@ -175,6 +183,7 @@ def collect_facts(
         ram=ram,
         instances_on_machine=max(1, instances_on_machine),
         missing=missing,
+        cluster_info=cluster_info,
     )
     return facts, access_error
 
@@ -193,6 +202,41 @@ def _read_config_or_note(client: redis.Redis, missing: dict[str, str]) -> dict[s
     except redis.ResponseError as exc:
         missing[CONFIG] = f"CONFIG GET refused: {_first_line(exc)}"
         return {}
+
+
+def _read_cluster_info(
+    client: redis.Redis, info: Mapping[str, Any], missing: dict[str, str]
+) -> dict[str, str] | None:
+    """CLUSTER INFO of a cluster node as a flat dict, plus `myself_slots`: how many slots this
+    node serves (from its own line of CLUSTER NODES). None on servers not in cluster mode."""
+    import redis
+
+    if str(info.get("cluster_enabled", 0)) != "1":
+        return None
+    try:
+        reply = client.execute_command("CLUSTER", "INFO")
+        nodes = str(client.execute_command("CLUSTER", "NODES"))
+    except redis.ResponseError as exc:
+        missing[CLUSTER_INFO] = f"CLUSTER INFO/NODES refused: {_first_line(exc)}"
+        return None
+    if isinstance(reply, dict):  # redis-py parses CLUSTER INFO itself in some versions
+        facts = {str(name): str(value) for name, value in reply.items()}
+    else:
+        facts = dict(line.split(":", 1) for line in str(reply).splitlines() if ":" in line)
+    myself = next((line.split() for line in nodes.splitlines() if " myself" in line), [])
+    facts["myself_slots"] = str(_slot_count(myself[8:]))
+    return facts
+
+
+def _slot_count(fields: list[str]) -> int:
+    """Slots in CLUSTER NODES slot fields (`0-5460`, `7`; `[...]` migration marks skipped)."""
+    total = 0
+    for field in fields:
+        if field.startswith("["):
+            continue
+        first, _, last = field.partition("-")
+        total += int(last or first) - int(first) + 1
+    return total
 
 
 def _read_acl(

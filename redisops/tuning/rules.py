@@ -16,6 +16,7 @@ from redisops.commandline import CommandLine
 from redisops.memory.summary import Severity
 from redisops.tuning.facts import (
     ACL,
+    CLUSTER_INFO,
     CONFIG,
     MEM_TOTAL,
     OPEN_FILES,
@@ -49,6 +50,21 @@ DEFAULT_SAVE = "3600 1 300 100 60 10000"
 SLOWLOG_SLOWER_THAN_US = 10000
 SLOWLOG_MAX_LEN = 128
 LATENCY_THRESHOLD_MS = 100
+# Cluster (thresholds and defaults from redis.conf of Redis 7.0, cluster section).
+NODE_TIMEOUT_DEFAULT_MS = 15000  # redis.conf's default
+# Below this, a stall a healthy node can have (a fork of a large data set at ~10-25 ms/GB, a
+# slow command, a short network blip) marks a master failed and starts a failover, which
+# drops the writes its replica had not received.
+NODE_TIMEOUT_MIN_MS = 5000
+# Above this, a master that died keeps its slots unavailable for over a minute before its
+# replica takes over: node-timeout is the time to detect a failure, and "most other internal
+# time limits are a multiple of the node timeout" (redis.conf).
+NODE_TIMEOUT_MAX_MS = 60000
+VALIDITY_FACTOR_DEFAULT = 10  # redis.conf's default
+MIGRATION_BARRIER_DEFAULT = 1  # redis.conf's default
+# "The recommended three shards" (redis.conf, cluster-allow-reads-when-down): with fewer
+# masters a master outage has no majority to fail over and stops reads and writes everywhere.
+RECOMMENDED_SHARDS = 3
 
 APPLY = "{redisops} -l {host} config apply --set {assignment}"
 
@@ -80,6 +96,7 @@ class AuditRule:
     why: str
     fix: str
     check: Callable[[Facts], Hit | None]
+    cluster_only: bool = False  # judged on nodes of a Redis Cluster only
 
     @property
     def fixed_by_apply(self) -> bool:
@@ -296,6 +313,61 @@ def _maxclients_over_open_files(f: Facts) -> Hit | None:
     )
 
 
+def _node_timeout(f: Facts) -> Hit | None:
+    timeout = f.number("cluster-node-timeout")
+    if NODE_TIMEOUT_MIN_MS <= timeout <= NODE_TIMEOUT_MAX_MS:
+        return None
+    side = "too low: stalls cause failovers" if timeout < NODE_TIMEOUT_MIN_MS else "too high"
+    return Hit(
+        f"{timeout} ms ({side})",
+        f"{NODE_TIMEOUT_DEFAULT_MS} ms (between {NODE_TIMEOUT_MIN_MS} and {NODE_TIMEOUT_MAX_MS})",
+        str(NODE_TIMEOUT_DEFAULT_MS),
+    )
+
+
+def _full_coverage_without_replica(f: Facts) -> Hit | None:
+    if f.setting("cluster-require-full-coverage") != "yes" or f.role != "master":
+        return None
+    if int(f.info.get("connected_slaves", 0)) or not _holds_slots(f):
+        return None
+    return Hit("yes, on a master with no replica", "a replica for this master, or no", "no")
+
+
+def _holds_slots(f: Facts) -> bool:
+    return int((f.cluster_info or {}).get("myself_slots", "0")) > 0
+
+
+def _reads_when_down_small(f: Facts) -> Hit | None:
+    if f.setting("cluster-allow-reads-when-down") != "no":
+        return None
+    size = int((f.cluster_info or {}).get("cluster_size", "0") or 0)
+    if not 0 < size < RECOMMENDED_SHARDS:
+        return None
+    return Hit(
+        f"no, with {size} shard(s)",
+        f"yes (or {RECOMMENDED_SHARDS}+ shards, so a failover has a majority)",
+        "yes",
+    )
+
+
+def _validity_factor_zero(f: Facts) -> Hit | None:
+    if f.setting("cluster-replica-validity-factor") != "0":
+        return None
+    return Hit("0 (any replica may fail over)", str(VALIDITY_FACTOR_DEFAULT), "10")
+
+
+def _migration_barrier_zero(f: Facts) -> Hit | None:
+    if f.setting("cluster-migration-barrier") != "0":
+        return None
+    return Hit("0", str(MIGRATION_BARRIER_DEFAULT), str(MIGRATION_BARRIER_DEFAULT))
+
+
+def _replica_no_failover(f: Facts) -> Hit | None:
+    if f.setting("cluster-replica-no-failover") != "yes":
+        return None
+    return Hit("yes", "no (unless this side must never be promoted, as in a DR site)", "no")
+
+
 _SYSCTL = "sysctl -w {name}={{value}} (and in /etc/sysctl.d/ to survive a reboot)"
 
 RULES: tuple[AuditRule, ...] = (
@@ -491,5 +563,79 @@ RULES: tuple[AuditRule, ...] = (
         "raise the open-files limit of the Redis service (systemd LimitNOFILE={value}, "
         "ulimit -n) and restart it",
         _maxclients_over_open_files,
+    ),
+    AuditRule(
+        "cluster-full-coverage-without-replica",
+        Severity.critical,
+        "cluster-require-full-coverage",
+        (CONFIG, CLUSTER_INFO),
+        "with cluster-require-full-coverage yes, a slot without a master stops every node of "
+        "the cluster (CLUSTERDOWN for every key); this master has no replica, so its crash "
+        "alone takes the whole cluster down until it is back",
+        "add a replica to this master (CLUSTER REPLICATE), or: "
+        "{redisops} -l {host} config apply --set cluster-require-full-coverage=no",
+        _full_coverage_without_replica,
+        cluster_only=True,
+    ),
+    AuditRule(
+        "cluster-node-timeout",
+        Severity.warning,
+        "cluster-node-timeout",
+        (CONFIG,),
+        f"cluster-node-timeout is how long a node may be unreachable before it is marked "
+        f"failed: under {NODE_TIMEOUT_MIN_MS} ms a fork or a slow command triggers a failover "
+        f"(which loses the writes the replica had not received); over {NODE_TIMEOUT_MAX_MS} ms "
+        "a dead master's slots stay unavailable that long before its replica takes over",
+        APPLY,
+        _node_timeout,
+        cluster_only=True,
+    ),
+    AuditRule(
+        "cluster-reads-down-few-shards",
+        Severity.warning,
+        "cluster-allow-reads-when-down",
+        (CONFIG, CLUSTER_INFO),
+        f"with fewer than the recommended {RECOMMENDED_SHARDS} shards a master outage has no "
+        "majority of masters to elect its replica, and the whole cluster stops reads and "
+        "writes; with cluster-allow-reads-when-down yes only writes stop (redis.conf)",
+        APPLY,
+        _reads_when_down_small,
+        cluster_only=True,
+    ),
+    AuditRule(
+        "cluster-replica-validity-zero",
+        Severity.warning,
+        "cluster-replica-validity-factor",
+        (CONFIG,),
+        "with cluster-replica-validity-factor 0 a replica fails over however long it has been "
+        "cut off from its master: a replica hours behind can be promoted and every write the "
+        "master took since is lost; the default 10 allows (node-timeout * 10) + "
+        "repl-ping-replica-period of silence",
+        APPLY,
+        _validity_factor_zero,
+        cluster_only=True,
+    ),
+    AuditRule(
+        "cluster-migration-barrier-zero",
+        Severity.warning,
+        "cluster-migration-barrier",
+        (CONFIG,),
+        "with cluster-migration-barrier 0 a master's only replica may migrate to an orphaned "
+        'master and leave this one without a replica to fail over to; redis.conf: "useful '
+        'only for debugging and dangerous in production"',
+        APPLY,
+        _migration_barrier_zero,
+        cluster_only=True,
+    ),
+    AuditRule(
+        "cluster-replica-no-failover",
+        Severity.warning,
+        "cluster-replica-no-failover",
+        (CONFIG,),
+        "with cluster-replica-no-failover yes this replica never takes over when its master "
+        "fails: the master's slots stay down until someone runs CLUSTER FAILOVER FORCE by hand",
+        APPLY,
+        _replica_no_failover,
+        cluster_only=True,
     ),
 )

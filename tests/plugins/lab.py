@@ -4,6 +4,7 @@
 - `lab` (session): a lab with 2 replicas, 3 sentinels and 200 seeded keys; purged at the end.
 - `lab_password` (session): the password of that lab, read from DIR/secret.
 - `make_lab` (function): starts extra small labs for destructive tests; purges them after.
+- `start_cluster_lab(dir, shards=3, replicas=1)`: a Redis Cluster lab on free node and bus ports.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import pytest
 
 from redisops.errors import LabError
 from redisops.lab import LabState, lab_down, lab_up
-from redisops.lab.daemon import port_in_use
+from redisops.lab.daemon import CLUSTER_BUS_OFFSET, port_in_use
 from redisops.lab.layout import SENTINEL_PORT_OFFSET
 
 PORT_RANGE = (20000, 50000)
@@ -47,6 +48,29 @@ def start_lab(lab_dir: Path, *, replicas: int = 2, sentinels: int = 3, **options
         try:
             return lab_up(
                 lab_dir, replicas=replicas, sentinels=sentinels, base_port=base, **options
+            )
+        except LabError as exc:
+            if "already in use" not in exc.message or attempt == START_TRIES - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
+def start_cluster_lab(lab_dir: Path, *, shards: int = 3, replicas: int = 1, **options) -> LabState:
+    """lab_up --cluster on a base port whose node ports and cluster bus ports (+10000) are
+    free, below the ephemeral range (32768+) so no client socket takes a bus port meanwhile."""
+    rng = random.Random()
+    nodes = shards * (replicas + 1)
+    for attempt in range(START_TRIES):
+        for _ in range(PORT_TRIES):
+            base = rng.randint(20000, 32767 - CLUSTER_BUS_OFFSET - nodes)
+            ports = [p + o for p in range(base, base + nodes) for o in (0, CLUSTER_BUS_OFFSET)]
+            if not any(port_in_use(port) for port in ports):
+                break
+        else:
+            raise RuntimeError(f"no free base port for a cluster lab after {PORT_TRIES} tries")
+        try:
+            return lab_up(
+                lab_dir, replicas=replicas, sentinels=0, base_port=base, shards=shards, **options
             )
         except LabError as exc:
             if "already in use" not in exc.message or attempt == START_TRIES - 1:
