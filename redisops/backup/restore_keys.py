@@ -37,6 +37,7 @@ from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from redisops.backup.catalogue import Backup, Catalogue, resolve_backup
 from redisops.backup.crc64 import crc64_function
@@ -58,6 +59,9 @@ from redisops.interrupt import Interrupted, pause, raise_if_stopped
 # The RDB reader lives in memory/rdb today: imported here only, so a move is one line.
 from redisops.memory.patterns import key_text
 from redisops.memory.rdb.reader import RdbError, RdbReader
+
+if TYPE_CHECKING:
+    from redisops.backup.restore_keys_cluster import ClusterPlan
 
 SAMPLES = 10
 BATCH_KEYS = 1000
@@ -386,6 +390,7 @@ class RestoreKeysPlan:
     resume: ResumePoint | None
     in_flight: tuple[int, ...] = ()
     counted: bool = True  # False: only checked; the run counts the keys as it sends them
+    cluster: ClusterPlan | None = None  # a cluster target (restore_keys_cluster)
 
 
 @dataclass(frozen=True)
@@ -418,6 +423,8 @@ class RestoreKeysResult:
     bytes_sent: int
     state_file: str | None  # kept only when the run did not finish
     problem: str | None = None
+    by_master: dict[str, int] = field(default_factory=dict)  # a cluster: restored per master
+    redirects: int = 0  # a cluster: MOVED and ASK replies followed
 
 
 @dataclass
@@ -550,8 +557,9 @@ def plan_restore_keys(
     flavour, version, counted = "redis", None, False
     if target.mode == "cluster" or host.cluster:
         blockers.append(
-            f"{host.name} is a cluster node: restore-keys does not route keys to their slot's "
-            "master yet; restore into a standalone Redis or Valkey"
+            f"{host.name} is a cluster node: keys go to their slot's master only when the "
+            "whole cluster is the target; mark it `cluster: true` in the inventory and select "
+            "the cluster with -l CLUSTER"
         )
     else:
         counted = True
@@ -778,7 +786,12 @@ def apply_restore_keys(
     that no longer reads stops the run (`problem` says why; the state file stays, so the same
     command continues). Interrupted gets `done` saying what came back before the stop.
     """
-    run = _Run(plan, host, rate=rate, timeout=timeout, progress=progress)
+    return finish_apply(_Run(plan, host, rate=rate, timeout=timeout, progress=progress), plan)
+
+
+def finish_apply(run: _Run, plan: RestoreKeysPlan) -> RestoreKeysResult:
+    """Run `run` to the end: Interrupted says what was restored; a lost connection or a
+    backup that no longer reads becomes the result's `problem`."""
     try:
         run.all()
     except Interrupted as exc:
@@ -1030,6 +1043,7 @@ def audit_entry(plan: RestoreKeysPlan, result: RestoreKeysResult | None, outcome
         },
         "replace": plan.replace,
         "planned": plan.restore,
+        **({"restored_by_master": result.by_master if result else {}} if plan.cluster else {}),
         "restored": result.restored if result else 0,
         "kept": result.kept if result else plan.kept,
         "failed": result.failed if result else 0,

@@ -15,6 +15,7 @@ from redisops.cli.common import (
     YesOption,
     confirm_change,
     global_options,
+    load_cluster_selection,
     load_selection,
     make_output,
     selected_hosts,
@@ -366,6 +367,39 @@ def _one_target(options, selection, command: str):
     return targets[0]
 
 
+def _cluster_target(options, chosen):
+    """The cluster -l names, when the selection is a whole cluster; None when it holds no
+    cluster node. A part of a cluster (a node, the replicas) is refused: keys go to their
+    slot's master, so the target is the cluster."""
+    nodes = [h for h in chosen.hosts if h.node is not None or h.cluster]
+    if not nodes:
+        return None
+    names = sorted({str(h.cluster_name) for h in nodes})
+    if len(names) > 1 or len(nodes) != len(chosen.hosts):
+        raise UsageError(
+            "restore-keys needs exactly one target: a Redis host or one whole cluster, "
+            f"-l selected {len(chosen.hosts)} hosts"
+            + (f" of clusters {', '.join(names)}" if len(names) > 1 else "")
+        )
+    cluster = chosen.clusters.get(names[0])
+    if cluster is None or cluster.seed is None:
+        failed = next((h for h in nodes if h.discovery_error), nodes[0])
+        raise HostError(f"{failed.name}: {failed.discovery_error or 'cluster not discovered'}")
+    from redisops.backup.restore_keys_cluster import masters_of
+
+    picked = {h.name for h in chosen.hosts}
+    missing = [h.name for h in masters_of(cluster) if h.name not in picked]
+    if missing:
+        shown = ", ".join(sorted(picked)[:3]) + (", …" if len(picked) > 3 else "")
+        raise RefusedError(
+            f"cannot restore keys into {shown}: a node of cluster {cluster.name} is not a "
+            f"target on its own (keys go to their slot's master; {', '.join(missing[:3])} "
+            "not selected)",
+            hint=f"select the whole cluster: -l {cluster.name}",
+        )
+    return cluster
+
+
 @app.command("restore")
 def restore(
     ctx: typer.Context,
@@ -559,6 +593,11 @@ def restore_keys(
         plan_restore_keys,
         read_keys_file,
     )
+    from redisops.backup.restore_keys_cluster import (
+        apply_cluster_restore_keys,
+        masters_of,
+        plan_cluster_restore_keys,
+    )
     from redisops.fleet.fanout import HostResult
     from redisops.interrupt import Interrupted
     from redisops.render.restore_keys import (
@@ -581,34 +620,54 @@ def restore_keys(
     selection.check()
     options = global_options(ctx)
     output = make_output(options)
-    _, hosts = load_selection(options, output)
-    target = _one_target(options, hosts, "restore-keys")
-    folder = catalogue_dirs(dest, [target])[target.name] if dest or target.backup_dir else None
+    _, chosen = load_cluster_selection(options, output)
+    cluster = _cluster_target(options, chosen)
+    if cluster is None:
+        target = _one_target(options, chosen.hosts, "restore-keys")
+        masters = [target]
+        name, address = target.name, target.address
+    else:
+        masters = list(masters_of(cluster))
+        name, address = f"cluster {cluster.name}", f"{len(masters)} masters"
+    folders = catalogue_dirs(dest, masters) if dest or masters[0].backup_dir else {}
     source = locate_source(
-        backup_id, lambda: load_catalogue([folder] if folder else []), from_host or target.name
+        backup_id,
+        lambda: load_catalogue(list(dict.fromkeys(folders.values()))),
+        from_host or (cluster.name if cluster else target.name),
     )
     with key_progress(output, "reading the backup") as progress:
-        plan = plan_restore_keys(
-            source,
-            target,
-            selection,
-            replace=replace,
-            state_dir=default_state_dir(),
-            timeout=options.timeout,
-            count=dry_run or not yes,
-            progress=progress,
-        )
+        if cluster is None:
+            plan = plan_restore_keys(
+                source,
+                target,
+                selection,
+                replace=replace,
+                state_dir=default_state_dir(),
+                timeout=options.timeout,
+                count=dry_run or not yes,
+                progress=progress,
+            )
+        else:
+            plan = plan_cluster_restore_keys(
+                source,
+                cluster,
+                selection,
+                replace=replace,
+                state_dir=default_state_dir(),
+                timeout=options.timeout,
+                progress=progress,
+            )
     if output.format == "table":
         output.err.print(plan_view(output, plan))
     if plan.blockers:
-        raise RefusedError(f"cannot restore keys into {target.name}: {plan.blockers[0]}")
+        raise RefusedError(f"cannot restore keys into {name}: {plan.blockers[0]}")
     if plan.refusals and not force:
         raise RefusedError(
             f"restore-keys refused: {'; '.join(plan.refusals)}",
             hint="restore into a newer server, or re-run with --force to restore the others",
             rerun_with="--force",
         )
-    row = HostResult(target.name, target.address, True, None, plan)
+    row = HostResult(plan.host, address, True, None, plan)
     if dry_run or (plan.counted and not plan.restore):
         if output.format == "table":
             output.err.print(
@@ -623,12 +682,17 @@ def restore_keys(
         )
     log = AuditLog(audit_log or default_audit_log().with_name("restore-keys.jsonl"))
     try:
-        confirm_change(f"Restore {plan.restore:,} key(s) into {target.name}?", yes=yes)
+        confirm_change(f"Restore {plan.restore:,} key(s) into {name}?", yes=yes)
         with key_progress(output, "restoring") as progress:
             try:
-                result = apply_restore_keys(
-                    plan, target, rate=rate, timeout=options.timeout, progress=progress
-                )
+                if cluster is None:
+                    result = apply_restore_keys(
+                        plan, target, rate=rate, timeout=options.timeout, progress=progress
+                    )
+                else:
+                    result = apply_cluster_restore_keys(
+                        plan, cluster, rate=rate, timeout=options.timeout, progress=progress
+                    )
             except Interrupted:
                 log.append(audit_entry(plan, None, "interrupted"))
                 raise
@@ -637,15 +701,15 @@ def restore_keys(
     finally:
         log.close()
     if result.problem:
-        output.error(f"{target.name}: {result.problem}")
+        output.error(f"{name}: {result.problem}")
     failed_keys(output, result)
     run_note(output, result)
     problem = result.problem or (
-        f"{result.failed:,} key(s) rejected by {target.name}" if result.failed else None
+        f"{result.failed:,} key(s) rejected by {name}" if result.failed else None
     )
     return output.host_results(
         "backup restore-keys",
-        [HostResult(target.name, target.address, problem is None, problem, result)],
+        [HostResult(plan.host, address, problem is None, problem, result)],
         lambda rows: result_view(output, rows),
         summary={"dry_run": False, "planned": plan.restore, "state_file": result.state_file},
     )
