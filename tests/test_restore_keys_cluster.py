@@ -5,7 +5,12 @@ gets its keys, and a part of a cluster or a backup with keys in db 1 is refused.
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -277,3 +282,54 @@ def test_a_slot_moved_or_migrating_between_plan_and_apply_still_gets_its_keys(en
     assert contents(clients) == {
         k: v for k, v in env["expected"].items() if k.startswith((b"{moved}", b"{asked}", b"user:"))
     }
+
+
+def restores(clients: dict[int, redis.Redis]) -> int:
+    """RESTORE commands the masters have run (INFO commandstats)."""
+    stats = [c.info("commandstats").get("cmdstat_restore", {}) for c in clients.values()]
+    return sum(s.get("calls", 0) for s in stats)
+
+
+def position(state_home: Path) -> int:
+    """The `position` in the state file of a running restore into cluster `redis` (0 before
+    there is one)."""
+    for path in (state_home / "redisops" / "restore-keys").glob("redis-*.json"):
+        try:
+            return json.loads(path.read_text())["position"]
+        except (OSError, ValueError, KeyError):
+            return 0  # replaced between the listing and the read
+    return 0
+
+
+def test_resume_after_kill_9_into_a_cluster_restores_the_rest_once(env, tmp_path):
+    clients = masters(env)
+    flush(clients)
+    state_home = tmp_path / "state"
+    environ = {**os.environ, "PYTHONPATH": os.getcwd(), "XDG_STATE_HOME": str(state_home)}
+    command = [sys.executable, "-m", "redisops", "-i", env["inventory"], "-l", "redis", "backup",
+               "restore-keys", env["source"], "--all", "--rate", "100", "--yes"]  # fmt: skip
+    process = subprocess.Popen(command, env=environ, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + WAIT
+        while position(state_home) < 30:  # a few rounds came back
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "no progress"
+            time.sleep(0.05)
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=WAIT)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    total = len(env["expected"])
+    partial = sum(c.dbsize() for c in clients.values())
+    assert 30 <= partial < total
+    calls = restores(clients)
+    run = cli(env, "-l", "redis", "-o", "json", "backup", "restore-keys", env["source"],
+              "--all", "--yes")  # fmt: skip
+    assert run.exit_code == 0, run.stderr
+    data = run.json()["results"][0]["data"]
+    assert (data["kept"], data["failed"]) == (0, 0)  # nothing sent twice
+    assert data["done_before"] == partial  # continued from the state file
+    assert data["restored"] == total - partial == restores(clients) - calls
+    assert contents(clients) == env["expected"]
+    assert not list((state_home / "redisops" / "restore-keys").glob("redis-*.json"))

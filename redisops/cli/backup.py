@@ -571,16 +571,18 @@ def restore_keys(
     yes: YesOption = False,
     dry_run: DryRunOption = False,
 ) -> int:
-    """Bring back some keys (or all) from a backup into the host given with -l, by RESTORE.
+    """Bring back some keys (or all) from a backup into the host or cluster -l names, by RESTORE.
 
     Shows the plan first (keys to create, to overwrite with --replace, left alone, expired
     by now and skipped), having read and checked the whole backup; then asks (--yes off a
     terminal). With --yes the backup is checked (CRC64, SHA-256) but not counted first: the
     counts come with the result (--dry-run shows them before). Keys are restored with their
     TTL (absolute) and LRU/LFU data, pipelined; keys that exist are never overwritten
-    without --replace. Refused (exit 3): a replica or cluster target, a backup that does
-    not verify. A key the target rejects is named and the others go on (exit 1).
-    Interrupted, the same command continues where it stopped.
+    without --replace. A cluster (-l CLUSTER) gets each key on its slot's master, counted
+    per shard (always before sending), db 0 only. Refused (exit 3): a replica, one node of
+    a cluster, keys of another db than 0 for a cluster, a backup that does not verify. A
+    key the target rejects is named and the others go on (exit 1). Interrupted, the same
+    command continues where it stopped.
     """
     from redisops.backup.catalogue import catalogue_dirs, load_catalogue
     from redisops.backup.restore_keys import (
