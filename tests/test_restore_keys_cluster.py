@@ -151,11 +151,12 @@ def contents(clients: dict[int, redis.Redis]) -> dict[bytes, tuple]:
     return found
 
 
-def test_a_standalone_backup_lands_on_each_keys_slot_master(env):
+def test_a_standalone_backup_lands_on_each_keys_slot_master(env, tmp_path):
     clients = masters(env)
     flush(clients)
+    audit = tmp_path / "audit.jsonl"
     run = cli(env, "-l", "redis", "-o", "json", "backup", "restore-keys", env["source"],
-              "--all", "--yes")  # fmt: skip
+              "--all", "--yes", "--audit-log", str(audit))  # fmt: skip
     assert run.exit_code == 0, run.stderr
     (row,) = run.json()["results"]
     total = PLAIN_KEYS + len(TAGGED) * TAGGED_KEYS
@@ -163,7 +164,11 @@ def test_a_standalone_backup_lands_on_each_keys_slot_master(env):
     assert row["data"]["redirects"] == 0  # each sent straight to its slot's master
     assert contents(clients) == env["expected"]  # values, TTLs, and each on its master
     by_port = {port: client.dbsize() for port, client in clients.items()}
-    assert sorted(row["data"]["by_master"].values()) == sorted(by_port.values())
+    ports = {h.name: h.port for h in discovered(env).nodes}
+    assert {ports[name]: n for name, n in row["data"]["by_master"].items()} == by_port
+    (line,) = [json.loads(text) for text in audit.read_text().splitlines()]
+    assert (line["host"], line["outcome"], line["restored"]) == ("redis", "restored", total)
+    assert line["restored_by_master"] == row["data"]["by_master"]
     assert all(by_port.values()) and sum(by_port.values()) == total
     for tag in TAGGED:
         master = clients[owner(clients, tag)]

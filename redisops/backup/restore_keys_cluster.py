@@ -380,7 +380,7 @@ class _ClusterRun(_Run):
         super().__init__(plan, host, rate=rate, timeout=timeout, progress=progress)
         self.map = slot_map
         self.conns: dict[str, RespConnection] = {}
-        self.by_master: dict[str, int] = {}
+        self.by_master = {host.name: 0 for host in slot_map.hosts.values()}  # shard order
         self.redirects = 0
 
     def all(self) -> None:
