@@ -269,7 +269,8 @@ def test_a_slot_moved_or_migrating_between_plan_and_apply_still_gets_its_keys(en
     clients[asked_from].execute_command("CLUSTER", "SETSLOT", asked_slot, "MIGRATING",
                                         ids[asked_to])  # fmt: skip
     try:
-        result = apply_cluster_restore_keys(plan, cluster, rate=0, timeout=10)
+        # --rate 500: rounds of 50 keys, redirections while the next round is being built
+        result = apply_cluster_restore_keys(plan, cluster, rate=500, timeout=10)
         assert result.problem is None and result.failed == 0
         assert result.restored == plan.restore
         assert result.redirects == 2 * TAGGED_KEYS

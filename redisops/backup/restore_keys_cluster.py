@@ -8,7 +8,8 @@ asks each key's master whether the key exists (EXISTS, pipelined per master), co
 shard. Clusters have db 0 only: selected keys of another db are a blocker naming their dbs.
 
 Apply sends RESTOREs in rounds: the rows of the backup are routed to per-master pipelines,
-every master gets its part, then every reply is read (the masters work in parallel). A
+every master gets its part, and the next round is built while the masters work on it (in
+parallel); then every reply of the round is read, before the next one is sent. A
 `MOVED` reply (the slot moved since the map was read) refreshes the map once for the round
 and the key is sent to the node the reply names; `ASK` (the slot is being migrated) sends
 `ASKING` + `RESTORE` to the named node. At most REDIRECTS redirections per key, then it is
@@ -21,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import time
+from binascii import crc_hqx
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack, closing
 from dataclasses import dataclass, field
@@ -58,7 +60,7 @@ from redisops.fleet.host import Host
 from redisops.fleet.resp import RespConnection
 from redisops.memory.patterns import key_text
 from redisops.memory.rdb.reader import RdbError
-from redisops.memory.slots import SLOTS, key_slot
+from redisops.memory.slots import SLOT_MASK, SLOTS, key_slot
 
 REDIRECTS = 5
 ASKING = b"*1\r\n$6\r\nASKING\r\n"
@@ -374,7 +376,7 @@ def apply_cluster_restore_keys(
 
 
 class _ClusterRun(_Run):
-    """Rounds of RESTOREs routed by slot: each round sent to every master, then answered."""
+    """Rounds of RESTOREs routed by slot: one round in flight while the next is built."""
 
     def __init__(self, plan, host, *, rate, timeout, progress, slot_map: SlotMap) -> None:
         super().__init__(plan, host, rate=rate, timeout=timeout, progress=progress)
@@ -394,6 +396,8 @@ class _ClusterRun(_Run):
         )
         skip_to, in_flight, target = self.position, frozenset(plan.in_flight), plan.target
         head = b"*%d\r\n$7\r\nRESTORE\r\n"
+        plain = head + b"$%d\r\n%b\r\n$1\r\n0\r\n$%d\r\n%b%b\r\n%b"  # as _Run.all
+        timed = head + b"$%d\r\n%b\r\n$%d\r\n%d\r\n$%d\r\n%b%b\r\n%b"
         replace = b"$7\r\nREPLACE\r\n" if plan.replace else b""
         absttl = replace + b"$6\r\nABSTTL\r\n"
         fixed = 4 + bool(plan.replace)
@@ -404,6 +408,8 @@ class _ClusterRun(_Run):
         footers: dict[int, bytes | None] = {}
         ordinal = sent = selected_count = expired = unloadable = size = count = 0
         work: dict[str, list] = {}
+        last_row: tuple = ()
+        previous: tuple | None = None  # the round in flight
         now = time.time() * 1000
         owner = self.map.owner
         reader, batches = _batches(plan.source)
@@ -430,46 +436,77 @@ class _ClusterRun(_Run):
                 if footer is None:
                     unloadable += 1
                     continue
-                command = self._command(head, fixed, row[1], expire, payload + footer, checksum,
-                                        replace, absttl, row[9], row[10])  # fmt: skip
-                address = owner[key_slot(row[1])] or next(iter(self.map.hosts))
+                body, key = payload + footer, row[1]
+                if row[9] >= 0 or row[10] >= 0:
+                    command = self._command(head, fixed, key, expire, body, checksum, replace,
+                                            absttl, row[9], row[10])  # fmt: skip
+                elif expire < 0:
+                    command = plain % (
+                        fixed, len(key), key, len(body) + 8, body,
+                        checksum(body).to_bytes(8, "little"), replace,
+                    )  # fmt: skip
+                else:
+                    command = timed % (
+                        fixed + 1, len(key), key, len(b"%d" % expire), expire, len(body) + 8,
+                        body, checksum(body).to_bytes(8, "little"), absttl,
+                    )  # fmt: skip
+                slot = key_slot(key) if b"{" in key else crc_hqx(key, 0) & SLOT_MASK
+                address = owner[slot] or next(iter(self.map.hosts))
                 work.setdefault(address, []).append((command, row, False))
+                last_row = row
                 size += len(command)
                 count += 1
                 if count >= limit or size >= BATCH_BYTES * len(self.map.hosts):
-                    self._round(work, ordinal)
+                    if previous is not None:
+                        self._collect(previous)  # the servers ran it while this one was built
+                    previous = self._send(work, ordinal, row)
                     sent += count
                     work, size, count = {}, 0, 0
                     owner = self.map.owner  # refreshed after a MOVED
                     self._throttle(sent)
         self.records, self.selected = ordinal, selected_count
         self.expired, self.unloadable = expired, unloadable
+        if previous is not None:
+            self._collect(previous)
         if work:
-            self._round(work, ordinal)
+            self._collect(self._send(work, ordinal, last_row))
         self.finished = True
         self.state.unlink(missing_ok=True)
 
-    def _round(self, work: dict[str, list], last_ordinal: int) -> None:
-        """Send one round and read every reply, following redirections; then record it."""
+    def _send(self, work: dict[str, list], last_ordinal: int, last_row: tuple) -> tuple:
+        """Record the state when needed and send a round; returns what _collect needs."""
         if last_ordinal > self.saved_to or time.monotonic() - self.saved_at > STATE_SECONDS:
             self._save(sent_to=last_ordinal + STATE_AHEAD)
+        self._send_work(work)
+        return work, last_ordinal, last_row
+
+    def _send_work(self, work: dict[str, list]) -> None:
+        for address, items in work.items():
+            data = b"".join(ASKING + c if asking else c for c, _, asking in items)
+            self._conn(address).send(data)
+            self.bytes_sent += len(data)
+
+    def _collect(self, sent: tuple) -> None:
+        """Read every reply of a round sent, following redirections; then record it. Nothing
+        else is in flight meanwhile, so a redirected key's reply is the next one read."""
         from hiredis import ReplyError
 
-        last_row = None
+        work, last_ordinal, last_row = sent
         for tries in range(REDIRECTS + 1):
-            for address, items in work.items():
-                data = b"".join(ASKING + c if asking else c for c, _, asking in items)
-                self._conn(address).send(data)
-                self.bytes_sent += len(data)
+            if tries:
+                self._send_work(work)
             again: dict[str, list] = {}
             moved = False
             for address, items in work.items():
                 conn = self._conn(address)
                 replies = conn.replies(len(items) + sum(asking for _, _, asking in items))
-                answers = iter(replies)
                 name = self.map.host(address).name
+                if replies.count(b"OK") == len(replies):  # the usual case, at once
+                    self.restored += len(items)
+                    self.by_master[name] = self.by_master.get(name, 0) + len(items)
+                    continue
+                answers = iter(replies)
                 for command, row, asking in items:
-                    last_row = row
                     if asking:
                         next(answers)  # ASKING's OK
                     reply = next(answers)
@@ -492,9 +529,7 @@ class _ClusterRun(_Run):
             if moved:
                 self.map.refresh(self.timeout)
             work = again
-        self.position = last_ordinal
-        if last_row is not None:
-            self.last_key = f"db{last_row[0]} {key_text(last_row[1])}"
+        self.position, self.last_key = last_ordinal, f"db{last_row[0]} {key_text(last_row[1])}"
         if self.progress is not None:
             self.progress(self.restored + self.kept + self.failed, self.plan.restore)
 
