@@ -273,7 +273,8 @@ def test_a_slot_moved_or_migrating_between_plan_and_apply_still_gets_its_keys(en
         result = apply_cluster_restore_keys(plan, cluster, rate=500, timeout=10)
         assert result.problem is None and result.failed == 0
         assert result.restored == plan.restore
-        assert result.redirects == 2 * TAGGED_KEYS
+        # every {asked} key is asked for; {moved} keys until the first MOVED refreshed the map
+        assert TAGGED_KEYS < result.redirects <= 2 * TAGGED_KEYS
         moved = [b"{moved}:%d" % i for i in range(TAGGED_KEYS)]
         assert clients[moved_to].exists(*moved) == TAGGED_KEYS
         count = ("CLUSTER", "COUNTKEYSINSLOT", moved_slot)
