@@ -216,6 +216,13 @@ def test_a_part_of_a_cluster_is_refused_with_the_cluster_form(env):
         assert "hint: select the whole cluster: -l redis" in run.stderr
 
 
+def test_latest_of_a_cluster_needs_the_backups_host(env):
+    run = cli(env, "-l", "redis", "backup", "restore-keys", "latest", "--all", "--yes")
+    assert run.exit_code == 2
+    assert "`latest` of cluster redis names no one host's backup" in run.stderr
+    assert "--from-host HOST" in run.stderr
+
+
 def test_a_cluster_node_not_marked_cluster_in_the_inventory_is_refused(env, tmp_path):
     data = yaml.safe_load(Path(env["inventory"]).read_text())
     del data["all"]["children"]["redis"]["vars"]

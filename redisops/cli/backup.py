@@ -584,7 +584,7 @@ def restore_keys(
     key the target rejects is named and the others go on (exit 1). Interrupted, the same
     command continues where it stopped.
     """
-    from redisops.backup.catalogue import catalogue_dirs, load_catalogue
+    from redisops.backup.catalogue import LATEST, LATEST_SAFETY, catalogue_dirs, load_catalogue
     from redisops.backup.restore_keys import (
         KeyNames,
         KeySelection,
@@ -631,6 +631,13 @@ def restore_keys(
     else:
         masters = list(masters_of(cluster))
         name, address = f"cluster {cluster.name}", f"{len(masters)} masters"
+    latest = backup_id in (LATEST, LATEST_SAFETY) and not Path(backup_id).is_file()
+    if cluster is not None and latest and not from_host:
+        raise UsageError(
+            f"`{backup_id}` of cluster {cluster.name} names no one host's backup",
+            hint="name the host the backup was taken on with --from-host HOST, or the backup "
+            "by its id or file",
+        )
     folders = catalogue_dirs(dest, masters) if dest or masters[0].backup_dir else {}
     source = locate_source(
         backup_id,
