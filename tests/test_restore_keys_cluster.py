@@ -107,8 +107,12 @@ def discovered(env):
 def masters(env) -> dict[int, redis.Redis]:
     """A client per master (by port), for the live cluster."""
     cluster = discovered(env)
+    return clients_of(cluster, env["password"])
+
+
+def clients_of(cluster, password: str) -> dict[int, redis.Redis]:
     return {
-        h.port: redis.Redis(port=h.port, password=env["password"], socket_timeout=10)
+        h.port: redis.Redis(port=h.port, password=password, socket_timeout=10)
         for h in cluster.nodes
         if h.node.role == "master" and h.node.slots
     }
@@ -174,6 +178,34 @@ def test_a_standalone_backup_lands_on_each_keys_slot_master(env, tmp_path):
         master = clients[owner(clients, tag)]
         slot = key_slot(tag)
         assert master.execute_command("CLUSTER", "COUNTKEYSINSLOT", slot) == TAGGED_KEYS
+
+
+def test_the_backups_of_a_3_shard_cluster_load_into_a_4_shard_one(env, tmp_path):
+    clients = masters(env)
+    flush(clients)
+    run = cli(env, "-l", "redis", "backup", "restore-keys", env["source"], "--all", "--yes")
+    assert run.exit_code == 0, run.stderr
+    files = {}
+    for port, client in clients.items():
+        client.save()
+        folder, name = (client.config_get(p)[p] for p in ("dir", "dbfilename"))
+        files[port] = shutil.copy(Path(folder) / name, tmp_path / f"shard-{port}.rdb")
+    wide = start_cluster_lab(tmp_path / "wide", shards=4, replicas=0)
+    try:
+        password = (Path(wide.dir) / "secret").read_text().strip()
+        inventory = load_inventory(Path(wide.inventory_path))
+        four = discover_clusters(inventory.hosts, {"redis"}, timeout=10, parallel=8)
+        targets = clients_of(four.clusters["redis"], password)
+        assert len(targets) == 4
+        for port, path in files.items():
+            load = redisops("-i", wide.inventory_path, "-l", "redis", "-o", "json", "backup",
+                            "restore-keys", str(path), "--all", "--yes")  # fmt: skip
+            assert load.exit_code == 0, load.stderr
+            assert load.json()["results"][0]["data"]["restored"] == clients[port].dbsize()
+        assert contents(targets) == env["expected"]
+        assert all(client.dbsize() for client in targets.values())
+    finally:
+        lab_down(Path(wide.dir), purge=True)
 
 
 def test_match_into_a_cluster_and_existing_keys_kept_without_replace(env):
