@@ -97,16 +97,18 @@ class ClusterPlan:
 
 
 class SlotMap:
-    """Which node serves each slot, and the Host to reach each node (credentials, TLS and
-    access of the selected masters; a node the selection does not hold inherits them)."""
+    """Which master serves each slot, and the Host to reach each node: the discovered nodes
+    as they are (a replica promoted since keeps its inventory entry); a node discovery did
+    not see inherits the first master's credentials, TLS and access."""
 
-    def __init__(self, cluster: str, masters: Sequence[Host]) -> None:
-        self.cluster = cluster
+    def __init__(self, cluster: Cluster) -> None:
+        self.masters = masters = masters_of(cluster)
+        self.cluster = cluster.name
         self.template = masters[0]
-        self.hosts: dict[str, Host] = {}
+        self.hosts = {host.address: host for host in masters}  # masters first: shard order
+        self.hosts |= {h.address: h for h in cluster.nodes if h.address not in self.hosts}
         self.owner: list[str | None] = [None] * SLOTS
         for host in masters:
-            self.hosts[host.address] = host
             for first, last in host.node.slots:
                 self.owner[first : last + 1] = [host.address] * (last - first + 1)
 
@@ -195,7 +197,7 @@ def plan_cluster_restore_keys(
     target = _combined(targets)
     tally = _Tally()
     shard_tallies = {host.address: _Tally() for host in masters}
-    slot_map = SlotMap(cluster.name, masters)
+    slot_map = SlotMap(cluster)
     other_dbs: dict[int, int] = {}
     unserved = 0
     selected = (
@@ -272,7 +274,7 @@ def plan_cluster_restore_keys(
     if unserved:
         blockers.append(
             f"{unserved:,} selected key(s) hash to slots no master of {cluster.name} serves: "
-            "see `redisops cluster check`"
+            "see `redisops cluster status`"
         )
     shards = []
     for host in masters:
@@ -367,11 +369,9 @@ def apply_cluster_restore_keys(
 ) -> RestoreKeysResult:
     """Send the plan's RESTOREs, each to its slot's master (see the module docstring);
     outcomes as apply_restore_keys."""
-    masters = masters_of(cluster)
-    run = _ClusterRun(
-        plan, masters[0], rate=rate, timeout=timeout, progress=progress,
-        slot_map=SlotMap(cluster.name, masters),
-    )  # fmt: skip
+    slot_map = SlotMap(cluster)
+    run = _ClusterRun(plan, slot_map.template, rate=rate, timeout=timeout, progress=progress,
+                      slot_map=slot_map)  # fmt: skip
     return finish_apply(run, plan)
 
 
@@ -382,7 +382,7 @@ class _ClusterRun(_Run):
         super().__init__(plan, host, rate=rate, timeout=timeout, progress=progress)
         self.map = slot_map
         self.conns: dict[str, RespConnection] = {}
-        self.by_master = {host.name: 0 for host in slot_map.hosts.values()}  # shard order
+        self.by_master = {host.name: 0 for host in slot_map.masters}  # shard order
         self.redirects = 0
 
     def all(self) -> None:
@@ -401,7 +401,7 @@ class _ClusterRun(_Run):
         replace = b"$7\r\nREPLACE\r\n" if plan.replace else b""
         absttl = replace + b"$6\r\nABSTTL\r\n"
         fixed = 4 + bool(plan.replace)
-        limit = BATCH_KEYS * len(self.map.hosts)
+        limit = BATCH_KEYS * len(self.map.masters)
         if self.rate > 0:
             limit = max(1, min(limit, int(self.rate / 10)))
         checksum = crc64_function()
@@ -456,7 +456,7 @@ class _ClusterRun(_Run):
                 last_row = row
                 size += len(command)
                 count += 1
-                if count >= limit or size >= BATCH_BYTES * len(self.map.hosts):
+                if count >= limit or size >= BATCH_BYTES * len(self.map.masters):
                     if previous is not None:
                         self._collect(previous)  # the servers ran it while this one was built
                     previous = self._send(work, ordinal, row)

@@ -387,6 +387,10 @@ def _cluster_target(options, chosen):
         raise HostError(f"{failed.name}: {failed.discovery_error or 'cluster not discovered'}")
     from redisops.backup.restore_keys_cluster import masters_of
 
+    if not masters_of(cluster):
+        raise HostError(
+            f"no master of cluster {cluster.name} serves slots (see `redisops cluster status`)"
+        )
     picked = {h.name for h in chosen.hosts}
     missing = [h.name for h in masters_of(cluster) if h.name not in picked]
     if missing:
