@@ -268,8 +268,8 @@ def test_epoch_disagreement_and_collision_are_problems():
     put in this state on demand, Redis resolves epoch collisions within seconds)."""
     from redisops.cluster.status import NodeReading, assess
     from redisops.fleet.cluster import Cluster, Shard, parse_nodes
-    from redisops.fleet.fanout import HostResult
     from redisops.fleet.host import ClusterNode, Host
+    from redisops.results import HostResult
 
     def view(me: str, epoch_b: int) -> str:
         lines = [

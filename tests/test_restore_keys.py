@@ -446,22 +446,6 @@ def test_valkey_9_both_ways_and_types_an_older_server_cannot_load(lab, tmp_path)
             process.wait()
 
 
-def test_a_cluster_node_is_refused_for_now(lab, tmp_path):
-    state, dest, _, _ = lab
-    data = yaml.safe_load(Path(state.inventory_path).read_text())
-    node = data["all"]["children"]["redis"]["hosts"]["node-1"]
-    node["cluster"] = True
-    inventory = tmp_path / "inventory.yaml"
-    inventory.write_text(yaml.safe_dump(data))
-    calls = restores(client(state))
-    run = redisops("-i", str(inventory), "-l", "node-1", "backup", "restore-keys", "latest",
-                   "--dest", str(dest), "--all", "--yes")  # fmt: skip
-    assert run.exit_code == 3
-    assert "node-1 is a cluster node: restore-keys does not route keys to their slot's master " \
-        "yet" in said(run)  # fmt: skip
-    assert restores(client(state)) == calls
-
-
 def test_ctrl_c_stops_at_once_and_says_what_came_back(lab, state_home):
     state, dest, taken, _ = lab
     c = reset(lab)

@@ -37,6 +37,7 @@ from contextlib import closing
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from redisops.backup.catalogue import Backup, Catalogue, resolve_backup
 from redisops.change import ChangeOutcome, ChangePlan
@@ -59,6 +60,9 @@ from redisops.rdb.format import (
 from redisops.rdb.reader import RdbError, RdbReader
 from redisops.results import HostResult
 from redisops.serverinfo import parse_info
+
+if TYPE_CHECKING:
+    from redisops.backup.restore_keys_cluster import ClusterPlan
 
 SAMPLES = 10
 BATCH_KEYS = 1000
@@ -387,6 +391,7 @@ class RestoreKeysPlan:
     resume: ResumePoint | None
     in_flight: tuple[int, ...] = ()
     counted: bool = True  # False: only checked; the run counts the keys as it sends them
+    cluster: ClusterPlan | None = None  # a cluster target (restore_keys_cluster)
 
 
 @dataclass(frozen=True)
@@ -419,6 +424,8 @@ class RestoreKeysResult:
     bytes_sent: int
     state_file: str | None  # kept only when the run did not finish
     problem: str | None = None
+    by_master: dict[str, int] = field(default_factory=dict)  # a cluster: restored per master
+    redirects: int = 0  # a cluster: MOVED and ASK replies followed
 
 
 @dataclass
@@ -551,8 +558,9 @@ def plan_restore_keys(
     flavour, version, counted = "redis", None, False
     if target.mode == "cluster" or host.cluster:
         blockers.append(
-            f"{host.name} is a cluster node: restore-keys does not route keys to their slot's "
-            "master yet; restore into a standalone Redis or Valkey"
+            f"{host.name} is a cluster node: keys go to their slot's master only when the "
+            "whole cluster is the target; mark it `cluster: true` in the inventory and select "
+            "the cluster with -l CLUSTER"
         )
     else:
         counted = True
@@ -779,7 +787,12 @@ def apply_restore_keys(
     that no longer reads stops the run (`problem` says why; the state file stays, so the same
     command continues). Interrupted gets `done` saying what came back before the stop.
     """
-    run = _Run(plan, host, rate=rate, timeout=timeout, progress=progress)
+    return finish_apply(_Run(plan, host, rate=rate, timeout=timeout, progress=progress), plan)
+
+
+def finish_apply(run: _Run, plan: RestoreKeysPlan) -> RestoreKeysResult:
+    """Run `run` to the end: Interrupted says what was restored; a lost connection or a
+    backup that no longer reads becomes the result's `problem`."""
     try:
         run.all()
     except Interrupted as exc:
@@ -1031,6 +1044,7 @@ def audit_entry(plan: RestoreKeysPlan, result: RestoreKeysResult | None, outcome
         },
         "replace": plan.replace,
         "planned": plan.restore,
+        **({"restored_by_master": result.by_master if result else {}} if plan.cluster else {}),
         "restored": result.restored if result else 0,
         "kept": result.kept if result else plan.kept,
         "failed": result.failed if result else 0,
@@ -1046,19 +1060,22 @@ def _format(flavour: str, version: int | None) -> str:
     return f"Valkey RDB format {version}" if flavour == "valkey" else f"RDB version {version}"
 
 
-def restore_keys_change(plan: RestoreKeysPlan, target: Host) -> ChangePlan[RestoreKeysPlan]:
-    """`plan` as the change engine's: one row; nothing to do once counted and empty (with
-    --yes the keys are counted as they are sent, so the run goes ahead)."""
+def restore_keys_change(
+    plan: RestoreKeysPlan, name: str, address: str
+) -> ChangePlan[RestoreKeysPlan]:
+    """`plan` as the change engine's: one row for the target (a host, or `cluster NAME`);
+    nothing to do once counted and empty (with --yes the keys are counted as they are sent,
+    so the run goes ahead)."""
     if plan.blockers:
-        refused = f"cannot restore keys into {target.name}: {plan.blockers[0]}"
+        refused = f"cannot restore keys into {name}: {plan.blockers[0]}"
         hint = None
     else:
         refused = f"restore-keys refused: {'; '.join(plan.refusals)}"
         hint = "restore into a newer server, or re-run with --force to restore the others"
     return ChangePlan(
         command="backup restore-keys",
-        rows=[HostResult(target.name, target.address, True, None, plan)],
-        question=f"Restore {plan.restore:,} key(s) into {target.name}?",
+        rows=[HostResult(plan.host, address, True, None, plan)],
+        question=f"Restore {plan.restore:,} key(s) into {name}?",
         pending=plan.restore if plan.counted else 1,
         blockers=plan.blockers,
         refusals=plan.refusals,
@@ -1069,15 +1086,15 @@ def restore_keys_change(plan: RestoreKeysPlan, target: Host) -> ChangePlan[Resto
 
 
 def restore_keys_outcome(
-    plan: RestoreKeysPlan, result: RestoreKeysResult, target: Host
+    plan: RestoreKeysPlan, result: RestoreKeysResult, name: str, address: str
 ) -> ChangeOutcome[RestoreKeysResult]:
     """A run as the change engine's outcome: a problem, or keys the target rejected, fail
     the row (exit 1)."""
     problem = result.problem or (
-        f"{result.failed:,} key(s) rejected by {target.name}" if result.failed else None
+        f"{result.failed:,} key(s) rejected by {name}" if result.failed else None
     )
     return ChangeOutcome(
-        [HostResult(target.name, target.address, problem is None, problem, result)],
+        [HostResult(plan.host, address, problem is None, problem, result)],
         summary={"planned": plan.restore, "state_file": result.state_file},
-        errors=[f"{target.name}: {result.problem}"] if result.problem else [],
+        errors=[f"{name}: {result.problem}"] if result.problem else [],
     )

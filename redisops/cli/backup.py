@@ -14,11 +14,12 @@ from redisops.cli.common import (
     DryRunOption,
     YesOption,
     global_options,
+    load_cluster_selection,
     load_selection,
     make_output,
 )
 from redisops.cli.groups import command_group
-from redisops.errors import UsageError
+from redisops.errors import HostError, RefusedError, UsageError
 from redisops.exitcode import exit_code
 
 app = command_group("backup")
@@ -340,6 +341,43 @@ def prune(
     )
 
 
+def _cluster_target(options, chosen):
+    """The cluster -l names, when the selection is a whole cluster; None when it holds no
+    cluster node. A part of a cluster (a node, the replicas) is refused: keys go to their
+    slot's master, so the target is the cluster."""
+    nodes = [h for h in chosen.hosts if h.node is not None or h.cluster]
+    if not nodes:
+        return None
+    names = sorted({str(h.cluster_name) for h in nodes})
+    if len(names) > 1 or len(nodes) != len(chosen.hosts):
+        raise UsageError(
+            "restore-keys needs exactly one target: a Redis host or one whole cluster, "
+            f"-l selected {len(chosen.hosts)} hosts"
+            + (f" of clusters {', '.join(names)}" if len(names) > 1 else "")
+        )
+    cluster = chosen.clusters.get(names[0])
+    if cluster is None or cluster.seed is None:
+        failed = next((h for h in nodes if h.discovery_error), nodes[0])
+        raise HostError(f"{failed.name}: {failed.discovery_error or 'cluster not discovered'}")
+    from redisops.backup.restore_keys_cluster import masters_of
+
+    if not masters_of(cluster):
+        raise HostError(
+            f"no master of cluster {cluster.name} serves slots (see `redisops cluster status`)"
+        )
+    picked = {h.name for h in chosen.hosts}
+    missing = [h.name for h in masters_of(cluster) if h.name not in picked]
+    if missing:
+        shown = ", ".join(sorted(picked)[:3]) + (", …" if len(picked) > 3 else "")
+        raise RefusedError(
+            f"cannot restore keys into {shown}: a node of cluster {cluster.name} is not a "
+            f"target on its own (keys go to their slot's master; {', '.join(missing[:3])} "
+            "not selected)",
+            hint=f"select the whole cluster: -l {cluster.name}",
+        )
+    return cluster
+
+
 @app.command("restore")
 def restore(
     ctx: typer.Context,
@@ -494,18 +532,20 @@ def restore_keys(
     yes: YesOption = False,
     dry_run: DryRunOption = False,
 ) -> int:
-    """Bring back some keys (or all) from a backup into the host given with -l, by RESTORE.
+    """Bring back some keys (or all) from a backup into the host or cluster -l names, by RESTORE.
 
     Shows the plan first (keys to create, to overwrite with --replace, left alone, expired
     by now and skipped), having read and checked the whole backup; then asks (--yes off a
     terminal). With --yes the backup is checked (CRC64, SHA-256) but not counted first: the
     counts come with the result (--dry-run shows them before). Keys are restored with their
     TTL (absolute) and LRU/LFU data, pipelined; keys that exist are never overwritten
-    without --replace. Refused (exit 3): a replica or cluster target, a backup that does
-    not verify. A key the target rejects is named and the others go on (exit 1).
-    Interrupted, the same command continues where it stopped.
+    without --replace. A cluster (-l CLUSTER) gets each key on its slot's master, counted
+    per shard (always before sending), db 0 only. Refused (exit 3): a replica, one node of
+    a cluster, keys of another db than 0 for a cluster, a backup that does not verify. A
+    key the target rejects is named and the others go on (exit 1). Interrupted, the same
+    command continues where it stopped.
     """
-    from redisops.backup.catalogue import catalogue_dirs, load_catalogue
+    from redisops.backup.catalogue import LATEST, LATEST_SAFETY, catalogue_dirs, load_catalogue
     from redisops.backup.restore import restore_target
     from redisops.backup.restore_keys import (
         KeyNames,
@@ -518,6 +558,11 @@ def restore_keys(
         read_keys_file,
         restore_keys_change,
         restore_keys_outcome,
+    )
+    from redisops.backup.restore_keys_cluster import (
+        apply_cluster_restore_keys,
+        masters_of,
+        plan_cluster_restore_keys,
     )
     from redisops.cli.change import carry_out
     from redisops.interrupt import Interrupted
@@ -536,36 +581,66 @@ def restore_keys(
     selection.check()
     options = global_options(ctx)
     output = make_output(options)
-    _, hosts = load_selection(options, output)
-    target = restore_target(hosts, limited=bool(options.limit), command="restore-keys")
-    folder = catalogue_dirs(dest, [target])[target.name] if dest or target.backup_dir else None
+    _, chosen = load_cluster_selection(options, output)
+    cluster = _cluster_target(options, chosen)
+    if cluster is None:
+        target = restore_target(chosen.hosts, limited=bool(options.limit), command="restore-keys")
+        masters = [target]
+        name, address = target.name, target.address
+    else:
+        masters = list(masters_of(cluster))
+        name, address = f"cluster {cluster.name}", f"{len(masters)} masters"
+    latest = backup_id in (LATEST, LATEST_SAFETY) and not Path(backup_id).is_file()
+    if cluster is not None and latest and not from_host:
+        raise UsageError(
+            f"`{backup_id}` of cluster {cluster.name} names no one host's backup",
+            hint="name the host the backup was taken on with --from-host HOST, or the backup "
+            "by its id or file",
+        )
+    folders = catalogue_dirs(dest, masters) if dest or masters[0].backup_dir else {}
     source = locate_source(
-        backup_id, lambda: load_catalogue([folder] if folder else []), from_host or target.name
+        backup_id,
+        lambda: load_catalogue(list(dict.fromkeys(folders.values()))),
+        from_host or (cluster.name if cluster else target.name),
     )
     with progress_bars(output, "bytes") as bar:
-        plan = plan_restore_keys(
-            source,
-            target,
-            selection,
-            replace=replace,
-            state_dir=default_state_dir(),
-            timeout=options.timeout,
-            count=dry_run or not yes,
-            progress=bar and (lambda done, total: bar("reading the backup", done, total)),
-        )
+        reading = bar and (lambda done, total: bar("reading the backup", done, total))
+        if cluster is None:
+            plan = plan_restore_keys(
+                source,
+                target,
+                selection,
+                replace=replace,
+                state_dir=default_state_dir(),
+                timeout=options.timeout,
+                count=dry_run or not yes,
+                progress=reading,
+            )
+        else:
+            plan = plan_cluster_restore_keys(
+                source,
+                cluster,
+                selection,
+                replace=replace,
+                state_dir=default_state_dir(),
+                timeout=options.timeout,
+                progress=reading,
+            )
 
     def apply():
         log = AuditLog(audit_log or default_audit_log().with_name("restore-keys.jsonl"))
         try:
             with progress_bars(output, "keys") as bar:
+                restoring = bar and (lambda done, total: bar("restoring", done, total))
                 try:
-                    result = apply_restore_keys(
-                        plan,
-                        target,
-                        rate=rate,
-                        timeout=options.timeout,
-                        progress=bar and (lambda done, total: bar("restoring", done, total)),
-                    )
+                    if cluster is None:
+                        result = apply_restore_keys(
+                            plan, target, rate=rate, timeout=options.timeout, progress=restoring
+                        )
+                    else:
+                        result = apply_cluster_restore_keys(
+                            plan, cluster, rate=rate, timeout=options.timeout, progress=restoring
+                        )
                 except Interrupted:
                     log.append(audit_entry(plan, None, "interrupted"))
                     raise
@@ -573,11 +648,11 @@ def restore_keys(
             log.append(audit_entry(plan, result, outcome))
         finally:
             log.close()
-        return restore_keys_outcome(plan, result, target)
+        return restore_keys_outcome(plan, result, name, address)
 
     return carry_out(
         output,
-        restore_keys_change(plan, target),
+        restore_keys_change(plan, name, address),
         apply,
         view=lambda rows: plan_view(output, rows[0].data),
         result_view=lambda rows: result_view(output, rows),

@@ -153,6 +153,7 @@ COMMAND_EXAMPLES: dict[str, str] = {
         redisops -i prod.yaml -l cache-1 backup restore-keys latest --match 'user:42:*' --dry-run
         redisops -i prod.yaml -l cache-1 backup restore-keys latest --match 'cart:*' --yes
         redisops -i prod.yaml -l managed-1 backup restore-keys dump.rdb --all --rate 5000 --yes
+        redisops -i prod.yaml -l sessions backup restore-keys old-cache.rdb --all --dry-run
     """,
     "sentinel status": """
         redisops -i prod.yaml sentinel status

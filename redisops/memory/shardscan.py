@@ -21,8 +21,8 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from redisops.errors import HostError
-from redisops.fleet.fanout import HostResult
 from redisops.interrupt import raise_if_stopped
+from redisops.results import HostResult
 
 PROGRESS_EVERY = 0.2  # seconds between a child's progress messages
 POLL = 0.1  # seconds the parent waits on the queue before checking for a stop

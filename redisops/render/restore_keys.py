@@ -46,10 +46,12 @@ def plan_view(output: Output, plan: RestoreKeysPlan) -> RenderableType:
     chosen += [f"--type {t}" for t in selection.types] + [f"--db {d}" for d in selection.dbs]
     table = output.table("", "", essential=("",))
     table.add_row("from", output.cell(f"{source.label} ({_format(plan)})"))
-    table.add_row(
-        "into",
-        output.cell(f"{plan.host} ({plan.address}, {plan.target.label}, {plan.target.role})"),
+    into = (
+        f"cluster {plan.host} ({plan.address}, {plan.target.label}), keys by slot"
+        if plan.cluster
+        else f"{plan.host} ({plan.address}, {plan.target.label}, {plan.target.role})"
     )
+    table.add_row("into", output.cell(into))
     table.add_row("keys", output.cell(", ".join(chosen)))
     count = human_count
     if not plan.counted:
@@ -76,6 +78,9 @@ def plan_view(output: Output, plan: RestoreKeysPlan) -> RenderableType:
                 f"{plan.resume.updated})"
             ),
         )
+    if plan.cluster and plan.cluster.other_dbs:
+        other = ", ".join(f"db{db} {count(n)}" for db, n in sorted(plan.cluster.other_dbs.items()))
+        table.add_row("other dbs", f"{other}: a cluster has db 0 only")
     lines = Text()
     for kind, title in _SAMPLE_TITLES:
         found = plan.samples.get(kind, ())
@@ -88,7 +93,30 @@ def plan_view(output: Output, plan: RestoreKeysPlan) -> RenderableType:
     lines.append_text(_reasons(plan))
     lines.rstrip()
     title = Text(f"plan: restore keys of {source.label} into {plan.host}", style="bold")
-    return Group(title, table, lines) if lines else Group(title, table)
+    parts = [title, table]
+    if plan.cluster:
+        parts.append(_shards_view(output, plan))
+    return Group(*parts, lines) if lines else Group(*parts)
+
+
+def _shards_view(output: Output, plan: RestoreKeysPlan) -> Table:
+    """The plan's counts per shard of a cluster target."""
+    table = output.table(
+        "shard", "master", "slots", "restore", "new", "overwritten", "left alone", "bytes",
+        essential=("shard", "restore"), drop=("slots", "bytes", "master"),
+    )  # fmt: skip
+    for shard in plan.cluster.shards:
+        table.add_row(
+            shard.shard,
+            output.cell(shard.master),
+            shard.slots,
+            human_count(shard.restore),
+            human_count(shard.create),
+            human_count(shard.overwrite),
+            human_count(shard.kept),
+            human_bytes(shard.bytes),
+        )
+    return table
 
 
 def _reasons(plan: RestoreKeysPlan) -> Text:
@@ -125,6 +153,12 @@ def run_note(output: Output, result: RestoreKeysResult) -> None:
             else ""
         )
     )
+    if result.by_master:
+        text += "; by master: " + ", ".join(
+            f"{name} {count(n)}" for name, n in result.by_master.items()
+        )
+    if result.redirects:
+        text += f"; {count(result.redirects)} MOVED/ASK redirection(s) followed"
     if not result.selected and not result.done_before:
         text = f"0 keys of {count(result.records)} in the backup selected: nothing was sent"
     output.err.print(text, style="dim", highlight=False, markup=False)
