@@ -120,8 +120,6 @@ def run(
     options = global_options(ctx)
     output = make_output(options)
     hosts, sentinels, plans = backup_sources(options, output, kind.value)
-    if not hosts:
-        raise UsageError("no Redis host to back up", hint="--limit selected only sentinels")
     if kind is Kind.aof and via is Via.replication:
         raise UsageError("--kind aof copies files: it cannot use --via replication")
     dests = catalogue_dirs(dest, hosts)

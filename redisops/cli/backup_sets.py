@@ -26,10 +26,11 @@ def backup_sources(
     """
     from redisops.backup.clusterset import choose_sources
     from redisops.cli.common import load_cluster_selection
+    from redisops.fleet.selection import split_sentinels
 
     _, selection = load_cluster_selection(options, output)
     hosts = selection.hosts
-    sentinels = [h.name for h in hosts if h.is_sentinel]
+    sentinels = list(split_sentinels(hosts, lacking="data set")[1])
     plans = []
     for cluster in selection.clusters.values():
         if not cluster.shards:
