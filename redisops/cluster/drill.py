@@ -41,6 +41,8 @@ from redisops.sentinel.drill import Step, probe_steps
 BASELINE_SECONDS = 3.0  # at most, until every probe has a write acknowledged
 POLL_SECONDS = 0.05
 SETTLE_POLL_SECONDS = 0.25
+# Redis aborts a manual failover that did not complete in 5 s (CLUSTER_MF_TIMEOUT); a margin.
+MANUAL_FAILOVER_SECONDS = 6.0
 
 
 @dataclass(frozen=True)
@@ -318,8 +320,10 @@ class _Drill:
 
     def _settle(self, deadline: float, *, rejoined: Host | None = None) -> bool:
         """Until `cluster status` finds nothing wrong and the demoted node (the old master,
-        or after a failback the node that replaced it) is a replica with its link up; True
-        when that happened by `deadline`."""
+        or after a failback the node that replaced it) is a replica with its link up, and a
+        replica of the slot's master in every node's view (a master ignores a manual
+        failover asked by a node it does not yet know as its replica); True when that
+        happened by `deadline`."""
         demoted = rejoined or self.old
         last: list[str] = []
         while True:
@@ -332,7 +336,8 @@ class _Drill:
             if attached and rejoined is None and self.rejoin_at is None:
                 self.rejoin_at = time.monotonic()
                 self.step("rejoined", f"{demoted.name} replicates, link up")
-            if attached and status.healthy:
+            unseen = self._not_yet_replica(demoted) if attached and status.healthy else []
+            if attached and status.healthy and not unseen:
                 at = time.monotonic()
                 if rejoined is None:
                     self.settled_at = at
@@ -341,11 +346,48 @@ class _Drill:
             last = [p.message for p in status.problems]
             if not attached:
                 last.append(f"{demoted.name} is not a replica with its link up yet")
+            if unseen:
+                last.append(f"{', '.join(unseen)} do not see {demoted.name} as a replica yet")
             if time.monotonic() >= deadline:
                 self.problems.append("the cluster did not settle: " + "; ".join(last))
                 self.step("not settled", "; ".join(last))
                 return False
             pause(SETTLE_POLL_SECONDS)
+
+    def _not_yet_replica(self, demoted: Host) -> list[str]:
+        """The nodes whose CLUSTER NODES does not show `demoted` as a replica of the master
+        serving the probe's slot (a node that does not answer is `cluster status`'s concern)."""
+        from redisops.cluster.drill_probe import Router
+        from redisops.fleet.cluster import parse_nodes
+
+        demoted_id = demoted.node.node_id if demoted.node else None
+        router = Router(self.cluster.nodes, timeout=self.timeout)
+        behind = []
+        try:
+            for node in self.cluster.nodes:
+                if node.name == demoted.name:
+                    continue
+                try:
+                    reply = router.call(node, "CLUSTER", "NODES")
+                except HostError:
+                    continue
+                if not isinstance(reply, bytes):
+                    continue
+                view = parse_nodes(reply.decode())
+                owner = next(
+                    (
+                        n.node_id
+                        for n in view
+                        if n.role == "master" and any(a <= self.slot <= b for a, b in n.slots)
+                    ),
+                    None,
+                )
+                line = next((n for n in view if n.node_id == demoted_id), None)
+                if line is None or line.role != "replica" or line.master_id != owner:
+                    behind.append(node.name)
+        finally:
+            router.close()
+        return behind
 
     def _verify_and_clean(self, target: SlotWrites, others: Sequence[SlotWrites]) -> None:
         """Count the acknowledged writes missing now on each probe's slot, then remove every
@@ -375,13 +417,17 @@ class _Drill:
         new = next((h for h in self.cluster.nodes if h.node and h.node.node_id == new_id), None)
         self.failed_back = False
         try:
-            since = self._ask_failover(self.old, "failback")
+            since = sent = self._ask_failover(self.old, "failback")
             deadline = since + promotion_wait_ms(self.plan) / 1000
             while not self._serves_slot(self.old):
                 if time.monotonic() >= deadline:
                     self.problems.append(f"failback to {self.old.name} did not happen")
                     self.healthy = False
                     return
+                if time.monotonic() - sent > MANUAL_FAILOVER_SECONDS:
+                    # Redis gave up on it (a node elected less than 4 node timeouts ago may
+                    # count its old votes and give up): ask again.
+                    sent = self._ask_failover(self.old, "failback again")
                 pause(POLL_SECONDS)
         except HostError as exc:
             self.problems.append(f"failback failed: {exc.message}")
