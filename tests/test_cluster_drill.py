@@ -5,6 +5,7 @@ timeouts), refusals that trigger nothing, the history. Every test leaves the clu
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import signal
@@ -151,6 +152,37 @@ def test_history_lists_every_drill(cluster, history):
     assert table.exit_code == 0
     assert all(len(line) <= 80 for line in table.stdout.splitlines())
     assert "redis/shard-3" in table.stdout
+
+
+@pytest.mark.parametrize("width", [80, 120])
+@pytest.mark.parametrize("terminal", [False, True])
+def test_report_and_history_fit_the_terminal(history, width, terminal):
+    """The reports of the drills above, as `cluster drill` and `--history` draw them: nothing
+    cut (no `…`), no line wider than the terminal, the names and figures whole."""
+    from rich.cells import cell_len
+    from rich.console import Console
+
+    from redisops.cluster.drill import drill_result
+    from redisops.cluster.drill_history import read_history
+    from redisops.render.cluster_drill import drill_view, history_table
+    from redisops.render.output import Output
+
+    reports = read_history(history).drills
+    assert len(reports) == 3
+    buffer = io.StringIO()
+    console = Console(file=buffer, width=width, force_terminal=terminal, color_system=None)
+    output = Output()
+    output._out = console
+    for report in reports:
+        console.print(drill_view(output, report))
+    console.print(history_table(output, [drill_result(r) for r in reports]))
+    text = buffer.getvalue()
+    assert "…" not in text
+    assert all(cell_len(line) <= width for line in text.splitlines())
+    crash = reports[1]
+    for whole in (crash.drill_id, crash.old_address, "acknowledged writes lost"):
+        assert whole in text
+    assert f"crash drill of redis/shard-2: node-2 ({crash.old_address}) -> node-5" in text
 
 
 def test_ctrl_c_after_the_kill_restarts_the_master(cluster, history):
