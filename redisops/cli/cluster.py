@@ -166,9 +166,7 @@ def drill(
     from redisops.render.sentinel import step_line
 
     inventory, selection = load_cluster_selection(options, output)
-    cluster, found = find_shard(
-        list(selection.clusters.values()), inventory.hosts, shard=shard, node=node
-    )
+    cluster, found = find_shard(list(selection.clusters.values()), shard=shard, node=node)
     plan = plan_cluster_drill(
         cluster,
         found,

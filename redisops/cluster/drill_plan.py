@@ -79,7 +79,7 @@ def promotion_wait_ms(plan: ClusterDrillPlan) -> int:
 
 
 def find_shard(
-    clusters: Sequence[Cluster], inventory: Sequence[Host], *, shard: str | None, node: str | None
+    clusters: Sequence[Cluster], *, shard: str | None, node: str | None
 ) -> tuple[Cluster, Shard]:
     """The cluster and shard a drill names (`--shard` name or id, or `--node`, its master);
     UsageError (exit 2) when it names none, or more than one cluster could be meant."""

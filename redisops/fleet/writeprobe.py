@@ -9,6 +9,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from redisops.errors import HostError
 from redisops.redaction import first_line
 
 VALUE = b"1"
@@ -121,6 +122,9 @@ class NumberedWrites:
 
 
 def describe(exc: BaseException) -> str:
-    """An exception in one line: its type and first line."""
+    """An exception in one line: its type (unless it is redisops' own HostError, whose
+    message says it all) and first line."""
+    if isinstance(exc, HostError):
+        return exc.message
     text = first_line(exc, "")
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
