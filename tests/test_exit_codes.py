@@ -240,6 +240,20 @@ CASES = [
     # --- cluster ({cluster}: a lab cluster of 3 masters without replicas, started lazily)
     Case(
         "cluster",
+        ExitCode.OK,
+        "an empty drill history",
+        ("-i", "{cluster}", "cluster", "drill", "--history", "--history-file", "{tmp}/d.jsonl"),
+        "no cluster drills recorded in ",
+    ),
+    Case(
+        "cluster",
+        ExitCode.FAILED,
+        "a shard without a replica",
+        ("-i", "{cluster}", "cluster", "status"),
+        "warning: unhealthy: redis",
+    ),
+    Case(
+        "cluster",
         ExitCode.REFUSED,
         "a drill on a cluster whose shard has no replica",
         ("-i", "{cluster}", "cluster", "drill", "--shard", "shard-1", "--yes"),
@@ -457,6 +471,7 @@ def test_every_group_and_code_is_covered() -> None:
         "sentinel",
         "config",
         "playbook",
+        "cluster",
     ):
         codes = (0, 1, 2) if group in NO_REFUSAL else (0, 1, 2, 3)
         assert {(group, code) for code in codes} <= covered, group
