@@ -57,7 +57,7 @@ def wait_healthy(inventory_path: str, seconds: float = 60) -> None:
 
 def one_drill(inventory_path: str, shard: str, mode: str) -> ClusterDrillReport:
     inventory, cluster = discover(inventory_path)
-    cluster, found = find_shard([cluster], shard=shard, node=None)
+    cluster, found = find_shard([cluster], [h.name for h in cluster.nodes], shard=shard, node=None)
     plan = plan_cluster_drill(
         cluster, found, inventory.hosts, mode=mode, failback=False, max_lag=1 << 20,
         probe_rate=50, timeout=5, parallel=8,

@@ -261,6 +261,24 @@ def test_usage_errors(cluster, history):
     run = drill(cluster, history)
     assert run.exit_code == 2
     assert "--shard ID or --node NAME" in run.stderr
+    limited = redisops(
+        "-i", cluster.inventory_path, "-l", "redis/shard-1", "cluster", "drill",
+        "--shard", "shard-2", "--dry-run",
+    )  # fmt: skip
+    assert limited.exit_code == 2
+    assert "error: redis/shard-2 is outside the selection (--limit)" in limited.stderr
+
+
+def test_one_selected_shard_needs_no_shard_option(cluster, history):
+    run = redisops(
+        "-i", cluster.inventory_path, "-l", "redis/shard-3", "-o", "json", "cluster", "drill",
+        "--dry-run", "--history-file", str(history),
+    )  # fmt: skip
+    assert run.exit_code == 0, run.stderr
+    (row,) = run.json()["results"]
+    roles = topology(cluster)
+    (master,) = [name for name in ("node-3", "node-6") if roles[name] == "master"]
+    assert (row["host"], row["data"]["shard"]) == (master, "shard-3")
 
 
 def topology_without(state, name: str) -> dict[str, str]:

@@ -264,7 +264,7 @@ CASES = [
         ExitCode.USAGE,
         "a drill naming no shard",
         ("-i", "{cluster}", "cluster", "drill", "--dry-run"),
-        "error: name the shard to drill: --shard ID or --node NAME",
+        "error: name the shard to drill: --shard ID or --node NAME (or select one",
     ),
     # --- config
     Case(

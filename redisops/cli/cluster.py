@@ -80,7 +80,12 @@ def drill(
     ctx: typer.Context,
     shard: Annotated[
         str | None,
-        typer.Option("--shard", metavar="ID", help="The shard to drill: shard-N or its id."),
+        typer.Option(
+            "--shard",
+            metavar="ID",
+            help="The shard to drill: shard-N or its id [default: the one shard -l selects].",
+            show_default=False,
+        ),
     ] = None,
     node: Annotated[
         str | None,
@@ -166,7 +171,12 @@ def drill(
     from redisops.render.sentinel import step_line
 
     inventory, selection = load_cluster_selection(options, output)
-    cluster, found = find_shard(list(selection.clusters.values()), shard=shard, node=node)
+    cluster, found = find_shard(
+        list(selection.clusters.values()),
+        [host.name for host in selection.hosts],
+        shard=shard,
+        node=node,
+    )
     plan = plan_cluster_drill(
         cluster,
         found,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 
 from redisops.change import ChangePlan
@@ -79,12 +79,18 @@ def promotion_wait_ms(plan: ClusterDrillPlan) -> int:
 
 
 def find_shard(
-    clusters: Sequence[Cluster], *, shard: str | None, node: str | None
+    clusters: Sequence[Cluster],
+    selected: Collection[str],
+    *,
+    shard: str | None,
+    node: str | None,
 ) -> tuple[Cluster, Shard]:
-    """The cluster and shard a drill names (`--shard` name or id, or `--node`, its master);
-    UsageError (exit 2) when it names none, or more than one cluster could be meant."""
-    if (shard is None) == (node is None):
-        raise UsageError("name the shard to drill: --shard ID or --node NAME (one of them)")
+    """The cluster and shard a drill names: `--shard` (name or id), `--node` (its master), or
+    neither when the selected hosts (`selected`, names) are in one shard only (`-l
+    CLUSTER/SHARD`). UsageError (exit 2) when it names none, a replica, a shard outside the
+    selection, or one in several clusters."""
+    if shard is not None and node is not None:
+        raise UsageError("name the shard to drill with --shard ID or --node NAME, not both")
     found = []
     for cluster in clusters:
         for candidate in cluster.shards:
@@ -98,9 +104,17 @@ def find_shard(
                         hint=f"--node {candidate.nodes[0]} or --shard {candidate.name}",
                     )
                 found.append((cluster, candidate))
+            elif shard is None and node is None and set(candidate.nodes) & set(selected):
+                found.append((cluster, candidate))
+    names = ", ".join(f"{c.name}/{s.name}" for c in clusters for s in c.shards)
+    if shard is None and node is None and len(found) != 1:
+        raise UsageError(
+            "name the shard to drill: --shard ID or --node NAME (or select one shard with "
+            "-l CLUSTER/SHARD)",
+            hint=f"shards: {names}" if names else None,
+        )
     if not found:
         what = f"shard {shard!r}" if shard is not None else f"node {node!r}"
-        names = ", ".join(f"{c.name}/{s.name}" for c in clusters for s in c.shards)
         raise UsageError(
             f"no selected cluster has {what}", hint=f"shards: {names}" if names else None
         )
@@ -109,7 +123,13 @@ def find_shard(
             f"{shard} is in {len(found)} clusters: {', '.join(c.name for c, _ in found)}",
             hint="select one with --limit CLUSTER",
         )
-    return found[0]
+    cluster, chosen = found[0]
+    if not set(chosen.nodes) & set(selected):
+        raise UsageError(
+            f"{cluster.name}/{chosen.name} is outside the selection (--limit)",
+            hint=f"-l {cluster.name}/{chosen.name}, or no --limit",
+        )
+    return cluster, chosen
 
 
 def plan_cluster_drill(
