@@ -278,16 +278,24 @@ class _Drill:
         """kill -9 or SIGSTOP (with the timer that thaws it) to the master; when it was sent."""
         old = self.old
         pid = checked_pid(old, self.plan.pid, timeout=self.timeout)
-        sent = self.fault_sent_at = time.monotonic()
+        seconds = (self.plan.hang_ms or 0) / 1000
+
+        def sending() -> None:
+            # Before the signal: a stop signal right after it must restart or thaw.
+            self.fault_sent_at = time.monotonic()
+            if name == "9":
+                self.killed = True
+            else:
+                self.frozen = True
+                self.hang_until = self.fault_sent_at + seconds
+
         if name == "9":
-            self.killed = True  # before the signal: a stop signal right after it must restart
-            signal_server(old, pid, "9", timeout=self.timeout)
+            signal_server(old, pid, "9", timeout=self.timeout, before=sending)
+            sent = float(self.fault_sent_at or 0)
             self.step("trigger", f"kill -9 {pid} ({old.name}, {old.address})", at=sent)
             return sent
-        seconds = (self.plan.hang_ms or 0) / 1000
-        self.frozen = True  # before the signal: a stop signal right after it must thaw
-        self.hang_until = sent + seconds
-        freeze_server(old, pid, seconds, timeout=self.timeout)
+        freeze_server(old, pid, seconds, timeout=self.timeout, before=sending)
+        sent = float(self.fault_sent_at or 0)
         self.step(
             "trigger", f"kill -STOP {pid} ({old.name}, {old.address}) for {seconds:g}s", at=sent
         )

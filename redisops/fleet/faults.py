@@ -8,6 +8,8 @@ signal, so a restarted server's new pid is never signalled by mistake.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from redisops.errors import HostError
 from redisops.fleet.connection import redis_client
 from redisops.fleet.host import Host
@@ -46,17 +48,36 @@ def checked_pid(host: Host, expected: int | None, *, timeout: float) -> int:
     return pid
 
 
-def signal_server(host: Host, pid: int, signal_name: str, *, timeout: float) -> None:
-    """`kill -<signal_name> <pid>` on the server's host (KILL, STOP, CONT)."""
+def signal_server(
+    host: Host,
+    pid: int,
+    signal_name: str,
+    *,
+    timeout: float,
+    before: Callable[[], None] | None = None,
+) -> None:
+    """`kill -<signal_name> <pid>` on the server's host (9, STOP, CONT). `before` runs once
+    the host access is open, right before the signal: the moment of the fault, without the
+    time an SSH connection takes."""
     from redisops.fleet.hostaccess import open_host_access
 
     with open_host_access(host, timeout=timeout) as access:
+        if before is not None:
+            before()
         access.run(["kill", f"-{signal_name}", str(pid)])
 
 
-def freeze_server(host: Host, pid: int, seconds: float, *, timeout: float) -> None:
+def freeze_server(
+    host: Host,
+    pid: int,
+    seconds: float,
+    *,
+    timeout: float,
+    before: Callable[[], None] | None = None,
+) -> None:
     """SIGSTOP `pid`, with a timer on the host that sends SIGCONT after `seconds` even if
-    redisops dies or loses the host meanwhile (the caller sends it itself too)."""
+    redisops dies or loses the host meanwhile (the caller sends it itself too). `before` as
+    for signal_server."""
     from redisops.fleet.hostaccess import open_host_access
 
     # The stop is sent before sh returns (its failure fails the command); only the timer
@@ -66,6 +87,8 @@ def freeze_server(host: Host, pid: int, seconds: float, *, timeout: float) -> No
         "</dev/null >/dev/null 2>&1 &"
     )
     with open_host_access(host, timeout=timeout) as access:
+        if before is not None:
+            before()
         access.run(["sh", "-c", script])
 
 

@@ -289,10 +289,13 @@ class _Drill:
         """SIGKILL the master; when it was sent."""
         old = self.old
         pid = self._checked_pid()
-        sent = time.monotonic()
-        self.killed = True  # before the kill: a stop signal right after it must restart
-        self.fault_sent_at = sent
-        signal_server(old, pid, "9", timeout=self.timeout)
+
+        def sending() -> None:
+            self.killed = True  # before the kill: a stop signal right after it must restart
+            self.fault_sent_at = time.monotonic()
+
+        signal_server(old, pid, "9", timeout=self.timeout, before=sending)
+        sent = float(self.fault_sent_at or 0)
         self.step("trigger", f"kill -9 {pid} ({old.name}, {old.address})", at=sent)
         return sent
 
@@ -313,11 +316,14 @@ class _Drill:
         old = self.old
         pid = self._checked_pid()
         seconds = (self.plan.hang_ms or 0) / 1000
-        sent = time.monotonic()
-        self.frozen = True  # before the signal: a stop signal right after it must thaw
-        self.fault_sent_at = sent
-        self.hang_until = sent + seconds
-        freeze_server(old, pid, seconds, timeout=self.timeout)
+
+        def sending() -> None:
+            self.frozen = True  # before the signal: a stop signal right after it must thaw
+            self.fault_sent_at = time.monotonic()
+            self.hang_until = self.fault_sent_at + seconds
+
+        freeze_server(old, pid, seconds, timeout=self.timeout, before=sending)
+        sent = float(self.fault_sent_at or 0)
         self.step(
             "trigger", f"kill -STOP {pid} ({old.name}, {old.address}) for {seconds:g}s", at=sent
         )
@@ -727,9 +733,7 @@ def _downtime_ms(probe: WriteProbe, trigger: float | None, new_address: str | No
     return 0 if failed is None else round((acked - failed) * 1000)
 
 
-def probe_steps(
-    probe: NumberedWrites, source: str = "probe"
-) -> list[tuple[float, str, str, str]]:
+def probe_steps(probe: NumberedWrites, source: str = "probe") -> list[tuple[float, str, str, str]]:
     """Failed writes as runs (same write, same error), and the ack that ended each outage,
     as timeline entries (at, `source`, event, detail)."""
     runs: list[list] = []
