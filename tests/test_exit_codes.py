@@ -237,6 +237,35 @@ CASES = [
         ),
         "error: drill refused, nothing was triggered",
     ),
+    # --- cluster ({cluster}: a lab cluster of 3 masters without replicas, started lazily)
+    Case(
+        "cluster",
+        ExitCode.OK,
+        "an empty drill history",
+        ("-i", "{cluster}", "cluster", "drill", "--history", "--history-file", "{tmp}/d.jsonl"),
+        "no cluster drills recorded in ",
+    ),
+    Case(
+        "cluster",
+        ExitCode.FAILED,
+        "a shard without a replica",
+        ("-i", "{cluster}", "cluster", "status"),
+        "warning: unhealthy: redis",
+    ),
+    Case(
+        "cluster",
+        ExitCode.REFUSED,
+        "a drill on a cluster whose shard has no replica",
+        ("-i", "{cluster}", "cluster", "drill", "--shard", "shard-1", "--yes"),
+        "error: drill refused, nothing was triggered: cluster healthy: ",
+    ),
+    Case(
+        "cluster",
+        ExitCode.USAGE,
+        "a drill naming no shard",
+        ("-i", "{cluster}", "cluster", "drill", "--dry-run"),
+        "error: name the shard to drill: --shard ID or --node NAME (or select one",
+    ),
     # --- config
     Case(
         "config",
@@ -396,11 +425,27 @@ def places(lab, own, tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]
     return filled
 
 
+@pytest.fixture(scope="module")
+def cluster_inventory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Redis Cluster lab of 3 masters and no replica (no shard can fail over)."""
+    from tests.plugins.lab import start_cluster_lab
+
+    state = start_cluster_lab(tmp_path_factory.mktemp("cluster"), shards=3, replicas=0)
+    try:
+        yield state.inventory_path
+    finally:
+        lab_down(Path(state.dir), purge=True)
+
+
 @pytest.mark.parametrize(
     "case", CASES, ids=[f"{c.group}-{int(c.code)}-{c.cause.replace(' ', '_')}" for c in CASES]
 )
-def test_exit_code(case: Case, places: dict[str, str], tmp_path: Path) -> None:
+def test_exit_code(
+    case: Case, places: dict[str, str], tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
     fill = places | {"tmp": str(tmp_path)}
+    if any("{cluster}" in arg for arg in case.args):
+        fill["cluster"] = request.getfixturevalue("cluster_inventory")
     args = [_filled(arg, fill) for arg in case.args]
     run = redisops(*args, env=OFF_TERMINAL)
     assert run.exit_code == case.code, f"{args}\n{run.stdout}\n{run.stderr}"
@@ -426,6 +471,7 @@ def test_every_group_and_code_is_covered() -> None:
         "sentinel",
         "config",
         "playbook",
+        "cluster",
     ):
         codes = (0, 1, 2) if group in NO_REFUSAL else (0, 1, 2, 3)
         assert {(group, code) for code in codes} <= covered, group

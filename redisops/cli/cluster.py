@@ -1,12 +1,23 @@
-"""`redisops cluster status`."""
+"""`redisops cluster status | drill`."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
-from redisops.cli.common import global_options, load_cluster_selection, make_output
+from redisops.cli.common import (
+    DryRunOption,
+    YesOption,
+    global_options,
+    load_cluster_selection,
+    make_output,
+)
 from redisops.cli.groups import command_group
-from redisops.errors import UsageError
+from redisops.errors import ExitCode, UsageError
 from redisops.exitcode import exit_code
 
 app = command_group("cluster")
@@ -56,3 +67,191 @@ def status(ctx: typer.Context) -> int:
     if unhealthy:
         output.warn(f"unhealthy: {', '.join(unhealthy)}")
     return exit_code(rows, flagged=unhealthy)
+
+
+class ClusterDrillMode(str, Enum):
+    failover = "failover"
+    crash = "crash"
+    hang = "hang"
+
+
+@app.command()
+def drill(
+    ctx: typer.Context,
+    shard: Annotated[
+        str | None,
+        typer.Option(
+            "--shard",
+            metavar="ID",
+            help="The shard to drill: shard-N or its id [default: the one shard -l selects].",
+            show_default=False,
+        ),
+    ] = None,
+    node: Annotated[
+        str | None,
+        typer.Option("--node", metavar="NAME", help="The master to drill (its shard)."),
+    ] = None,
+    mode: Annotated[
+        ClusterDrillMode,
+        typer.Option(
+            help="failover: CLUSTER FAILOVER on an in-sync replica; crash: SIGKILL the master "
+            "(restarted after); hang: SIGSTOP it for cluster-node-timeout + 5s."
+        ),
+    ] = ClusterDrillMode.failover,
+    probe_rate: Annotated[
+        float, typer.Option(min=1, max=1000, help="Probe writes per second, per shard.")
+    ] = 50.0,
+    probe_timeout: Annotated[
+        float,
+        typer.Option(min=0.05, help="The probe's connect and write timeout, in seconds."),
+    ] = 0.5,
+    max_lag: Annotated[
+        int,
+        typer.Option(min=0, help="A replica more than this many bytes behind is not in sync."),
+    ] = 1024 * 1024,
+    settle_timeout: Annotated[
+        float, typer.Option(min=1, help="Seconds to wait for the cluster to be healthy again.")
+    ] = 60.0,
+    failback: Annotated[
+        bool, typer.Option("--failback", help="Afterwards, make the original master master again.")
+    ] = False,
+    history: Annotated[
+        bool, typer.Option("--history", help="List past cluster drills instead of running one.")
+    ] = False,
+    history_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="Drill history (JSON Lines) [default: $XDG_STATE_HOME/redisops/"
+            "cluster-drills.jsonl, else ~/.local/state/redisops/cluster-drills.jsonl].",
+            show_default=False,
+        ),
+    ] = None,
+    last: Annotated[int, typer.Option(min=1, help="With --history: the newest N drills.")] = 20,
+    all_inventories: Annotated[
+        bool,
+        typer.Option(
+            "--all-inventories",
+            help="With --history: drills run with any inventory (default: this inventory's).",
+        ),
+    ] = False,
+    yes: YesOption = False,
+    dry_run: DryRunOption = False,
+) -> int:
+    """Rehearse losing one shard's master and measure what clients feel.
+
+    Pre-checks (exit 3, nothing triggered, when one fails): the whole cluster is healthy (as
+    `cluster status` judges it) and the shard has a replica online within --max-lag; crash
+    and hang modes need the master in the inventory with host access (and service_start for
+    crash). Then, after the plan and a confirmation: one probe per shard writes numbered keys
+    routed by slot at --probe-rate, a watcher polls CLUSTER NODES on every other node, the
+    fault is injected, and the drill waits for a replica to serve the slots and for the
+    cluster to be healthy with the old master a replica. Reports suspicion (PFAIL) and
+    detection (FAIL), promotion, write downtime, acknowledged writes lost, what the other
+    shards felt, and when the old master rejoined. Each drill is appended to the history.
+    Exit 1 when the drill failed (no promotion, not healthy after). Ctrl-C stops it within
+    about a second, restarting a killed master and thawing a frozen one.
+    """
+    from redisops.cluster.drill_history import default_history_path
+    from redisops.fleet.inventory import resolve_inventory_path
+
+    options = global_options(ctx)
+    output = make_output(options)
+    path = history_file or default_history_path()
+    inventory_file = str(resolve_inventory_path(options.inventory).resolve())
+    if history:
+        return _show_drill_history(
+            output, path, last=last, inventory=None if all_inventories else inventory_file
+        )
+    from redisops.change import ChangeOutcome
+    from redisops.cli.change import carry_out
+    from redisops.cluster.drill import drill_result, run_cluster_drill
+    from redisops.cluster.drill_history import append_drill
+    from redisops.cluster.drill_plan import drill_change, find_shard, plan_cluster_drill
+    from redisops.render.cluster_drill import drill_view, plan_view
+    from redisops.render.sentinel import step_line
+
+    inventory, selection = load_cluster_selection(options, output)
+    cluster, found = find_shard(
+        list(selection.clusters.values()),
+        [host.name for host in selection.hosts],
+        shard=shard,
+        node=node,
+    )
+    plan = plan_cluster_drill(
+        cluster,
+        found,
+        inventory.hosts,
+        mode=mode.value,
+        failback=failback,
+        max_lag=max_lag,
+        probe_rate=probe_rate,
+        timeout=options.timeout,
+        parallel=options.parallel,
+    )
+
+    def apply() -> ChangeOutcome:
+        report = run_cluster_drill(
+            plan,
+            cluster,
+            probe_rate=probe_rate,
+            probe_timeout=probe_timeout,
+            settle_timeout=settle_timeout,
+            timeout=options.timeout,
+            parallel=options.parallel,
+            on_step=(lambda step: step_line(output, step)) if output.err.is_terminal else None,
+            inventory_file=inventory_file,
+        )
+        # The table shows the warnings; a JSON document's reader gets them on stderr.
+        shown = report.warnings if output.format == "json" else ()
+        return ChangeOutcome([drill_result(report)], warnings=shown)
+
+    def audit(outcome: ChangeOutcome) -> str:
+        report = outcome.rows[0].data
+        append_drill(path, report)
+        return f"drill {report.drill_id} appended to {path}"
+
+    def show(rows, summary, draw) -> None:
+        if output.format == "json":
+            output.json("cluster drill", list(rows), dict(summary))
+        else:
+            output.out.print(draw(rows))
+
+    return carry_out(
+        output,
+        replace(drill_change(plan), summary={"history_file": str(path)}),
+        apply,
+        view=lambda rows: plan_view(output, rows[0].data),
+        result_view=lambda rows: drill_view(output, rows[0].data),
+        show=show,
+        yes=yes,
+        dry_run=dry_run,
+        audit=audit,
+    )
+
+
+def _show_drill_history(output, path: Path, *, last: int, inventory: str | None) -> int:
+    """The cluster drills of `inventory` (every inventory's when None), newest last."""
+    from redisops.cluster.drill import drill_result
+    from redisops.cluster.drill_history import read_history
+    from redisops.render.cluster_drill import history_table
+
+    past = read_history(path, last=last, inventory=inventory)
+    if past.unreadable:
+        output.warn(f"{past.unreadable} unreadable line(s) in {path} skipped")
+    rows = [drill_result(report) for report in past.drills]
+    if output.format == "json":
+        summary = {"history_file": str(path), "drills": len(rows), "inventory": inventory}
+        output.json("cluster drill", rows, summary)
+    elif rows:
+        output.out.print(history_table(output, rows, with_inventory=inventory is None))
+    else:
+        where = f" for inventory {inventory}" if inventory else ""
+        output.err.print(f"no cluster drills recorded in {path}{where}", style="dim")
+    if past.other_inventories:
+        output.err.print(
+            f"{past.other_inventories} drill(s) of other inventories not shown "
+            "(--all-inventories lists them)",
+            style="dim",
+            highlight=False,
+        )
+    return ExitCode.OK

@@ -93,6 +93,12 @@ COMMAND_EXAMPLES: dict[str, str] = {
         redisops -i prod.yaml cluster status
         redisops -i prod.yaml -l cache,sessions cluster status -o json
     """,
+    "cluster drill": """
+        redisops -i prod.yaml cluster drill --shard shard-2 --dry-run
+        redisops -i prod.yaml -l cache cluster drill --node cache-3 --mode crash --yes
+        redisops -i prod.yaml cluster drill --shard shard-1 --mode failover --failback --yes
+        redisops -i prod.yaml cluster drill --history --last 5
+    """,
     "inventory list": """
         redisops -i prod.yaml inventory list
         redisops -i prod.yaml -l 'cache-*,!cache-3' inventory list -o json

@@ -19,7 +19,9 @@ from datetime import datetime, timezone
 
 from redisops.errors import HostError, RefusedError
 from redisops.fleet.connection import redis_client
+from redisops.fleet.faults import checked_pid, freeze_server, signal_server, start_server
 from redisops.fleet.host import Host
+from redisops.fleet.writeprobe import NumberedWrites
 from redisops.interrupt import Interrupted
 from redisops.results import HostResult
 from redisops.sentinel.events import EventListener, SentinelEvent
@@ -281,37 +283,26 @@ class _Drill:
 
     def _checked_pid(self) -> int:
         """The master's pid, once it is still the one the pre-checks proved Redis."""
-        old = self.old
-        with redis_client(old, timeout=self.timeout, decode=True, client_name=CLIENT_NAME) as c:
-            pid = int(c.info("server")["process_id"])
-        if pid != self.plan.pid:
-            raise HostError(
-                f"{old.name} runs as pid {pid} now, not {self.plan.pid} as at the pre-checks; "
-                "no signal was sent"
-            )
-        return pid
+        return checked_pid(self.old, self.plan.pid, timeout=self.timeout)
 
     def _kill(self) -> float:
         """SIGKILL the master; when it was sent."""
-        from redisops.fleet.hostaccess import open_host_access
-
         old = self.old
         pid = self._checked_pid()
-        with open_host_access(old, timeout=self.timeout) as access:
-            sent = time.monotonic()
+
+        def sending() -> None:
             self.killed = True  # before the kill: a stop signal right after it must restart
-            self.fault_sent_at = sent
-            access.run(["kill", "-9", str(pid)])
+            self.fault_sent_at = time.monotonic()
+
+        signal_server(old, pid, "9", timeout=self.timeout, before=sending)
+        sent = float(self.fault_sent_at or 0)
         self.step("trigger", f"kill -9 {pid} ({old.name}, {old.address})", at=sent)
         return sent
 
     def _restart(self) -> None:
-        from redisops.fleet.hostaccess import open_host_access
-
         old = self.old
         try:
-            with open_host_access(old, timeout=self.timeout) as access:
-                access.run_shell(str(old.service_start))
+            start_server(old, timeout=self.timeout)
         except HostError as exc:
             self.problems.append(f"restarting {old.name} failed: {exc.message}")
             self.step("restart failed", exc.message)
@@ -322,35 +313,26 @@ class _Drill:
         """SIGSTOP the master; when it was sent. A timer started on the host with it sends the
         SIGCONT at the end of the hang even if redisops dies or loses the host meanwhile; the
         drill sends it itself too (`_thaw`), at once when it is stopped."""
-        from redisops.fleet.hostaccess import open_host_access
-
         old = self.old
         pid = self._checked_pid()
         seconds = (self.plan.hang_ms or 0) / 1000
-        # The stop is sent before sh returns (its failure fails the command); only the timer
-        # runs on in the background, detached from the command's output.
-        script = (
-            f"kill -STOP {pid} || exit 1; (sleep {seconds:g}; kill -CONT {pid}) "
-            "</dev/null >/dev/null 2>&1 &"
-        )
-        with open_host_access(old, timeout=self.timeout) as access:
-            sent = time.monotonic()
+
+        def sending() -> None:
             self.frozen = True  # before the signal: a stop signal right after it must thaw
-            self.fault_sent_at = sent
-            self.hang_until = sent + seconds
-            access.run(["sh", "-c", script])
+            self.fault_sent_at = time.monotonic()
+            self.hang_until = self.fault_sent_at + seconds
+
+        freeze_server(old, pid, seconds, timeout=self.timeout, before=sending)
+        sent = float(self.fault_sent_at or 0)
         self.step(
             "trigger", f"kill -STOP {pid} ({old.name}, {old.address}) for {seconds:g}s", at=sent
         )
         return sent
 
     def _thaw(self) -> None:
-        from redisops.fleet.hostaccess import open_host_access
-
         old = self.old
         try:
-            with open_host_access(old, timeout=self.timeout) as access:
-                access.run(["kill", "-CONT", str(self.plan.pid)])
+            signal_server(old, int(self.plan.pid or 0), "CONT", timeout=self.timeout)
         except HostError as exc:
             self.problems.append(
                 f"kill -CONT on {old.name} failed: {exc.message} (the timer on the host sends "
@@ -660,7 +642,7 @@ class _Drill:
         timeline = list(self.steps)
         timeline += [(e.at, e.sentinel, e.channel, e.message) for e in events]
         timeline += [(e.at, e.sentinel, e.channel, e.message) for e in listener_failures]
-        timeline += _probe_steps(probe)
+        timeline += probe_steps(probe)
         timeline.sort(key=lambda entry: entry[0])
         self.problems += [f"{e.sentinel}: {e.channel}: {e.message}" for e in listener_failures]
         verified = self.lost is not None
@@ -751,8 +733,9 @@ def _downtime_ms(probe: WriteProbe, trigger: float | None, new_address: str | No
     return 0 if failed is None else round((acked - failed) * 1000)
 
 
-def _probe_steps(probe: WriteProbe) -> list[tuple[float, str, str, str]]:
-    """Failed writes as runs (same write, same error), and the ack that ended each outage."""
+def probe_steps(probe: NumberedWrites, source: str = "probe") -> list[tuple[float, str, str, str]]:
+    """Failed writes as runs (same write, same error), and the ack that ended each outage,
+    as timeline entries (at, `source`, event, detail)."""
     runs: list[list] = []
     for failure in probe.failures:
         run = runs[-1] if runs else None
@@ -766,14 +749,14 @@ def _probe_steps(probe: WriteProbe) -> list[tuple[float, str, str, str]]:
         where = f" to {first.address}" if first.address else ""
         repeat = f" (x{len(run)} until +{last.at - first.at:.1f}s)" if len(run) > 1 else ""
         steps.append(
-            (first.at, "probe", "write failed", f"#{first.number}{where}: {first.error}{repeat}")
+            (first.at, source, "write failed", f"#{first.number}{where}: {first.error}{repeat}")
         )
     if len(runs) > MAX_FAILURE_RUNS:
         at = runs[MAX_FAILURE_RUNS][0].at
         steps.append(
             (
                 at,
-                "probe",
+                source,
                 "write failed",
                 f"{len(runs) - MAX_FAILURE_RUNS} more runs of failed writes",
             )
@@ -783,7 +766,7 @@ def _probe_steps(probe: WriteProbe) -> list[tuple[float, str, str, str]]:
         if ack.number in retried:
             note = ", already applied (duplicate)" if ack.duplicate else ""
             steps.append(
-                (ack.at, "probe", "write acknowledged", f"#{ack.number} by {ack.address}{note}")
+                (ack.at, source, "write acknowledged", f"#{ack.number} by {ack.address}{note}")
             )
     return steps
 

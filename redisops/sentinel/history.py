@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from redisops.errors import RedisopsError, UsageError
+from redisops.history import append_record, read_lines, state_path
 from redisops.sentinel.drill import DrillReport, Step
 
 HISTORY_KIND = "redisops-drill"
@@ -35,27 +34,13 @@ class DrillHistory:
 
 
 def default_history_path() -> Path:
-    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(state) / "redisops" / HISTORY_FILE
+    return state_path(HISTORY_FILE)
 
 
 def append_drill(path: Path, report: DrillReport) -> None:
     """Append `report` as one line; RedisopsError (exit 1) when the file cannot be written."""
     record = {"kind": HISTORY_KIND, "format": HISTORY_FORMAT, **dataclasses.asdict(report)}
-    line = json.dumps(record, separators=(",", ":")) + "\n"
-    try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        try:
-            os.write(fd, line.encode())
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError as exc:
-        raise RedisopsError(
-            f"drill history {path} cannot be written: {exc.strerror}",
-            hint="the drill ran; its report is above",
-        ) from None
+    append_record(path, record)
 
 
 def read_history(
@@ -71,18 +56,9 @@ def read_history(
 
     A missing file is an empty history; an unreadable one raises UsageError (exit 2).
     """
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return DrillHistory(str(path), (), 0)
-    except (OSError, UnicodeDecodeError) as exc:
-        reason = getattr(exc, "strerror", None) or str(exc)
-        raise UsageError(f"drill history {path} cannot be read: {reason}") from None
     drills = []
     unreadable = others = 0
-    for line in text.splitlines():
-        if not line.strip():
-            continue
+    for line in read_lines(path):
         report = _report(line)
         if report is None:
             unreadable += 1

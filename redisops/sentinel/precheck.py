@@ -14,8 +14,8 @@ from dataclasses import dataclass, replace
 from redisops.change import ChangePlan
 from redisops.errors import HostError, UsageError
 from redisops.fleet.connection import redis_client
+from redisops.fleet.faults import proven_server_pid
 from redisops.fleet.host import Host
-from redisops.fleet.server import is_server_process
 from redisops.results import HostResult
 from redisops.sentinel.topology import (
     CLIENT_NAME,
@@ -254,19 +254,11 @@ def _crash_check(host: Host, timeout: float) -> tuple[Check, int | None]:
 
 def _process_check(host: Host, timeout: float, name: str) -> tuple[Check, int | None]:
     """The master's pid (INFO server), proven a Redis process through host access."""
-    from redisops.fleet.hostaccess import open_host_access
-
     try:
-        with redis_client(host, timeout=timeout, decode=True, client_name=CLIENT_NAME) as client:
-            pid = int(client.info("server")["process_id"])
-        with open_host_access(host, timeout=timeout) as access:
-            comm = access.run(["cat", f"/proc/{pid}/comm"]).stdout.decode(errors="replace")
+        pid, comm = proven_server_pid(host, timeout=timeout)
     except HostError as exc:
         return Check(name, False, exc.message), None
-    if not is_server_process(comm):
-        why = f"pid {pid} on {host.name} is {comm.strip()!r}, not Redis or Valkey"
-        return Check(name, False, why), None
-    return Check(name, True, f"pid {pid} ({comm.strip()}) on {host.name}"), pid
+    return Check(name, True, f"pid {pid} ({comm}) on {host.name}"), pid
 
 
 def _hang_check(host: Host, timeout: float) -> Check:
