@@ -42,6 +42,7 @@ from redisops.cluster.slotmove import (
     recover_slot,
     remove_state,
     state_path,
+    write_moves,
     write_state,
 )
 from redisops.errors import HostError
@@ -514,11 +515,16 @@ def apply_slot_plan(plan: SlotPlan, *, rate: float, progress: Progress | None) -
     assert masters is not None and plan.state is not None
     mover = SlotMover(masters, rate=rate, progress=progress, total_keys=plan.keys)
     started = time.monotonic()
-    state = MoveState(plan.command, plan.cluster, plan.moves, 0, None, now_iso(), plan.state)
+    started_at = plan.resumed_from or now_iso()
+    state = MoveState(plan.command, plan.cluster, plan.moves, 0, None, started_at, plan.state)
     recovered: list[str] = []
     moved = 0
     current: Move | None = None
     try:
+        # The old state goes first: a kill between the two writes must not pair the new
+        # moves with the old run's index (without a state file, no run resumes).
+        remove_state(plan.state)
+        write_moves(state)
         if plan.recover:
             write_state(replace(state, in_flight=plan.recover[0].slot))
         for slot in plan.recover:

@@ -147,6 +147,7 @@ class SlotMover:
         self.keys_moved = 0
         self.started = time.monotonic()
         self.migrate_timeout_ms = int(masters.timeout * 1000)
+        self._auths: dict[str, tuple[str, ...]] = {}
 
     def move(self, move: Move) -> int:
         """Open, empty and close one slot; the keys moved. HostError leaves it open (the
@@ -223,11 +224,14 @@ class SlotMover:
                 raise HostError(f"{self.masters.name(node_id)} refused SETSLOT NODE: {reply}")
 
     def _auth(self, node_id: str) -> tuple[str, ...]:
-        host = self.masters.hosts[node_id]
-        password = resolve_password(host)
-        if password is None:
-            return ()
-        return ("AUTH2", host.username, password) if host.username else ("AUTH", password)
+        if node_id not in self._auths:
+            host = self.masters.hosts[node_id]
+            password = resolve_password(host)
+            auth: tuple[str, ...] = ()
+            if password is not None:
+                auth = ("AUTH2", host.username, password) if host.username else ("AUTH", password)
+            self._auths[node_id] = auth
+        return self._auths[node_id]
 
     def _migrate_error(self, move: Move, reply: str) -> str:
         # The reply never holds the password (Redis does not echo arguments), but a last
@@ -281,6 +285,11 @@ class MoveState:
     started: str
     path: Path
 
+    @property
+    def moves_path(self) -> Path:
+        """The run's moves, written once beside the state file (which is rewritten per slot)."""
+        return self.path.with_suffix(".moves.json")
+
 
 def default_state_dir() -> Path:
     """Beside restore-keys' state: $XDG_STATE_HOME/redisops/cluster-moves."""
@@ -297,6 +306,7 @@ def state_path(state_dir: Path, cluster: str) -> Path:
 def read_state(path: Path) -> MoveState | None:
     try:
         data = json.loads(path.read_text())
+        ranges = json.loads(path.with_suffix(".moves.json").read_text())
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as exc:
@@ -308,7 +318,7 @@ def read_state(path: Path) -> MoveState | None:
         raise UsageError(f"the state file {path} is of another format: remove it to start over")
     moves = tuple(
         Move(slot, source, target)
-        for first, last, source, target in data["moves"]
+        for first, last, source, target in ranges
         for slot in range(first, last + 1)
     )
     return MoveState(
@@ -322,39 +332,51 @@ def read_state(path: Path) -> MoveState | None:
     )
 
 
-def write_state(state: MoveState) -> None:
-    """Replace the state file whole: a temporary name, fsynced, then renamed (a kill or a
-    power cut leaves the old one or the new one)."""
+def write_moves(state: MoveState) -> None:
+    """The run's moves, once, before the first state (consecutive slots as ranges)."""
     state.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    _replace_file(state.moves_path, json.dumps(move_ranges(state.moves)))
+
+
+def write_state(state: MoveState) -> None:
+    """Replace the state file whole (see _replace_file): a kill or a power cut leaves the old
+    one or the new one, never a torn one."""
     record = {
         "format": STATE_FORMAT,
         "command": state.command,
         "cluster": state.cluster,
-        "moves": _ranges(state.moves),
+        "moves_file": str(state.moves_path),
         "next": state.next,
         "in_flight": state.in_flight,
         "started": state.started,
         "updated": now_iso(),
     }
-    temporary = state.path.with_name(f".{state.path.name}.part")
+    _replace_file(state.path, json.dumps(record))
+
+
+def _replace_file(path: Path, text: str) -> None:
+    """Write to a temporary name, fsync, rename into place."""
+    temporary = path.with_name(f".{path.name}.part")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with open(fd, "w", encoding="utf-8") as handle:
-        handle.write(json.dumps(record))
+        handle.write(text)
         handle.flush()
         os.fsync(handle.fileno())
-    os.replace(temporary, state.path)
+    os.replace(temporary, path)
 
 
 def remove_state(path: Path) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        path.unlink()
+    """The state file first (its moves file alone resumes nothing), then the moves."""
+    for stale in (path, path.with_suffix(".moves.json")):
+        with contextlib.suppress(FileNotFoundError):
+            stale.unlink()
 
 
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _ranges(moves: Sequence[Move]) -> list[list]:
+def move_ranges(moves: Sequence[Move]) -> list[list]:
     """Consecutive slots with the same source and target as one `[first, last, src, dst]`."""
     out: list[list] = []
     for move in moves:
