@@ -238,3 +238,35 @@ def test_a_run_killed_mid_slot_resumes_to_the_planned_end_state(cluster):
     assert owner_of(cluster) == expected
     assert digest(cluster) == before
     assert not state_file.exists()
+
+
+def test_the_planner_stops_when_a_move_would_only_shift_the_imbalance():
+    """Slots do not divide evenly by 3: at tolerance 0 the plan must end, not swap one slot
+    back and forth; by memory, a slot heavier than the gap is not moved."""
+    from redisops.cluster.rebalance import MasterReading, balance_moves
+
+    def reading(name: str, slots: range, sizes: dict[int, int] | None = None):
+        sizes = sizes or {}
+        keys = {s: 1 for s in sizes}
+        return MasterReading(name, (), tuple(slots), keys, sizes)
+
+    readings = {
+        "a": reading("a", range(0, 6461)),
+        "b": reading("b", range(6461, 10922)),
+        "c": reading("c", range(10922, 16384)),
+    }
+    moves = balance_moves(readings, "slots", 0.0)
+    assert len(moves) == 1000 and all(m.target == "b" for m in moves)
+    assert [m.slot for m in moves[:3]] == [0, 1, 2]  # the donor's lowest slots, as redis-cli
+    after = {n: len(r.slots) for n, r in readings.items()}
+    for move in moves:
+        after[move.source] -= 1
+        after[move.target] += 1
+    assert max(after.values()) - min(after.values()) <= 1
+
+    heavy = {
+        "a": reading("a", range(0, 10), {0: 900, 1: 50, 2: 50}),
+        "b": reading("b", range(10, 20), {10: 10}),
+    }
+    moves = balance_moves(heavy, "memory", 0.1)
+    assert [(m.slot, m.target) for m in moves] == [(2, "b"), (1, "b")]

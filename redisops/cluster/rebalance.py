@@ -269,18 +269,20 @@ def balance_moves(readings: dict[str, MasterReading], by: str, tolerance: float)
         if (load[donor] <= high and load[receiver] >= low) or not movable[donor]:
             break
         slots = movable[donor]
+        gap = min(load[donor] - mean, mean - load[receiver])
         if by == "slots":
             index = len(slots) - 1  # the lowest-numbered slot (kept at the end)
         else:
-            gap = min(load[donor] - mean, mean - load[receiver])
             index = bisect.bisect_right(slots, (gap, float("inf"))) - 1
-            if index < 0:
-                weight = slots[0][0]
-                before = max(load[donor] - mean, mean - load[receiver])
-                after = max(abs(load[donor] - weight - mean), abs(load[receiver] + weight - mean))
-                if after >= before:
-                    break
-                index = 0
+        if index < 0 or slots[index][0] > gap:
+            # Nothing fits under the gap: the lightest (by slots: any) slot, if it narrows it;
+            # else a move would only swap which master is off (and could go on forever).
+            index = max(index, 0)
+            weight = slots[index][0]
+            before = max(load[donor] - mean, mean - load[receiver])
+            after = max(abs(load[donor] - weight - mean), abs(load[receiver] + weight - mean))
+            if after >= before:
+                break
         weight, slot = slots.pop(index)
         load[donor] -= weight
         load[receiver] += weight
