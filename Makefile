@@ -36,6 +36,7 @@ bench: venv
 	$(BIN)/python bench/restore_keys.py
 	$(BIN)/python bench/cluster_status.py
 	$(BIN)/python bench/cluster_memory_report.py
+	$(BIN)/python bench/cluster_reshard.py
 
 lab-down:
 	$(BIN)/redisops lab down --dir $(LAB_DIR)
