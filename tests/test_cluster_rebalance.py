@@ -187,9 +187,10 @@ def test_an_open_slot_left_by_another_tool_is_refused_then_finished_with_force(c
     assert digest(cluster) == before
 
 
-def test_a_run_killed_mid_slot_resumes_to_the_planned_end_state(cluster):
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGINT], ids=["kill-9", "ctrl-c"])
+def test_a_run_killed_mid_slot_resumes_to_the_planned_end_state(cluster, signum):
     # 300 keys in each of a few slots of node-2: at 150 keys/s a slot stays open ~2 s.
-    for tag in ("a", "b", "c"):
+    for tag in (f"a{signum}", f"b{signum}", f"c{signum}"):
         items = {}
         for i in range(20000):
             key = f"heavy:{{{tag}{i}}}".encode()
@@ -219,12 +220,16 @@ def test_a_run_killed_mid_slot_resumes_to_the_planned_end_state(cluster):
             assert process.poll() is None, process.communicate()
             assert time.monotonic() < deadline, "no slot was ever in flight"
             time.sleep(0.02)
-        process.send_signal(signal.SIGKILL)
-        process.wait(timeout=10)
+        process.send_signal(signum)
+        _, stderr = process.communicate(timeout=30)
     finally:
         if process.poll() is None:
             process.kill()
             process.wait()
+    if signum == signal.SIGINT:  # wound down: one line names the open slot and what to run
+        assert process.returncode == 130, stderr
+        assert b"slot moves done; slot " in stderr and b"may be open between" in stderr
+        assert b"cluster rebalance --yes` to finish" in stderr
     left_open = open_slots(cluster)
     assert left_open, "the kill should leave the slot in flight open"
     in_flight = json.loads(state_file.read_text())["in_flight"]

@@ -107,9 +107,9 @@ _MAX_KEY_HELP = (
 _AUDIT_HELP = "Where to append the run's record [default: cluster-changes.jsonl beside config apply's audit log]."  # noqa: E501
 
 
-def _slot_moves_apply(output, plan, apply, audit_log, on_result):
-    """The apply closure: progress bar, audit line (also when interrupted), the open slot
-    named on Ctrl-C."""
+def _slot_moves_apply(output, plan, apply, audit_log, on_result, rerun):
+    """The apply closure: progress bar, audit line (also when interrupted), and on Ctrl-C the
+    `interrupted:` line naming the slot left open and the command that finishes it."""
     from redisops.cluster.rebalance import audit_entry
     from redisops.interrupt import Interrupted
     from redisops.render.progress import progress_bars
@@ -121,12 +121,9 @@ def _slot_moves_apply(output, plan, apply, audit_log, on_result):
             with progress_bars(output, "keys") as bar:
                 try:
                     result, moves, failed = apply(bar)
-                except Interrupted:
+                except Interrupted as exc:
                     log.append(audit_entry(plan, None, "interrupted"))
-                    output.error(
-                        f"interrupted: at most one slot is left open; the state file {plan.state} "
-                        "says which, and running the same command again finishes it"
-                    )
+                    exc.done = f"{exc.done or 'stopped'}; run `{rerun}` to finish"
                     raise
             log.append(audit_entry(plan, moves, "failed" if failed else "done"))
         finally:
@@ -203,7 +200,7 @@ def rebalance(
     return carry_out(
         output,
         slot_plan_change(plan, what=what),
-        _slot_moves_apply(output, plan, apply, audit_log, outcome),
+        _slot_moves_apply(output, plan, apply, audit_log, outcome, rerun),
         view=lambda rows: slot_plan_view(output, plan, rows),
         result_view=lambda rows: masters_view(output, plan, rows),
         yes=yes,
@@ -287,7 +284,7 @@ def drain(
     return carry_out(
         output,
         change,
-        _slot_moves_apply(output, plan.slots, apply, audit_log, outcome),
+        _slot_moves_apply(output, plan.slots, apply, audit_log, outcome, rerun),
         view=lambda rows: slot_plan_view(output, plan.slots, rows, drain=plan),
         result_view=lambda rows: masters_view(output, plan.slots, rows),
         yes=yes,

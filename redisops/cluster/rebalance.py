@@ -49,6 +49,7 @@ from redisops.errors import HostError
 from redisops.fleet.cluster import Cluster, NodeLine, format_slots
 from redisops.fleet.host import Host
 from redisops.fleet.resp import RespConnection
+from redisops.interrupt import Interrupted
 from redisops.keypatterns import key_text
 from redisops.results import HostResult
 
@@ -539,6 +540,14 @@ def apply_slot_plan(plan: SlotPlan, *, rate: float, progress: Progress | None) -
             moved += 1
         current = None
         problems = verify(masters, plan.moves)
+    except Interrupted as exc:
+        exc.done = f"{moved:,} of {len(plan.moves):,} slot moves done" + (
+            f"; slot {current.slot} may be open between {masters.name(current.source)} and "
+            f"{masters.name(current.target)} (state: {plan.state})"
+            if current is not None
+            else ""
+        )
+        raise
     except HostError as exc:
         left = None
         if current is not None:
