@@ -131,7 +131,7 @@ def plan_drain(
         moves,
         command=command,
         by=by,
-        tolerance=0.0,
+        tolerance=None,
         max_key_size=max_key_size,
         state_dir=state_dir,
         force=force,

@@ -82,7 +82,7 @@ class MasterLoad:
     bytes_after: int
     share_before: float  # of the mean by the plan's weight (1.0 = the mean)
     share_after: float
-    within: bool  # after the plan, within the tolerance
+    within: bool  # after the plan, within the tolerance (always, for a drain: it has none)
 
 
 @dataclass(frozen=True)
@@ -112,7 +112,7 @@ class SlotPlan:
     command: str
     cluster: str
     by: str
-    tolerance: float
+    tolerance: float | None  # None for a drain
     masters: tuple[HostResult[MasterLoad], ...]
     groups: tuple[MoveGroup, ...]
     moves: tuple[Move, ...] = field(repr=False)
@@ -297,7 +297,7 @@ def plan_slot_moves(
     *,
     command: str,
     by: str,
-    tolerance: float,
+    tolerance: float | None,
     max_key_size: int,
     state_dir: Path,
     force: bool,
@@ -363,7 +363,7 @@ def plan_slot_moves(
     groups = _groups(moves, names, exact_keys, exact_bytes)
     masters = _loads(reading, moves, by, tolerance, exact_keys, exact_bytes)
     outside = [row.host for row in masters if not row.data.within]
-    if outside and moves:
+    if outside and moves and tolerance is not None:
         notes.append(
             f"{', '.join(outside)} stay outside ±{tolerance:.0%} of the mean: the slots that "
             "would move are too heavy to split (a hash tag holding much of a shard?)"
@@ -461,8 +461,9 @@ def _groups(moves, names, keys, sizes) -> list[MoveGroup]:
 def _loads(reading, moves, by, tolerance, exact_keys, exact_bytes) -> list[HostResult[MasterLoad]]:
     counts: dict[str, list[int]] = {}
     for node_id, r in reading.readings.items():
-        keys = sum(r.keys.values())
-        size = sum(r.bytes.values())
+        # Slots measured whole replace their sampled estimate, before as after.
+        keys = sum(r.keys.values()) + sum(exact_keys.get(s, n) - n for s, n in r.keys.items())
+        size = sum(r.bytes.values()) + sum(exact_bytes.get(s, b) - b for s, b in r.bytes.items())
         weight = {"slots": len(r.slots), "keys": keys, "memory": size}[by]
         counts[node_id] = [len(r.slots), keys, size, weight, len(r.slots), keys, size, weight]
     for move in moves:
@@ -494,7 +495,7 @@ def _loads(reading, moves, by, tolerance, exact_keys, exact_bytes) -> list[HostR
             bytes_after=c[6],
             share_before=round(c[3] / mean_before, 3) if mean_before else 1.0,
             share_after=round(share_after, 3),
-            within=abs(share_after - 1) <= tolerance + 1e-9 or not mean_after,
+            within=tolerance is None or not mean_after or abs(share_after - 1) <= tolerance + 1e-9,
         )
         rows.append(HostResult(host.name, host.address, True, None, load))
     return rows

@@ -220,7 +220,14 @@ class SlotMover:
                     raise
         for node_id in sent:
             (reply,) = self.masters.conn(node_id).replies(1)
-            if isinstance(reply, hiredis.ReplyError) and node_id == other:
+            # A source that gave up its last slot may already have turned itself into a
+            # replica of the new owner (Redis 7's cluster-allow-replica-migration): it holds
+            # nothing of the slot any more, which is what SETSLOT NODE would have told it.
+            if (
+                isinstance(reply, hiredis.ReplyError)
+                and node_id == other
+                and "only with masters" not in str(reply)
+            ):
                 raise HostError(f"{self.masters.name(node_id)} refused SETSLOT NODE: {reply}")
 
     def _auth(self, node_id: str) -> tuple[str, ...]:

@@ -89,30 +89,35 @@ def slot_plan_view(
 def masters_view(output: Output, plan: SlotPlan, rows: Sequence[HostResult]) -> RenderableType:
     """Each master: slots, keys and memory before -> after, its share of the mean."""
     share = {"memory": "memory", "keys": "keys", "slots": "slots"}[plan.by]
+    # The figures other than the weight go first when the table is too wide.
+    drop = {"memory": ("shard", "keys", "slots"), "keys": ("shard", "memory", "slots")}
     table = output.table(
         "master", "shard", "slots", "keys", "memory", f"{share}/mean", "status",
-        essential=("master",), drop=("shard",),
+        essential=("master",), drop=drop.get(plan.by, ("shard", "keys", "memory")),
     )  # fmt: skip
     for row in rows:
         load = row.data
         if load is None:
             table.add_row(output.cell(row.host), "", "", "", "", "", f"[red]{row.error}[/]")
             continue
-        mark = "[green]ok[/]" if load.within else f"[yellow]outside ±{plan.tolerance:.0%}[/]"
+        mark = "[green]ok[/]" if load.within else f"[yellow]outside ±{plan.tolerance or 0:.0%}[/]"
         table.add_row(
             output.cell(row.host),
             output.cell(load.shard),
             _change(load.slots_before, load.slots_after, human_count),
             _change(load.keys_before, load.keys_after, human_count),
             _change(load.bytes_before, load.bytes_after, human_bytes),
-            f"{load.share_before:.2f} -> {load.share_after:.2f}",
+            _change(load.share_before, load.share_after, lambda v: f"{v:.2f}"),
             mark,
         )
     return table
 
 
-def _change(before: int, after: int, show) -> str:
-    return show(before) if before == after else f"{show(before)} -> {show(after)}"
+def _change(before: float, after: float, show) -> str:
+    """`before→after` as one word (`9.2MiB`: Rich wraps at any space, even a no-break one),
+    so a narrow table drops a column rather than wrap a figure."""
+    text = show(before) if before == after else f"{show(before)}→{show(after)}"
+    return text.replace(" ", "")
 
 
 def _name(plan: SlotPlan, node_id: str) -> str:
