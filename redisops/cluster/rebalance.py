@@ -164,6 +164,8 @@ def read_master(host: Host, *, timeout: float) -> MasterReading:
         sizes = pipeline(connection, [("MEMORY", "USAGE", k) for _, k in sampled])
         total: dict[int, list[int]] = {}
         for (slot, _), size in zip(sampled, sizes, strict=True):
+            if isinstance(size, Exception):
+                raise HostError(f"{host.address}: MEMORY USAGE of a key of slot {slot}: {size}")
             total.setdefault(slot, []).append(int(size or 0))
         estimated = {s: round(sum(v) / len(v) * keys[s]) for s, v in total.items()}
         return MasterReading(me.node_id, view, slots, keys, estimated)
