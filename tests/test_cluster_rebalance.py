@@ -315,3 +315,42 @@ def test_the_planner_stops_when_a_move_would_only_shift_the_imbalance():
     }
     moves = balance_moves(heavy, "memory", 0.1)
     assert [(m.slot, m.target) for m in moves] == [(2, "b"), (1, "b")]
+
+
+def test_a_state_file_of_another_command_blocks_until_finished_and_a_done_one_is_ignored(
+    cluster,
+):
+    from redisops.cluster.slotmove import (
+        Move,
+        MoveState,
+        default_state_dir,
+        state_path,
+        write_moves,
+        write_state,
+    )
+
+    ids = {}
+    for name in ("node-1", "node-2"):
+        found = node(cluster, name).execute_command("CLUSTER", "MYID")
+        ids[name] = found.decode() if isinstance(found, bytes) else found
+    slot = next(s for s, port in owner_of(cluster).items() if port == port_of(cluster, "node-1"))
+    path = state_path(default_state_dir(), "redis")
+    unfinished = MoveState(
+        "cluster drain node-1", "redis", (Move(slot, ids["node-1"], ids["node-2"]),), 0, None,
+        "2026-12-06T01:00:00+00:00", path,
+    )  # fmt: skip
+    write_moves(unfinished)
+    write_state(unfinished)
+    blocked = rebalance(cluster, "--dry-run", json_out=False)
+    assert blocked.exit_code == 3
+    assert "an interrupted `cluster drain node-1` of cluster redis" in blocked.stderr
+
+    done = MoveState(
+        "cluster drain node-1", "redis", (Move(slot, ids["node-2"], ids["node-1"]),), 0, None,
+        "2026-12-06T01:00:00+00:00", path,
+    )  # fmt: skip
+    write_moves(done)
+    write_state(done)
+    ignored = rebalance(cluster, "--dry-run", "--tolerance", "100", json_out=False)
+    assert ignored.exit_code == 0, ignored.stderr
+    path.unlink()

@@ -192,6 +192,8 @@ def measure_slots(
     totals: dict[int, int] = {}
     big: list[BigKey] = []
     for (slot, key), size in zip(pairs, sizes, strict=True):
+        if isinstance(size, Exception):
+            raise HostError(f"{host.address}: MEMORY USAGE of a key of slot {slot}: {size}")
         size = int(size or 0)
         counts[slot] = counts.get(slot, 0) + 1
         totals[slot] = totals.get(slot, 0) + size
@@ -393,22 +395,12 @@ def resume_or_plan(
     reading: ClusterReading, command: str, state_dir: Path, fresh
 ) -> tuple[list[Move], list[str], bool, str | None, list[str]]:
     """The moves to make: those an interrupted run of `command` left (its state file), else
-    `fresh()`. Returns (moves, notes, resuming, resumed_from, blockers)."""
+    `fresh()`. Returns (moves, notes, resuming, resumed_from, blockers). A state file with
+    nothing left to do and no slot open (a run killed between its last move and removing
+    it) is ignored."""
     state = read_state(state_path(state_dir, reading.cluster.name))
     if state is None:
         return list(fresh()), [], False, None, []
-    if state.command != command:
-        return (
-            [],
-            [],
-            False,
-            None,
-            [
-                f"an interrupted `{state.command}` of cluster {reading.cluster.name} "
-                f"(started {state.started}) is unfinished: run it again to finish it, or look at "
-                f"`redisops cluster status` and remove {state.path}"
-            ],
-        )
     owner = _owners(reading)
     left: list[Move] = []
     gone = 0
@@ -419,6 +411,16 @@ def resume_or_plan(
             gone += 1
             continue
         left.append(move)
+    still_open = open_slots({n: r.view for n, r in reading.readings.items()}, {})
+    if not left and not still_open:
+        return list(fresh()), [], False, None, []
+    if state.command != command:
+        unfinished = (
+            f"an interrupted `{state.command}` of cluster {reading.cluster.name} (started "
+            f"{state.started}) is unfinished: run it again to finish it, or look at "
+            f"`redisops cluster status` and remove {state.path}"
+        )
+        return [], [], False, None, [unfinished]
     notes = [
         f"resuming the interrupted `{command}` started {state.started}: "
         f"{len(state.moves) - state.next:,} of {len(state.moves):,} slot moves were left"
