@@ -222,7 +222,15 @@ def read_cluster(cluster: Cluster, *, timeout: float, parallel: int) -> ClusterR
     ]
     results = run_on_hosts(hosts, lambda h: read_master(h, timeout=timeout), parallel=parallel)
     readings: dict[str, MasterReading] = {}
-    errors: list[str] = []
+    errors = [
+        f"{h.name} ({h.address}) is failing ({h.node.health}): fix the cluster first "
+        "(`redisops cluster status`)"
+        for h in cluster.nodes
+        if h.node
+        and h.node.role == "master"
+        and h.node.slots
+        and h.node.health in ("fail", "pfail")
+    ]
     for host, result in zip(hosts, results, strict=True):
         if result.ok:
             readings[result.data.node_id] = result.data
