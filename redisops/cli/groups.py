@@ -95,7 +95,7 @@ COMMAND_EXAMPLES: dict[str, str] = {
     """,
     "cluster rebalance": """
         redisops -i prod.yaml -l cache cluster rebalance --dry-run
-        redisops -i prod.yaml -l cache cluster rebalance --by memory --tolerance 10 --rate 5000 --yes
+        redisops -i prod.yaml -l cache cluster rebalance --tolerance 10 --rate 5000 --yes
         redisops -i prod.yaml -l cache cluster rebalance --by slots -o json --yes
     """,
     "cluster drain": """
