@@ -37,6 +37,7 @@ bench: venv
 	$(BIN)/python bench/cluster_status.py
 	$(BIN)/python bench/cluster_memory_report.py
 	$(BIN)/python bench/cluster_drill.py
+	$(BIN)/python bench/cluster_reshard.py
 
 lab-down:
 	$(BIN)/redisops lab down --dir $(LAB_DIR)

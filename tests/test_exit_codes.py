@@ -498,3 +498,70 @@ def test_groups_without_a_refusal_change_nothing(group: str) -> None:
         for name in param.opts
     }
     assert "--yes" not in options
+
+
+# --- cluster rebalance and drain: their own 3-master cluster, 60 keys on node-1's slots only
+
+
+@pytest.fixture(scope="module")
+def skewed_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """node-1 holds 60 keys of 2 KB (the others none): unbalanced by keys, keys above 1kb."""
+    from tests.plugins.lab import start_cluster_lab
+    from tests.test_cluster_rebalance import keys_in_slots, write
+
+    state = start_cluster_lab(tmp_path_factory.mktemp("cluster-exit"), shards=3, replicas=0)
+    try:
+        write(state, keys_in_slots(state, 0, 5460, 60, 2000, "k"))
+        yield state.inventory_path
+    finally:
+        lab_down(Path(state.dir), purge=True)
+
+
+CLUSTER_CASES = [
+    Case(
+        "cluster",
+        ExitCode.OK,
+        "a rebalance dry run",
+        ("cluster", "rebalance", "--by", "keys", "--dry-run"),
+        "dry run: nothing was moved",
+    ),
+    Case(
+        "cluster",
+        ExitCode.USAGE,
+        "drain of a node the cluster does not have",
+        ("cluster", "drain", "nowhere", "--yes"),
+        "error: no node 'nowhere' in cluster redis",
+    ),
+    Case(
+        "cluster",
+        ExitCode.REFUSED,
+        "a key above --max-key-size",
+        ("cluster", "rebalance", "--by", "keys", "--max-key-size", "1kb", "--yes"),
+        "above --max-key-size 1kb would block both servers",
+    ),
+    Case(
+        "cluster",
+        ExitCode.REFUSED,
+        "a rebalance off a terminal without --yes",
+        ("cluster", "rebalance", "--by", "keys"),
+        "Refused: not on a terminal and --yes not given",
+    ),
+    Case(
+        "cluster",
+        ExitCode.REFUSED,
+        "a drain off a terminal without --yes",
+        ("cluster", "drain", "node-2"),
+        "Refused: not on a terminal and --yes not given",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "case",
+    CLUSTER_CASES,
+    ids=[f"{c.group}-{int(c.code)}-{c.cause.replace(' ', '_')}" for c in CLUSTER_CASES],
+)
+def test_cluster_change_exit_code(case: Case, skewed_cluster: str) -> None:
+    run = redisops("-i", skewed_cluster, *case.args, env=OFF_TERMINAL)
+    assert run.exit_code == case.code, f"{case.args}\n{run.stdout}\n{run.stderr}"
+    assert case.says in run.stderr

@@ -17,7 +17,7 @@ from redisops.cli.common import (
     make_output,
 )
 from redisops.cli.groups import command_group
-from redisops.errors import ExitCode, UsageError
+from redisops.errors import ExitCode, HostError, UsageError
 from redisops.exitcode import exit_code
 
 app = command_group("cluster")
@@ -255,3 +255,228 @@ def _show_drill_history(output, path: Path, *, last: int, inventory: str | None)
             highlight=False,
         )
     return ExitCode.OK
+
+
+def _one_cluster(options, output):
+    """The one cluster -l selects (a usage error for none or several)."""
+    _, selection = load_cluster_selection(options, output)
+    if len(selection.clusters) != 1:
+        raise UsageError(
+            f"{'no cluster' if not selection.clusters else 'several clusters'} selected: "
+            "this command changes one cluster",
+            hint="name it with --limit CLUSTER",
+        )
+    cluster = next(iter(selection.clusters.values()))
+    if cluster.seed is None:
+        raise HostError(f"no seed of cluster {cluster.name} answered")
+    return cluster
+
+
+def _max_key_size(text: str) -> int:
+    from redisops.tuning.units import parse_size
+
+    size = parse_size(text)
+    if size is None or size < 0:
+        raise UsageError(f"--max-key-size {text!r} is not a size (64mb, 1gb, 0 for no limit)")
+    return size
+
+
+class By(str, Enum):
+    memory = "memory"
+    keys = "keys"
+    slots = "slots"
+
+
+_BY_HELP = "What to even out: memory (measured per slot), keys, or slots."
+_RATE_HELP = "At most this many keys a second (0: no limit)."
+_MAX_KEY_HELP = (
+    "Refuse to move a key bigger than this without --force: MIGRATE blocks both servers "
+    "while one key moves (64mb; 0: no limit)."
+)
+_AUDIT_HELP = "Where to append the run's record [default: cluster-changes.jsonl beside config apply's audit log]."  # noqa: E501
+
+
+def _slot_moves_apply(output, plan, apply, audit_log, on_result, rerun):
+    """The apply closure: progress bar, audit line (also when interrupted), and on Ctrl-C the
+    `interrupted:` line naming the slot left open and the command that finishes it."""
+    from redisops.cluster.rebalance import audit_entry
+    from redisops.interrupt import Interrupted
+    from redisops.render.progress import progress_bars
+    from redisops.tuning.auditlog import AuditLog, default_audit_log
+
+    def run():
+        log = AuditLog(audit_log or default_audit_log().with_name("cluster-changes.jsonl"))
+        try:
+            with progress_bars(output, "keys") as bar:
+                try:
+                    result, moves, failed = apply(bar)
+                except Interrupted as exc:
+                    log.append(audit_entry(plan, None, "interrupted"))
+                    exc.done = f"{exc.done or 'stopped'}; run `{rerun}` to finish"
+                    raise
+            log.append(audit_entry(plan, moves, "failed" if failed else "done"))
+        finally:
+            log.close()
+        return on_result(result, moves)
+
+    return run
+
+
+@app.command()
+def rebalance(
+    ctx: typer.Context,
+    by: Annotated[By, typer.Option("--by", help=_BY_HELP)] = By.memory,
+    tolerance: Annotated[
+        float, typer.Option(min=0, max=100, help="Each master within this % of the mean.")
+    ] = 10.0,
+    rate: Annotated[float, typer.Option(min=0, help=_RATE_HELP)] = 0.0,
+    max_key_size: Annotated[str, typer.Option(help=_MAX_KEY_HELP)] = "64mb",
+    force: Annotated[
+        bool, typer.Option("--force", help="Move big keys, and finish open slots not ours.")
+    ] = False,
+    audit_log: Annotated[Path | None, typer.Option(help=_AUDIT_HELP, show_default=False)] = None,
+    yes: YesOption = False,
+    dry_run: DryRunOption = False,
+) -> int:
+    """Move slots so every master is within --tolerance of the mean by memory, keys or slots.
+
+    Memory per slot is measured (MEMORY USAGE of sampled keys, times the slot's key count);
+    the slots that move are then measured key by key: the plan shows each move's slots,
+    keys and bytes, and each master before and after. Slots move as redis-cli --cluster
+    reshard moves them (IMPORTING/MIGRATING, MIGRATE in batches, SETSLOT NODE on every
+    master), throttled by --rate; a key above --max-key-size is refused without --force.
+    Interrupted (Ctrl-C, kill -9, a node restart), the same command finishes the slot left
+    open and the moves left. Refused (exit 3): a master down, open slots some other tool
+    left (without --force), big keys.
+    """
+    from redisops.cli.change import carry_out
+    from redisops.cluster.rebalance import (
+        apply_slot_plan,
+        plan_rebalance,
+        slot_move_outcome,
+        slot_plan_change,
+    )
+    from redisops.cluster.slotmove import default_state_dir
+    from redisops.render.cluster_rebalance import masters_view, show_moved, slot_plan_view
+
+    options = global_options(ctx)
+    output = make_output(options)
+    cluster = _one_cluster(options, output)
+    plan = plan_rebalance(
+        cluster,
+        by=by.value,
+        tolerance=tolerance / 100,
+        max_key_size=_max_key_size(max_key_size),
+        state_dir=default_state_dir(),
+        force=force,
+        timeout=options.timeout,
+        parallel=options.parallel,
+    )
+    rerun = options.command_line.redisops("cluster", "rebalance", "--yes")
+
+    def apply(bar):
+        moving = bar and (lambda label, done, total: bar(label, done, total))
+        result = apply_slot_plan(plan, rate=rate, progress=moving)
+        return result, result, bool(result.problems)
+
+    def outcome(result, _moves):
+        show_moved(output, plan, {"moved_slots": result.moved_slots,
+                                  "keys_moved": result.keys_moved, "seconds": result.seconds,
+                                  "verified": result.verified})  # fmt: skip
+        return slot_move_outcome(plan, result, rerun)
+
+    what = f"Move {len(plan.moves):,} slot(s) ({plan.keys:,} keys) in cluster {plan.cluster}"
+    return carry_out(
+        output,
+        slot_plan_change(plan, what=what),
+        _slot_moves_apply(output, plan, apply, audit_log, outcome, rerun),
+        view=lambda rows: slot_plan_view(output, plan, rows),
+        result_view=lambda rows: masters_view(output, plan, rows),
+        yes=yes,
+        dry_run=dry_run,
+        force=force,
+    )
+
+
+@app.command()
+def drain(
+    ctx: typer.Context,
+    node: Annotated[str, typer.Argument(help="The master to empty: name, host:port or node id.")],
+    by: Annotated[By, typer.Option("--by", help=_BY_HELP)] = By.memory,
+    rate: Annotated[float, typer.Option(min=0, help=_RATE_HELP)] = 0.0,
+    max_key_size: Annotated[str, typer.Option(help=_MAX_KEY_HELP)] = "64mb",
+    force: Annotated[
+        bool, typer.Option("--force", help="Move big keys, and finish open slots not ours.")
+    ] = False,
+    audit_log: Annotated[Path | None, typer.Option(help=_AUDIT_HELP, show_default=False)] = None,
+    yes: YesOption = False,
+    dry_run: DryRunOption = False,
+) -> int:
+    """Move every slot of a master to the others, then take it out of the cluster.
+
+    Slots are spread over the other masters by --by (each to the lightest), by the engine of
+    `cluster rebalance` (throttled, big keys refused, resumable). Then the node's replicas
+    are re-pointed to the masters with the fewest replicas, every other node runs CLUSTER
+    FORGET on it, and it is reset (CLUSTER RESET SOFT): its process keeps running, empty.
+    """
+    from redisops.cli.change import carry_out
+    from redisops.cluster.drain import apply_drain, plan_drain
+    from redisops.cluster.rebalance import slot_move_outcome, slot_plan_change
+    from redisops.cluster.slotmove import default_state_dir
+    from redisops.render.cluster_rebalance import masters_view, show_moved, slot_plan_view
+
+    options = global_options(ctx)
+    output = make_output(options)
+    cluster = _one_cluster(options, output)
+    plan = plan_drain(
+        cluster,
+        node,
+        by=by.value,
+        max_key_size=_max_key_size(max_key_size),
+        state_dir=default_state_dir(),
+        force=force,
+        timeout=options.timeout,
+        parallel=options.parallel,
+    )
+    rerun = options.command_line.redisops("cluster", "drain", plan.node, "--yes")
+
+    def apply(bar):
+        moving = bar and (lambda label, done, total: bar(label, done, total))
+        result = apply_drain(plan, rate=rate, progress=moving)
+        return result, result.moves, bool(result.problems)
+
+    def outcome(result, moves):
+        from redisops.change import ChangeOutcome
+        from redisops.cluster.rebalance import SlotMoveResult
+
+        moves = moves or SlotMoveResult(0, 0, 0.0, (), True, ())
+        show_moved(output, plan.slots, {"moved_slots": moves.moved_slots,
+                                        "keys_moved": moves.keys_moved,
+                                        "seconds": moves.seconds,
+                                        "verified": moves.verified})  # fmt: skip
+        base = slot_move_outcome(plan.slots, moves, rerun, {"steps": list(result.steps)})
+        errors = list(base.errors)
+        if result.problems and not moves.problems:
+            errors += [*result.problems, f"run `{rerun}` to finish"]
+        for step in result.steps:
+            output.note(step)
+        return ChangeOutcome(
+            base.rows, base.summary, errors, base.warnings, failed=bool(result.problems)
+        )
+
+    change = slot_plan_change(
+        plan.slots,
+        what=f"Move {len(plan.slots.moves):,} slot(s) off {plan.node} and remove it from "
+        f"cluster {cluster.name}",
+        pending_extra=1,
+    )
+    return carry_out(
+        output,
+        change,
+        _slot_moves_apply(output, plan.slots, apply, audit_log, outcome, rerun),
+        view=lambda rows: slot_plan_view(output, plan.slots, rows, drain=plan),
+        result_view=lambda rows: masters_view(output, plan.slots, rows),
+        yes=yes,
+        dry_run=dry_run,
+        force=force,
+    )

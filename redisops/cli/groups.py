@@ -99,6 +99,15 @@ COMMAND_EXAMPLES: dict[str, str] = {
         redisops -i prod.yaml cluster drill --shard shard-1 --mode failover --failback --yes
         redisops -i prod.yaml cluster drill --history --last 5
     """,
+    "cluster rebalance": """
+        redisops -i prod.yaml -l cache cluster rebalance --dry-run
+        redisops -i prod.yaml -l cache cluster rebalance --tolerance 10 --rate 5000 --yes
+        redisops -i prod.yaml -l cache cluster rebalance --by slots -o json --yes
+    """,
+    "cluster drain": """
+        redisops -i prod.yaml -l cache cluster drain cache-c --dry-run
+        redisops -i prod.yaml -l cache cluster drain 10.0.2.12:6379 --rate 5000 --yes
+    """,
     "inventory list": """
         redisops -i prod.yaml inventory list
         redisops -i prod.yaml -l 'cache-*,!cache-3' inventory list -o json
