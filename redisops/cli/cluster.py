@@ -155,3 +155,121 @@ def _one_cluster(options, output, name: str):
     if found.seed is None:
         raise HostError(f"no seed of cluster {name} answered", hint="see `redisops cluster status`")
     return inventory, found
+
+
+@app.command("restore")
+def restore(
+    ctx: typer.Context,
+    set_id: Annotated[str, typer.Argument(metavar="SET_ID", help="The cluster backup set.")],
+    cluster: Annotated[
+        str | None,
+        typer.Option(
+            "--cluster", help="Restore onto this cluster [default: the one the set was taken of]."
+        ),
+    ] = None,
+    dest: Annotated[
+        Path | None,
+        typer.Option("--dest", help="The backup catalogue [default: backup_dir of the inventory]."),
+    ] = None,
+    no_safety_backup: Annotated[
+        bool,
+        typer.Option("--no-safety-backup", help="Do not back up each master's data first."),
+    ] = False,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Go ahead although sentinels watch a master."),
+    ] = False,
+    wait: Annotated[
+        float,
+        typer.Option(min=1, help="Seconds to wait for each stop, load, resync and for health."),
+    ] = 300.0,
+    yes: YesOption = False,
+    dry_run: DryRunOption = False,
+) -> int:
+    """Restore a cluster backup set onto a cluster of the same shape, shard by shard.
+
+    Shards are matched by slot ranges; each member's RDB goes onto the master owning them
+    with `backup restore`'s safety rules (re-verified, safety backup, staged upload, stop,
+    rename, start, key check, rolled back on failure). The shard's replicas are stopped and
+    emptied first and resync from the restored master. Then waits until `cluster status`
+    finds no problem and compares each shard's keys. Refused (exit 3): a set that does not
+    verify, a cluster of another shape or without host access to its nodes (the refusal
+    names the `backup restore-keys` commands that load the set by key instead).
+    """
+    from redisops.backup.catalogue import catalogue_dirs, load_catalogue
+    from redisops.backup.clusterset import find_set, load_sets
+    from redisops.backup.lock import host_locks
+    from redisops.backup.restore_keys_cluster import masters_of
+    from redisops.cli.change import carry_out
+    from redisops.cluster.restore import apply_cluster_restore, plan_cluster_restore
+    from redisops.fleet.inventory import load_inventory, resolve_inventory_path
+    from redisops.render.cluster_restore import (
+        cluster_restore_plan_view,
+        cluster_restore_result_view,
+    )
+    from redisops.render.progress import progress_bars
+
+    options = global_options(ctx)
+    output = make_output(options)
+    if cluster is None:
+        inventory = load_inventory(resolve_inventory_path(options.inventory))
+        names = {str(h.cluster_name) for h in inventory.hosts if h.cluster and h.cluster_name}
+        cluster = max((n for n in names if set_id.startswith(f"{n}-")), key=len, default=None)
+        if cluster is None:
+            raise UsageError(
+                f"{set_id} names no cluster of the inventory",
+                hint="name the cluster to restore onto with --cluster NAME",
+            )
+    _, found = _one_cluster(options, output, cluster)
+    masters = list(masters_of(found))
+    if not masters:
+        raise HostError(f"no master of cluster {cluster} serves slots")
+    dirs = catalogue_dirs(dest, masters)
+    folders = sorted(set(dirs.values()))
+    sets, problems = load_sets(folders)
+    for problem in problems:
+        output.warn(problem)
+    chosen = find_set(sets, set_id)
+    if chosen is None:
+        raise UsageError(
+            f"no cluster backup set {set_id!r} in {', '.join(map(str, folders))}",
+            hint="see `redisops backup list` for set ids",
+        )
+    catalogue = load_catalogue(folders)
+    folder = folders[0]
+    locked = [(dirs[m.name], m.name) for m in masters] + [(folder, m.host) for m in chosen.members]
+    with host_locks(sorted(set(locked)), purpose="cluster restore"):
+        plan = plan_cluster_restore(
+            chosen,
+            catalogue,
+            found,
+            dest=dest,
+            safety_backup=not no_safety_backup,
+            timeout=options.timeout,
+            wait=wait,
+        )
+        backups = {b.backup_id: b for b in catalogue.backups}
+
+        def apply():
+            with progress_bars(output, "bytes") as progress:
+                return apply_cluster_restore(
+                    plan,
+                    found,
+                    backups,
+                    folder,
+                    timeout=options.timeout,
+                    parallel=options.parallel,
+                    wait=wait,
+                    progress=progress,
+                )
+
+        return carry_out(
+            output,
+            plan,
+            apply,
+            view=lambda rows: cluster_restore_plan_view(output, rows),
+            result_view=lambda rows: cluster_restore_result_view(output, rows),
+            yes=yes,
+            dry_run=dry_run,
+            force=force,
+        )

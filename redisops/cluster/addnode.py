@@ -321,8 +321,6 @@ def _wait_known(
 def _replicate(new: Host, master_id: str, *, timeout: float, wait: float) -> None:
     """CLUSTER REPLICATE (idempotent: asked again while the node does not know the master
     yet), then until master_link_status:up."""
-    import redis
-
     deadline = time.monotonic() + wait
     last = ""
     while True:
@@ -337,8 +335,8 @@ def _replicate(new: Host, master_id: str, *, timeout: float, wait: float) -> Non
                     return
                 else:
                     last = f"master_link_status:{info.get('master_link_status')}"
-        except redis.ResponseError as exc:
-            last = str(exc)
+        except HostError as exc:  # the node does not know the master yet, say
+            last = exc.message
         if time.monotonic() >= deadline:
             raise HostError(
                 f"{new.name} is not a linked replica of {master_id[:8]} after {wait:g}s: {last}",
