@@ -131,6 +131,7 @@ def test_refusals_exit_3_and_change_nothing(cluster):
     full = add(inventory, root, "full")
     assert full.exit_code == 3, full.stderr
     assert "full holds 1 key: a new node must be empty" in full.stderr
+    assert "error: full serves 1 slot\n" in full.stderr
     plain = add(inventory, root, "plain")
     assert plain.exit_code == 3, plain.stderr
     assert "plain is not cluster-enabled" in plain.stderr

@@ -85,7 +85,7 @@ def plan_add_node(
         node_id = _read_new(new, cluster.name, blockers, timeout=timeout)
     except HostError as exc:
         row = HostResult(new.name, new.address, False, exc.message, None)
-        return ChangePlan("cluster add-node", [row], None, 0, noun="nodes")
+        return ChangePlan("cluster add-node", [row], None, 0, undone="added", noun="nodes")
     meet = _meet_address(nodes)
     role = "replica" if master is not None else "master"
     steps = [
@@ -184,8 +184,10 @@ def _read_new(new: Host, cluster: str, blockers: list[str], *, timeout: float) -
                     f"{new.name} already knows {known - 1} other node(s): it is in a cluster "
                     "(CLUSTER RESET it first if it should leave that one)"
                 )
-            if int(state.get("cluster_slots_assigned", 0)):
-                blockers.append(f"{new.name} serves {state['cluster_slots_assigned']} slots")
+            # Alone, the slots the cluster has assigned are its own.
+            elif int(state.get("cluster_slots_assigned", 0)):
+                count = int(state["cluster_slots_assigned"])
+                blockers.append(f"{new.name} serves {count} slot{'s' if count != 1 else ''}")
         keys = sum(db.get("keys", 0) for db in keyspace(info).values())
         if keys:
             blockers.append(

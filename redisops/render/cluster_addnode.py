@@ -45,7 +45,7 @@ def add_node_result_view(output: Output, rows: Sequence[HostResult[AddNodeResult
     """One line per node added: id, role, who knows it, the waits."""
     table = output.table(
         "node", "node id", "role", "known by", "joined", "link up", "slots", "note",
-        essential=("node", "role"),
+        essential=("node", "role"), drop=("node id", "joined", "link up", "slots"),
     )  # fmt: skip
     for row in rows:
         added = row.data

@@ -27,9 +27,10 @@ def cluster_restore_plan_view(
 
     table = output.table(
         "shard", "slots", "backup", "keys", "size", "onto master", "replicas reset", "now",
-        essential=("shard", "onto master"),
+        essential=("shard", "onto master"), drop=("now", "size", "slots"),
     )  # fmt: skip
     steps: tuple[str, ...] = ()
+    first = None
     for row in rows:
         shard = row.data
         plan = shard.restore
@@ -43,10 +44,15 @@ def cluster_restore_plan_view(
             output.cell(", ".join(r.name for r in shard.replicas) or "-"),
             f"{human_count(plan.target.keys)} keys" if plan else "-",
         )
-        steps = steps or (plan.steps if plan else ())
+        if plan and not steps:
+            steps, first = plan.steps, shard
+
     parts: list[RenderableType] = [table]
     if steps:
-        lines = Text("each shard in turn: stop its replicas and remove their data files, then\n")
+        lines = Text(
+            f"each shard in turn, as {first.shard} here: stop its replicas and remove their "
+            "data files, then\n"
+        )
         for number, step in enumerate(steps, 1):
             lines.append(f"  {number}. {step}\n")
         lines.append(
@@ -63,7 +69,7 @@ def cluster_restore_result_view(
     table = output.table(
         "shard", "master", "backup", "keys expected", "keys now", "replicas linked",
         "safety backup", "took", "status",
-        essential=("shard", "status"),
+        essential=("shard", "status"), drop=("safety backup", "backup", "took"),
     )  # fmt: skip
     for row in rows:
         done = row.data
