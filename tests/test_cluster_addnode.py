@@ -175,6 +175,8 @@ def test_add_a_master_then_a_replica(cluster):
     lines = (root / "audit.jsonl").read_text().splitlines()
     assert [json.loads(x)["outcome"] for x in lines] == ["added", "added"]
     assert password_of(state) not in (root / "audit.jsonl").read_text()
+    secret = password_of(state)
+    assert all(secret not in run.stdout + run.stderr for run in (master, replica))
     again = add(inventory, root, "spare-m")
     assert again.exit_code == 3
     assert "already knows 4 other node(s)" in again.stderr

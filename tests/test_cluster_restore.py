@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import redis
+import yaml
 from redis.cluster import ClusterNode, RedisCluster
 
 from redisops.lab import lab_down
@@ -147,3 +148,23 @@ def test_a_cluster_of_another_shape_is_refused_with_the_restore_keys_route(taken
         assert dumps(other) == original
     finally:
         lab_down(Path(other.dir), purge=True)
+
+
+def test_nodes_without_an_inventory_entry_are_never_stopped(taken, tmp_path):
+    """Discovered nodes inherit the seed's entry, service_stop/start included: a restore
+    would stop and start the seed in their place, so it is refused."""
+    state, dest, cluster_set, original = taken
+    data = yaml.safe_load(Path(state.inventory_path).read_text())
+    hosts = data["all"]["children"]["redis"]["hosts"]
+    data["all"]["children"]["redis"]["hosts"] = {"node-1": hosts["node-1"]}
+    inventory = tmp_path / "one-seed.yaml"
+    inventory.write_text(yaml.safe_dump(data))
+    refused = redisops(
+        "-i", str(inventory), "cluster", "restore", cluster_set["set_id"],
+        "--dest", str(dest), "--dry-run", env=OFF_TERMINAL,
+    )  # fmt: skip
+    assert refused.exit_code == 3, refused.stderr
+    assert re.search(
+        r"error: redis@127\.0\.0\.1:\d+ has no inventory entry of its own", refused.stderr
+    )
+    assert dumps(state) == original

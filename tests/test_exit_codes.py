@@ -467,6 +467,13 @@ CLUSTER_CHANGE_CASES = [
     Case(
         "cluster",
         ExitCode.REFUSED,
+        "add-node: the new node's password is not the cluster's",
+        ("-i", "{cluster}", "cluster", "add-node", "spare", "--cluster", "redis", "--dry-run"),
+        "spare's password in the inventory is not cluster redis's",
+    ),
+    Case(
+        "cluster",
+        ExitCode.REFUSED,
         "add-node: --replica-of names no master",
         (
             "-i",

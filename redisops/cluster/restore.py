@@ -166,6 +166,12 @@ def plan_cluster_restore(
             rows.append(_unplaced(member, master.name))
             continue
         blockers += [f"{shard.name} ({master.name}): {b}" for b in plan.blockers]
+        blockers += [
+            f"{name} has no inventory entry of its own: it would be stopped and started with "
+            "the seed's service_stop/service_start (add an entry with its host and port)"
+            for name in shard.nodes
+            if name.startswith(f"{cluster.name}@")
+        ]
         refusals += [f"{shard.name} ({master.name}): {r}" for r in plan.refusals]
         for name in shard.nodes[1:]:
             replica = hosts[name]
