@@ -113,6 +113,19 @@ def test_a_same_shape_restore_round_trips(taken):
     finally:
         client.close()
     assert dumps(state) != original
+    replica = next(p for p in state.processes if p.role == "replica")
+    with_aof = redis.Redis(port=replica.port, password=password_of(state))
+    try:  # this replica would load its AOF at its next start: the restore removes it too
+        with_aof.config_set("appendonly", "yes")
+        with_aof.config_rewrite()
+    finally:
+        with_aof.close()
+    dry = restore(state, dest, cluster_set["set_id"], "--dry-run").json()
+    files = {r["name"]: r["files"] for row in dry["results"] for r in row["data"]["replicas"]}
+    assert files[replica.name] == [
+        f"{replica.folder}/dump.rdb",
+        f"{replica.folder}/appendonlydir",
+    ]
     run = restore(state, dest, cluster_set["set_id"], "--yes")
     assert run.exit_code == 0, run.stderr
     document = run.json()
@@ -123,6 +136,7 @@ def test_a_same_shape_restore_round_trips(taken):
     ]
     assert all(r["data"]["restore"]["safety_backup_id"] for r in rows)
     assert all(len(r["data"]["replicas_linked"]) == 1 for r in rows)
+    assert [r["data"]["replicas_linked"] for r in rows] == [["node-4"], ["node-5"], ["node-6"]]
     assert dumps(state) == original
     replicas = [p.port for p in state.processes if p.role == "replica"]
     assert dumps(state, replicas) == original  # resynced from the restored masters
