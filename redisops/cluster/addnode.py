@@ -130,7 +130,9 @@ def plan_add_node(
     )
 
 
-def _find_master(cluster: Cluster, nodes: Sequence[Host], wanted: str, blockers: list[str]):
+def _find_master(
+    cluster: Cluster, nodes: Sequence[Host], wanted: str, blockers: list[str]
+) -> Host | None:
     """The master `wanted` names: a node's name, a shard (`shard-2`), or a node id (8+
     characters of it); a blocker line when none, or a replica."""
     for host in nodes:
