@@ -78,7 +78,10 @@ def add_node(
         ),
     ],
     cluster: Annotated[
-        str, typer.Option("--cluster", help="The cluster to add it to (its inventory name).")
+        str,
+        typer.Option(
+            "--cluster", metavar="NAME", help="The cluster to add it to (its inventory name)."
+        ),
     ],
     replica_of: Annotated[
         str | None,
@@ -164,7 +167,9 @@ def restore(
     cluster: Annotated[
         str | None,
         typer.Option(
-            "--cluster", help="Restore onto this cluster [default: the one the set was taken of]."
+            "--cluster",
+            metavar="NAME",
+            help="Restore onto this cluster [default: the one the set was taken of].",
         ),
     ] = None,
     dest: Annotated[
