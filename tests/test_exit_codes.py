@@ -565,3 +565,94 @@ def test_cluster_change_exit_code(case: Case, skewed_cluster: str) -> None:
     run = redisops("-i", skewed_cluster, *case.args, env=OFF_TERMINAL)
     assert run.exit_code == case.code, f"{case.args}\n{run.stdout}\n{run.stderr}"
     assert case.says in run.stderr
+
+
+# --- cluster add-node / cluster restore: on a cluster lab of their own (3 masters), with the
+# one-node lab's node-1 (20 keys, not cluster-enabled, another password) as a host to add.
+CLUSTER_CHANGE_CASES = [
+    Case(
+        "cluster",
+        ExitCode.REFUSED,
+        "add-node: the new node holds keys and is not cluster-enabled",
+        ("-i", "{cluster}", "cluster", "add-node", "spare", "--cluster", "redis", "--yes"),
+        "spare is not cluster-enabled",
+    ),
+    Case(
+        "cluster",
+        ExitCode.REFUSED,
+        "add-node: the new node's password is not the cluster's",
+        ("-i", "{cluster}", "cluster", "add-node", "spare", "--cluster", "redis", "--dry-run"),
+        "spare's password in the inventory is not cluster redis's",
+    ),
+    Case(
+        "cluster",
+        ExitCode.REFUSED,
+        "add-node: --replica-of names no master",
+        (
+            "-i",
+            "{cluster}",
+            "cluster",
+            "add-node",
+            "spare",
+            "--cluster",
+            "redis",
+            "--replica-of",
+            "nobody",
+            "--dry-run",
+        ),
+        "--replica-of nobody: no master of cluster redis",
+    ),
+    Case(
+        "cluster",
+        ExitCode.USAGE,
+        "add-node: --cluster names no cluster",
+        ("-i", "{cluster}", "cluster", "add-node", "spare", "--cluster", "nowhere"),
+        "error: ",
+    ),
+    Case(
+        "cluster",
+        ExitCode.USAGE,
+        "restore: no such set",
+        ("-i", "{cluster}", "cluster", "restore", "redis-20200101T000000Z", "--dest", "{tmp}"),
+        "no cluster backup set 'redis-20200101T000000Z'",
+    ),
+]
+
+
+@pytest.fixture(scope="module")
+def cluster_places(own, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    import yaml
+
+    from tests.plugins.lab import start_cluster_lab
+
+    folder = tmp_path_factory.mktemp("exit-codes-cluster")
+    state = start_cluster_lab(folder / "lab", replicas=0, seed_keys=0)
+    try:
+        data = yaml.safe_load(Path(state.inventory_path).read_text())
+        node = yaml.safe_load(own.read_text())["all"]["children"]["redis"]["hosts"]["node-1"]
+        spare = {
+            "host": node["host"],
+            "port": node["port"],
+            "password_file": str(own.parent / "secret"),
+        }
+        data["all"]["children"]["spares"] = {"hosts": {"spare": spare}}
+        path = folder / "inventory.yaml"
+        path.write_text(yaml.safe_dump(data, sort_keys=False))
+        yield {"cluster": str(path)}
+    finally:
+        lab_down(Path(state.dir), purge=True)
+
+
+@pytest.mark.parametrize(
+    "case",
+    CLUSTER_CHANGE_CASES,
+    ids=[f"{c.group}-{int(c.code)}-{c.cause.replace(' ', '_')}" for c in CLUSTER_CHANGE_CASES],
+)
+def test_cluster_addnode_restore_exit_code(
+    case: Case, cluster_places: dict[str, str], tmp_path: Path
+):
+    fill = cluster_places | {"tmp": str(tmp_path)}
+    args = [_filled(arg, fill) for arg in case.args]
+    run = redisops(*args, env=OFF_TERMINAL)
+    assert run.exit_code == case.code, f"{args}\n{run.stdout}\n{run.stderr}"
+    assert case.says in run.stderr

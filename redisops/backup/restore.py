@@ -149,8 +149,12 @@ def plan_restore(
     safety_backup: bool,
     timeout: float,
     wait: float,
+    replicas_resync: bool = False,
 ) -> RestorePlan:
-    """Verify the backup, read the target, ask the sentinels; change nothing."""
+    """Verify the backup, read the target, ask the sentinels; change nothing.
+
+    `replicas_resync`: the caller makes the target's replicas take the restored data on
+    purpose (a cluster restore), so connected replicas are no reason to refuse."""
     verification = verify_backup(backup)
     state = read_target(target, inventory_hosts, timeout=timeout)
     blockers, refusals = [], []
@@ -209,7 +213,7 @@ def plan_restore(
             f"{target.name} is a replica: it would drop the restored data and resync from its "
             "master (REPLICAOF NO ONE first, or restore its master)"
         )
-    if state.connected_replicas:
+    if state.connected_replicas and not replicas_resync:
         refusals.append(
             f"{target.name} is a master with {state.connected_replicas} connected replica(s): "
             "they would resync and take the restored data too (detach them with REPLICAOF NO "
@@ -611,7 +615,7 @@ def _swap(
         with _held_signals() as held:
             clock = time.monotonic()
             try:
-                _stop(access, target, timeout=timeout, wait=wait)
+                stop_server(access, target, timeout=timeout, wait=wait)
             except BaseException:
                 _cleanup_staged(access, layout.staged)
                 _start_after_failure(access, target, timeout=timeout)
@@ -706,7 +710,7 @@ def _roll_back(
     it has loaded (`load`) or only until it answers. Returns how it went, for the message."""
     try:
         if _listening(target):
-            _stop(access, target, timeout=timeout, wait=wait)
+            stop_server(access, target, timeout=timeout, wait=wait)
         _undo(access, layout)
         access.run_shell(target.service_start or "", timeout=max(timeout, 30.0))
         if not load:
@@ -837,7 +841,7 @@ def _cleanup_staged(access: HostAccess, staged: dict[str, str]) -> None:
             access.run(["rm", "-rf", "--", path], check=False)
 
 
-def _stop(access: HostAccess, target: Host, *, timeout: float, wait: float) -> None:
+def stop_server(access: HostAccess, target: Host, *, timeout: float, wait: float) -> None:
     """service_stop, else SHUTDOWN NOSAVE (never a plain SHUTDOWN: it would save over the
     data about to be restored... and take time); then wait until the port is closed."""
     import redis

@@ -231,6 +231,16 @@ COMMAND_EXAMPLES: dict[str, str] = {
         redisops -i prod.yaml playbook run playbooks/nightly-backup.yaml --dry-run
         redisops -i prod.yaml playbook run playbooks/latency-spike.yaml --step
     """,
+    "cluster add-node": """
+        redisops -i prod.yaml cluster add-node cache-7 --cluster cache --dry-run
+        redisops -i prod.yaml cluster add-node cache-7 --cluster cache --yes
+        redisops -i prod.yaml cluster add-node cache-8 --cluster cache --replica-of cache-7 --yes
+    """,
+    "cluster restore": """
+        redisops -i prod.yaml cluster restore cache-20261205T020000Z --dest /srv/backups --dry-run
+        redisops -i prod.yaml cluster restore cache-20261205T020000Z --dest /srv/backups --yes
+        redisops -i staging.yaml cluster restore cache-20261205T020000Z --cluster cache-staging
+    """,
 }
 
 # What an option's value is, by its annotation, where the option names no metavar itself.
