@@ -49,9 +49,9 @@ def node(state, name: str) -> redis.Redis:
     return redis.Redis(port=port_of(state, name), password=password(state), socket_timeout=10)
 
 
-def masters(state) -> list[redis.Redis]:
-    """A client per master that owns slots now (as node-1 sees the cluster)."""
-    text = node(state, "node-1").execute_command("CLUSTER", "NODES")
+def masters(state, via: str = "node-1") -> list[redis.Redis]:
+    """A client per master that owns slots now (as node `via` sees the cluster)."""
+    text = node(state, via).execute_command("CLUSTER", "NODES")
     text = text.decode() if isinstance(text, bytes) else text
     out = []
     for line in text.splitlines():
@@ -62,10 +62,10 @@ def masters(state) -> list[redis.Redis]:
     return out
 
 
-def owner_of(state) -> dict[int, int]:
-    """slot -> port of the master serving it, from every master's own CLUSTER SLOTS."""
+def owner_of(state, via: str = "node-1") -> dict[int, int]:
+    """slot -> port of the master serving it, as node `via` answers CLUSTER SLOTS."""
     slots = {}
-    for first, last, master, *_ in node(state, "node-1").execute_command("CLUSTER", "SLOTS"):
+    for first, last, master, *_ in node(state, via).execute_command("CLUSTER", "SLOTS"):
         for slot in range(first, last + 1):
             slots[slot] = master[1]
     return slots
@@ -85,10 +85,10 @@ def write(state, items: dict[bytes, bytes]) -> None:
         pipe.execute()
 
 
-def digest(state) -> tuple[int, str]:
+def digest(state, via: str = "node-1") -> tuple[int, str]:
     """(keys, sha256 over every key's DUMP and whether it has a TTL), the whole cluster."""
     rows = []
-    for client in masters(state):
+    for client in masters(state, via):
         for key in client.scan_iter(count=1000):
             rows.append((key, client.dump(key), client.pttl(key) > 0))
     rows.sort()
@@ -98,9 +98,9 @@ def digest(state) -> tuple[int, str]:
     return len(rows), text.hexdigest()
 
 
-def open_slots(state) -> list[str]:
+def open_slots(state, via: str = "node-1") -> list[str]:
     found = []
-    for client in masters(state):
+    for client in masters(state, via):
         text = client.execute_command("CLUSTER", "NODES")
         text = text.decode() if isinstance(text, bytes) else text
         mine = next(line for line in text.splitlines() if "myself" in line)
@@ -186,6 +186,35 @@ def test_an_open_slot_left_by_another_tool_is_refused_then_finished_with_force(c
     assert open_slots(cluster) == []
     assert owner_of(cluster)[slot] == port_of(cluster, "node-2")
     assert digest(cluster) == before
+
+
+def test_a_master_that_does_not_say_cluster_state_ok_is_refused(cluster):
+    """A slot served by nobody turns every master's cluster_state to fail: moving slots then
+    would end in CLUSTERDOWN mid-slot, so the plan refuses (exit 3) and moves nothing."""
+    owners = owner_of(cluster)
+    slot = max(owners)
+    owner = next(n for n in ("node-1", "node-2", "node-3") if port_of(cluster, n) == owners[slot])
+    for name in ("node-1", "node-2", "node-3"):
+        node(cluster, name).execute_command("CLUSTER", "DELSLOTS", slot)
+    try:
+        deadline = time.monotonic() + DEADLINE
+        while b"cluster_state:fail" not in node(cluster, owner).execute_command("CLUSTER", "INFO"):
+            assert time.monotonic() < deadline, "the cluster never noticed the unserved slot"
+            time.sleep(0.05)
+        run = rebalance(cluster, "--by", "slots", "--yes", json_out=False)
+        assert run.exit_code == 3, run.stderr
+        assert (
+            f"{owner} (127.0.0.1:{port_of(cluster, owner)}) says cluster_state:fail" in run.stderr
+        )
+        assert open_slots(cluster) == []
+    finally:
+        node(cluster, owner).execute_command("CLUSTER", "ADDSLOTS", slot)
+        deadline = time.monotonic() + DEADLINE
+        for name in ("node-1", "node-2", "node-3"):
+            while b"cluster_state:ok" not in node(cluster, name).execute_command("CLUSTER", "INFO"):
+                assert time.monotonic() < deadline, f"{name} never came back to cluster_state:ok"
+                time.sleep(0.05)
+    assert owner_of(cluster) == owners
 
 
 def restart_target_of_open_slot(state) -> str:
@@ -293,7 +322,7 @@ def test_the_planner_stops_when_a_move_would_only_shift_the_imbalance():
     def reading(name: str, slots: range, sizes: dict[int, int] | None = None):
         sizes = sizes or {}
         keys = {s: 1 for s in sizes}
-        return MasterReading(name, (), tuple(slots), keys, sizes)
+        return MasterReading(name, (), tuple(slots), keys, sizes, "ok")
 
     readings = {
         "a": reading("a", range(0, 6461)),

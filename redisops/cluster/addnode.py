@@ -291,11 +291,25 @@ def _nodes_of(host: Host, *, timeout: float) -> list[NodeLine]:
     return parse_nodes(reply.decode() if isinstance(reply, bytes) else str(reply))
 
 
+def _state_of(host: Host, *, timeout: float) -> str:
+    """`host`'s cluster_state as CLUSTER INFO says it."""
+    from redisops.fleet.resp import RespConnection
+
+    connection = RespConnection(host, timeout=timeout)
+    try:
+        reply = connection.call("CLUSTER", "INFO")
+    finally:
+        connection.close()
+    text = reply.decode() if isinstance(reply, bytes) else str(reply)
+    return _cluster_info(text).get("cluster_state", "unknown")
+
+
 def _wait_known(
     nodes: Sequence[Host], new: Host, node_id: str, *, timeout: float, wait: float
 ) -> int:
-    """Until every node lists `node_id` past the handshake and the new node knows them all;
-    the count of nodes that know it."""
+    """Until every node lists `node_id` past the handshake, the new node knows them all and
+    says cluster_state:ok (it has learnt who serves every slot: until then it answers
+    CLUSTERDOWN, and a MIGRATE into it fails); the count of nodes that know it."""
     deadline = time.monotonic() + wait
     while True:
         raise_if_stopped()
@@ -309,10 +323,13 @@ def _wait_known(
             if not any(n.node_id == node_id and "handshake" not in n.flags for n in lines):
                 unaware.append(host.name)
         own = [n for n in _nodes_of(new, timeout=timeout) if "handshake" not in n.flags]
-        if not unaware and len(own) >= len(nodes) + 1:
+        state = _state_of(new, timeout=timeout)
+        if not unaware and len(own) >= len(nodes) + 1 and state == "ok":
             return len(nodes)
         if time.monotonic() >= deadline:
-            missing = ", ".join(unaware[:5]) or f"{new.name} itself ({len(own) - 1} known)"
+            missing = ", ".join(unaware[:5]) or (
+                f"{new.name} itself ({len(own) - 1} known, cluster_state {state})"
+            )
             raise HostError(
                 f"CLUSTER MEET sent, but after {wait:g}s these nodes do not know {new.name} "
                 f"yet: {missing}",

@@ -52,6 +52,7 @@ from redisops.fleet.resp import RespConnection
 from redisops.interrupt import Interrupted
 from redisops.keypatterns import key_text
 from redisops.results import HostResult
+from redisops.serverinfo import parse_info
 
 Weight = Literal["memory", "keys", "slots"]
 SAMPLE_KEYS = 8
@@ -59,13 +60,16 @@ SAMPLE_KEYS = 8
 
 @dataclass(frozen=True)
 class MasterReading:
-    """One master as read for a plan: its view, its slots, keys and bytes per slot."""
+    """One master as read for a plan: its view, its slots, keys and bytes per slot, and its
+    cluster_state (not `ok` on a node that has not yet learnt the slot map: a MIGRATE into
+    it fails with CLUSTERDOWN)."""
 
     node_id: str
     view: tuple[NodeLine, ...]
     slots: tuple[int, ...]
     keys: dict[int, int]
     bytes: dict[int, int]
+    state: str
 
 
 @dataclass(frozen=True)
@@ -157,6 +161,11 @@ def read_master(host: Host, *, timeout: float) -> MasterReading:
         view = read_view(connection)
         me = next(line for line in view if "myself" in line.flags)
         slots = tuple(s for first, last in me.slots for s in range(first, last + 1))
+        info = connection.call("CLUSTER", "INFO")
+        info = info.decode() if isinstance(info, bytes) else str(info)
+        state = parse_info(info).get("cluster_state", "unknown")
+        if state != "ok":  # it answers CLUSTERDOWN to MEMORY USAGE too: nothing to measure
+            return MasterReading(me.node_id, view, slots, {}, {}, state)
         counts = pipeline(connection, [("CLUSTER", "COUNTKEYSINSLOT", s) for s in slots])
         keys = {s: int(n) for s, n in zip(slots, counts, strict=True) if int(n)}
         samples = pipeline(connection, [("CLUSTER", "GETKEYSINSLOT", s, SAMPLE_KEYS) for s in keys])
@@ -168,7 +177,7 @@ def read_master(host: Host, *, timeout: float) -> MasterReading:
                 raise HostError(f"{host.address}: MEMORY USAGE of a key of slot {slot}: {size}")
             total.setdefault(slot, []).append(int(size or 0))
         estimated = {s: round(sum(v) / len(v) * keys[s]) for s, v in total.items()}
-        return MasterReading(me.node_id, view, slots, keys, estimated)
+        return MasterReading(me.node_id, view, slots, keys, estimated, state)
     finally:
         connection.close()
 
@@ -234,6 +243,12 @@ def read_cluster(cluster: Cluster, *, timeout: float, parallel: int) -> ClusterR
     for host, result in zip(hosts, results, strict=True):
         if result.ok:
             readings[result.data.node_id] = result.data
+            if result.data.state != "ok":
+                errors.append(
+                    f"{host.name} ({host.address}) says cluster_state:{result.data.state}: "
+                    "it does not know who serves every slot yet (just added? see `redisops "
+                    "cluster status`)"
+                )
         else:
             errors.append(f"{host.name} ({host.address}) did not answer: {result.error}")
     by_id = {h.node.node_id: h for h in cluster.nodes if h.node}
