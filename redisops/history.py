@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from redisops.errors import RedisopsError, UsageError
+
+Report = TypeVar("Report")
 
 
 def state_path(filename: str) -> Path:
@@ -51,3 +54,39 @@ def read_lines(path: Path) -> list[str]:
         reason = getattr(exc, "strerror", None) or str(exc)
         raise UsageError(f"drill history {path} cannot be read: {reason}") from None
     return [line for line in text.splitlines() if line.strip()]
+
+
+def read_reports(
+    path: Path,
+    kind: str,
+    version: int,
+    build: Callable[[dict[str, Any]], Report],
+    *,
+    keep: Callable[[Report], bool],
+    inventory: str | None,
+    last: int | None,
+) -> tuple[list[Report], int, int]:
+    """The records of `kind` and `version` in `path`, built into reports, that `keep` accepts
+    and were run with inventory file `inventory` (any when None), the `last` ones only; with
+    the count of lines that could not be read (cut by a crash) and of reports of other
+    inventories left out. UsageError (exit 2) when the file cannot be read."""
+    reports: list[Report] = []
+    unreadable = others = 0
+    for line in read_lines(path):
+        try:
+            record = json.loads(line)
+            if record.pop("kind") != kind or record.pop("format") != version:
+                raise ValueError("another kind of record")
+            report = build(record)
+        except (ValueError, KeyError, TypeError, AttributeError):
+            unreadable += 1
+            continue
+        if not keep(report):
+            continue
+        if inventory is not None and getattr(report, "inventory", None) != inventory:
+            others += 1
+        else:
+            reports.append(report)
+    if last is not None:
+        reports = reports[-last:]
+    return reports, unreadable, others

@@ -5,12 +5,11 @@ inventory file as `sentinel drill --history` does."""
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from redisops.cluster.drill import ClusterDrillReport
-from redisops.history import append_record, read_lines, state_path
+from redisops.history import append_record, read_reports, state_path
 from redisops.sentinel.drill import Step
 
 HISTORY_KIND = "redisops-cluster-drill"
@@ -50,31 +49,21 @@ def read_history(
     """The drills in `path` (of cluster `cluster` only, run with inventory file `inventory`
     only, the `last` ones only). A missing file is an empty history; an unreadable one raises
     UsageError (exit 2)."""
-    drills = []
-    unreadable = others = 0
-    for line in read_lines(path):
-        report = _report(line)
-        if report is None:
-            unreadable += 1
-        elif cluster is not None and report.cluster != cluster:
-            continue
-        elif inventory is not None and report.inventory != inventory:
-            others += 1
-        else:
-            drills.append(report)
-    if last is not None:
-        drills = drills[-last:]
+    drills, unreadable, others = read_reports(
+        path,
+        HISTORY_KIND,
+        HISTORY_FORMAT,
+        _report,
+        keep=lambda report: cluster is None or report.cluster == cluster,
+        inventory=inventory,
+        last=last,
+    )
     return ClusterDrillHistory(str(path), tuple(drills), unreadable, others)
 
 
-def _report(line: str) -> ClusterDrillReport | None:
-    try:
-        record = json.loads(line)
-        if record.pop("kind") != HISTORY_KIND or record.pop("format") != HISTORY_FORMAT:
-            return None
-        record["steps"] = tuple(Step(**step) for step in record["steps"])
-        for name in ("problems", "warnings", "other_shards"):
-            record[name] = tuple(record[name])
-        return ClusterDrillReport(**record)
-    except (ValueError, KeyError, TypeError, AttributeError):
-        return None
+def _report(record: dict) -> ClusterDrillReport:
+    """A record as read back (tuples were lists in JSON)."""
+    record["steps"] = tuple(Step(**step) for step in record["steps"])
+    for name in ("problems", "warnings", "other_shards"):
+        record[name] = tuple(record[name])
+    return ClusterDrillReport(**record)

@@ -11,11 +11,10 @@ inventories; the pair inventory + address does not).
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from redisops.history import append_record, read_lines, state_path
+from redisops.history import append_record, read_reports, state_path
 from redisops.sentinel.drill import DrillReport, Step
 
 HISTORY_KIND = "redisops-drill"
@@ -56,31 +55,21 @@ def read_history(
 
     A missing file is an empty history; an unreadable one raises UsageError (exit 2).
     """
-    drills = []
-    unreadable = others = 0
-    for line in read_lines(path):
-        report = _report(line)
-        if report is None:
-            unreadable += 1
-        elif master is not None and report.master != master:
-            continue
-        elif inventory is not None and report.inventory != inventory:
-            others += 1
-        else:
-            drills.append(report)
-    if last is not None:
-        drills = drills[-last:]
+    drills, unreadable, others = read_reports(
+        path,
+        HISTORY_KIND,
+        HISTORY_FORMAT,
+        _report,
+        keep=lambda report: master is None or report.master == master,
+        inventory=inventory,
+        last=last,
+    )
     return DrillHistory(str(path), tuple(drills), unreadable, others)
 
 
-def _report(line: str) -> DrillReport | None:
-    try:
-        record = json.loads(line)
-        if record.pop("kind") != HISTORY_KIND or record.pop("format") != HISTORY_FORMAT:
-            return None
-        record["steps"] = tuple(Step(**step) for step in record["steps"])
-        record["problems"] = tuple(record["problems"])
-        record["warnings"] = tuple(record.get("warnings", ()))
-        return DrillReport(**record)
-    except (ValueError, KeyError, TypeError, AttributeError):
-        return None
+def _report(record: dict) -> DrillReport:
+    """A record as read back (tuples were lists in JSON)."""
+    record["steps"] = tuple(Step(**step) for step in record["steps"])
+    record["problems"] = tuple(record["problems"])
+    record["warnings"] = tuple(record.get("warnings", ()))
+    return DrillReport(**record)
