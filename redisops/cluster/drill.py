@@ -29,6 +29,7 @@ from redisops.fleet.connection import redis_client
 from redisops.fleet.faults import (
     CLIENT_NAME,
     checked_pid,
+    fault_wind_down,
     freeze_server,
     signal_server,
     start_server,
@@ -468,25 +469,9 @@ class _Drill:
         """What a stopped drill did, for the `interrupted: …` line (its clean-ups have run)."""
         plan = self.plan
         fault_at = self.trigger_at if self.trigger_at is not None else self.fault_sent_at
-        where = f"{plan.cluster}/{plan.shard}"
-        if fault_at is None:
-            parts = [f"{plan.mode} drill of {where} stopped before the fault"]
-            parts.append("nothing was triggered")
-        else:
-            after = time.monotonic() - fault_at
-            parts = [f"{plan.mode} drill of {where} stopped {after:.1f}s after the fault"]
         events = {event: detail for _, source, event, detail in self.steps if source == "drill"}
-        if "restarted" in events:
-            parts.append(f"{self.old.name} restarted with its service_start")
-        elif "restart failed" in events:
-            parts.append(f"restarting {self.old.name} FAILED: {events['restart failed']}")
-        if "thawed" in events:
-            parts.append(f"{self.old.name} thawed (kill -CONT)")
-        elif "thaw failed" in events:
-            parts.append(
-                f"kill -CONT on {self.old.name} FAILED: {events['thaw failed']}; the timer on "
-                "the host sends it at the end of the hang"
-            )
+        drill = f"{plan.mode} drill of {plan.cluster}/{plan.shard}"
+        parts = fault_wind_down(drill, fault_at, time.monotonic(), events, self.old.name)
         if self.probes:
             acked = sum(len(p.acks) for p in self.probes)
             parts.append(

@@ -98,3 +98,27 @@ def start_server(host: Host, *, timeout: float) -> None:
 
     with open_host_access(host, timeout=timeout) as access:
         access.run_shell(str(host.service_start))
+
+
+def fault_wind_down(
+    drill: str, fault_at: float | None, now: float, events: dict[str, str], server: str
+) -> list[str]:
+    """The first clauses of a stopped drill's `interrupted: …` line: when it stopped against
+    the fault (`drill` names it: "crash drill of cache"), and what was undone on `server`
+    (`events`: the drill's own steps, event -> detail)."""
+    if fault_at is None:
+        parts = [f"{drill} stopped before the fault", "nothing was triggered"]
+    else:
+        parts = [f"{drill} stopped {now - fault_at:.1f}s after the fault"]
+    if "restarted" in events:
+        parts.append(f"{server} restarted with its service_start")
+    elif "restart failed" in events:
+        parts.append(f"restarting {server} FAILED: {events['restart failed']}")
+    if "thawed" in events:
+        parts.append(f"{server} thawed (kill -CONT)")
+    elif "thaw failed" in events:
+        parts.append(
+            f"kill -CONT on {server} FAILED: {events['thaw failed']}; the timer on "
+            "the host sends it at the end of the hang"
+        )
+    return parts

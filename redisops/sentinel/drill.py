@@ -19,7 +19,13 @@ from datetime import datetime, timezone
 
 from redisops.errors import HostError, RefusedError
 from redisops.fleet.connection import redis_client
-from redisops.fleet.faults import checked_pid, freeze_server, signal_server, start_server
+from redisops.fleet.faults import (
+    checked_pid,
+    fault_wind_down,
+    freeze_server,
+    signal_server,
+    start_server,
+)
 from redisops.fleet.host import Host
 from redisops.fleet.writeprobe import NumberedWrites
 from redisops.interrupt import Interrupted
@@ -571,25 +577,14 @@ class _Drill:
         """What a stopped drill did, for the `interrupted: …` line (its clean-ups have run)."""
         plan = self.plan
         fault_at = self.trigger_at if self.trigger_at is not None else self.fault_sent_at
-        if fault_at is None:
-            parts = [f"{plan.mode} drill of {plan.master} stopped before the fault"]
-            parts.append("nothing was triggered")
-        else:
-            after = time.monotonic() - fault_at
-            parts = [f"{plan.mode} drill of {plan.master} stopped {after:.1f}s after the fault"]
         events = {event: detail for _, source, event, detail in self.steps if source == "drill"}
-        if "restarted" in events:
-            parts.append(f"{self.old.name} restarted with its service_start")
-        elif "restart failed" in events:
-            parts.append(f"restarting {self.old.name} FAILED: {events['restart failed']}")
-        if "thawed" in events:
-            parts.append(f"{self.old.name} thawed (kill -CONT)")
-        elif "thaw failed" in events:
-            parts.append(
-                f"kill -CONT on {self.old.name} FAILED: {events['thaw failed']}; the timer on "
-                "the host sends it at the end of the hang"
-            )
-        elif self.plan.hang_method == "debug-sleep" and (self.hang_until or 0) > time.monotonic():
+        drill = f"{plan.mode} drill of {plan.master}"
+        parts = fault_wind_down(drill, fault_at, time.monotonic(), events, self.old.name)
+        thaw_said = "thawed" in events or "thaw failed" in events
+        sleeping = (
+            self.plan.hang_method == "debug-sleep" and (self.hang_until or 0) > time.monotonic()
+        )
+        if sleeping and not thaw_said:
             parts.append(
                 f"{self.old.name} is in DEBUG SLEEP (it cannot be woken early) and answers "
                 f"again by itself in {self.hang_until - time.monotonic():.1f}s"
