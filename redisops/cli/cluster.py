@@ -10,7 +10,10 @@ from typing import Annotated
 import typer
 
 from redisops.cli.common import (
+    AllInventoriesOption,
     DryRunOption,
+    FailbackOption,
+    HistoryLastOption,
     YesOption,
     global_options,
     load_cluster_selection,
@@ -112,9 +115,7 @@ def drill(
     settle_timeout: Annotated[
         float, typer.Option(min=1, help="Seconds to wait for the cluster to be healthy again.")
     ] = 60.0,
-    failback: Annotated[
-        bool, typer.Option("--failback", help="Afterwards, make the original master master again.")
-    ] = False,
+    failback: FailbackOption = False,
     history: Annotated[
         bool, typer.Option("--history", help="List past cluster drills instead of running one.")
     ] = False,
@@ -126,14 +127,8 @@ def drill(
             show_default=False,
         ),
     ] = None,
-    last: Annotated[int, typer.Option(min=1, help="With --history: the newest N drills.")] = 20,
-    all_inventories: Annotated[
-        bool,
-        typer.Option(
-            "--all-inventories",
-            help="With --history: drills run with any inventory (default: this inventory's).",
-        ),
-    ] = False,
+    last: HistoryLastOption = 20,
+    all_inventories: AllInventoriesOption = False,
     yes: YesOption = False,
     dry_run: DryRunOption = False,
 ) -> int:

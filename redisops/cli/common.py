@@ -27,6 +27,20 @@ YesOption = Annotated[
 DryRunOption = Annotated[
     bool, typer.Option("--dry-run", help="Show what would be done and change nothing.")
 ]
+# The options every drill (sentinel, cluster) shares.
+FailbackOption = Annotated[
+    bool, typer.Option("--failback", help="Afterwards, make the original master master again.")
+]
+HistoryLastOption = Annotated[
+    int, typer.Option("--last", min=1, help="With --history: the newest N drills.")
+]
+AllInventoriesOption = Annotated[
+    bool,
+    typer.Option(
+        "--all-inventories",
+        help="With --history: drills run with any inventory (default: this inventory's).",
+    ),
+]
 
 
 def global_options(ctx: typer.Context) -> GlobalOptions:

@@ -11,8 +11,11 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from redisops.cli.common import (
+    AllInventoriesOption,
     DryRunOption,
+    FailbackOption,
     GlobalOptions,
+    HistoryLastOption,
     YesOption,
     global_options,
     load_selection,
@@ -114,9 +117,7 @@ def drill(
         float,
         typer.Option(min=1, help="Seconds to wait for the new topology to settle."),
     ] = 60.0,
-    failback: Annotated[
-        bool, typer.Option("--failback", help="Afterwards, make the original master master again.")
-    ] = False,
+    failback: FailbackOption = False,
     history: Annotated[
         bool, typer.Option("--history", help="List past drills instead of running one.")
     ] = False,
@@ -128,14 +129,8 @@ def drill(
             show_default=False,
         ),
     ] = None,
-    last: Annotated[int, typer.Option(min=1, help="With --history: the newest N drills.")] = 20,
-    all_inventories: Annotated[
-        bool,
-        typer.Option(
-            "--all-inventories",
-            help="With --history: drills run with any inventory (default: this inventory's).",
-        ),
-    ] = False,
+    last: HistoryLastOption = 20,
+    all_inventories: AllInventoriesOption = False,
     max_lost: Annotated[
         int | None,
         typer.Option(
