@@ -10,6 +10,7 @@ from redisops.cluster.drill import ClusterDrillReport
 from redisops.cluster.drill_plan import ClusterDrillPlan
 from redisops.redaction import redact
 from redisops.render.output import Output
+from redisops.render.sentinel import relative_time, timeline_heading
 from redisops.render.units import human_count, human_ms
 from redisops.results import HostResult
 
@@ -61,14 +62,19 @@ def drill_view(output: Output, report: ClusterDrillReport) -> RenderableType:
     timeline = output.table("time", "source", "event", "detail", essential=("time", "event"))
     for step in report.steps:
         timeline.add_row(
-            _at(step.at_ms, report.trigger_ms),
+            relative_time(step.at_ms, report.trigger_ms),
             output.cell(step.source),
             output.cell(step.event),
             output.cell(step.detail),
         )
     parts: list[RenderableType] = [heading]
     parts += [_labelled("warning", w, "yellow") for w in report.warnings]
-    parts += [figures, Text(""), _timeline_heading(report), timeline]
+    parts += [
+        figures,
+        Text(""),
+        timeline_heading(report.trigger_ms, "the probes started"),
+        timeline,
+    ]
     parts += [_labelled("problem", p, "red") for p in report.problems]
     return Group(*parts)
 
@@ -110,24 +116,6 @@ def _labelled(label: str, message: str, style: str) -> RenderableType:
     line = Text(f"{label}: ", style=style)
     line.append(redact(message))
     return line
-
-
-def _timeline_heading(report: ClusterDrillReport) -> RenderableType:
-    from rich.text import Text
-
-    if report.trigger_ms is None:
-        return Text("timeline (from the start)", style="bold")
-    return Text(
-        f"timeline (T = the fault, {human_ms(report.trigger_ms)} after the probes started)",
-        style="bold",
-    )
-
-
-def _at(at_ms: int, trigger_ms: int | None) -> str:
-    if trigger_ms is None:
-        return human_ms(at_ms)
-    offset = at_ms - trigger_ms
-    return f"T{'+' if offset >= 0 else '-'}{abs(offset) / 1000:.2f}s"
 
 
 def history_table(

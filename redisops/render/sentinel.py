@@ -198,7 +198,7 @@ def drill_view(output: Output, report: DrillReport) -> RenderableType:
     timeline = output.table("time", "source", "event", "detail", essential=("time", "event"))
     for step in report.steps:
         timeline.add_row(
-            _at(step, report.trigger_ms),
+            relative_time(step.at_ms, report.trigger_ms),
             output.cell(step.source),
             output.cell(step.event),
             output.cell(step.detail if step.source in OWN_SOURCES else compact_event(step)),
@@ -206,7 +206,7 @@ def drill_view(output: Output, report: DrillReport) -> RenderableType:
     parts: list[RenderableType] = [heading]
     if report.warnings:
         parts.append(_labelled("warning", report.warnings, "yellow"))
-    parts += [figures, Text(""), _timeline_heading(report), timeline]
+    parts += [figures, Text(""), timeline_heading(report.trigger_ms, "the probe started"), timeline]
     if report.problems:
         parts += [Text(""), _labelled("problem", report.problems, "red")]
     return Group(*parts)
@@ -261,21 +261,21 @@ def _figures(report: DrillReport) -> list[tuple[str, str]]:
     return rows
 
 
-def _timeline_heading(report: DrillReport) -> RenderableType:
+def timeline_heading(trigger_ms: int | None, started: str) -> RenderableType:
+    """`timeline (T = the fault, 1.2s after <started>)`: a drill's timeline is told from the
+    fault (sentinel and cluster drills alike)."""
     from rich.text import Text
 
-    if report.trigger_ms is None:
-        return Text("timeline (from the start)", style="bold")
-    return Text(
-        f"timeline (T = the fault, {seconds(report.trigger_ms)} after the probe started)",
-        style="bold",
-    )
-
-
-def _at(step: Step, trigger_ms: int | None) -> str:
     if trigger_ms is None:
-        return seconds(step.at_ms)
-    offset = step.at_ms - trigger_ms
+        return Text("timeline (from the start)", style="bold")
+    return Text(f"timeline (T = the fault, {seconds(trigger_ms)} after {started})", style="bold")
+
+
+def relative_time(at_ms: int, trigger_ms: int | None) -> str:
+    """A timeline step's time: T+1.25s from the fault, or from the start when none was sent."""
+    if trigger_ms is None:
+        return seconds(at_ms)
+    offset = at_ms - trigger_ms
     return f"T{'+' if offset >= 0 else '-'}{abs(offset) / 1000:.2f}s"
 
 
