@@ -180,6 +180,20 @@ def test_commands_without_cluster_support_refuse_a_cluster(cluster):
     ) in part.stderr
 
 
+def test_backup_restore_on_a_cluster_points_to_cluster_restore(cluster, tmp_path):
+    run = redisops(
+        "-i", cluster.inventory_path, "-l", "redis", "backup", "restore", "latest",
+        "--dest", str(tmp_path), "--yes",
+    )  # fmt: skip
+    assert run.exit_code == 2
+    assert "`redisops backup restore` does not work on Redis Cluster yet" in run.stderr
+    hint = (
+        f"hint: a cluster's backup set is restored with `redisops -i {cluster.inventory_path} "
+        "cluster restore SET_ID`"
+    )
+    assert hint in run.stderr
+
+
 def test_an_inventory_without_clusters_is_listed_without_the_network(tmp_path):
     closed = free_port()
     groups = {"cache": {"hosts": {"gone": {"host": "127.0.0.1", "port": closed}}}}

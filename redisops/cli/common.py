@@ -118,11 +118,17 @@ def _refuse_seeds(hosts: tuple[Host, ...]) -> None:
     command = get_current_context(silent=True)
     what = f"`{command.command_path}`" if command else "this command"
     excluded = ",".join(f"!{name}" for name in names)
+    hint = f"leave the cluster out with --limit '{excluded}'"
+    if command is not None and command.command_path.endswith("backup restore"):
+        hint = (
+            "a cluster's backup set is restored with `redisops cluster restore SET_ID`; "
+            "keys by pattern with `backup restore-keys -l CLUSTER`"
+        )
     raise UsageError(
         f"{what} does not work on Redis Cluster yet: {len(seeds)} selected host(s) "
         f"are nodes of cluster {', '.join(names)} ({', '.join(h.name for h in seeds[:3])}"
         f"{', …' if len(seeds) > 3 else ''})",
-        hint=f"leave the cluster out with --limit '{excluded}'",
+        hint=hint,
     )
 
 
