@@ -68,6 +68,7 @@ def test_drain_moves_every_slot_away_and_forgets_the_node(cluster):
     summary = run.json()["summary"]
     assert summary["moved_slots"] == 5462 and summary["verified"]
     assert "node-3 reset (CLUSTER RESET SOFT): it is out of the cluster" in summary["steps"]
+    assert "warning: node-3 is out of cluster redis but still a seed in the inventory" in run.stderr
 
     owners = owner_of(cluster)
     assert len(owners) == 16384

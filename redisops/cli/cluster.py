@@ -455,8 +455,16 @@ def drain(
             errors += [*result.problems, f"run `{rerun}` to finish"]
         for step in result.steps:
             output.note(step)
+        warnings = list(base.warnings)
+        seed = any(h.name == plan.node and h.cluster for h in cluster.nodes)
+        if seed and not result.problems:
+            warnings.append(
+                f"{plan.node} is out of cluster {cluster.name} but still a seed in the "
+                "inventory: remove it there (until then `cluster status` reports it as a node "
+                "of another cluster)"
+            )
         return ChangeOutcome(
-            base.rows, base.summary, errors, base.warnings, failed=bool(result.problems)
+            base.rows, base.summary, errors, warnings, failed=bool(result.problems)
         )
 
     change = slot_plan_change(
