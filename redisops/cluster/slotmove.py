@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ from redisops.fleet.host import Host
 from redisops.fleet.resp import RespConnection
 from redisops.fleet.secrets import resolve_password
 from redisops.interrupt import pause, raise_if_stopped
+from redisops.privatefile import private_file
 
 STATE_FORMAT = 1
 BATCH_KEYS = 1000  # keys per MIGRATE (redis-cli: 10); all checked below --max-key-size first
@@ -342,12 +342,13 @@ def read_state(path: Path) -> MoveState | None:
 def write_moves(state: MoveState) -> None:
     """The run's moves, once, before the first state (consecutive slots as ranges)."""
     state.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    _replace_file(state.moves_path, json.dumps(move_ranges(state.moves)))
+    with private_file(state.moves_path) as handle:
+        handle.write(json.dumps(move_ranges(state.moves)))
 
 
 def write_state(state: MoveState) -> None:
-    """Replace the state file whole (see _replace_file): a kill or a power cut leaves the old
-    one or the new one, never a torn one."""
+    """Replace the state file whole (privatefile: a temporary name, fsynced, renamed): a kill
+    or a power cut leaves the old one or the new one, never a torn one."""
     record = {
         "format": STATE_FORMAT,
         "command": state.command,
@@ -358,18 +359,8 @@ def write_state(state: MoveState) -> None:
         "started": state.started,
         "updated": now_iso(),
     }
-    _replace_file(state.path, json.dumps(record))
-
-
-def _replace_file(path: Path, text: str) -> None:
-    """Write to a temporary name, fsync, rename into place."""
-    temporary = path.with_name(f".{path.name}.part")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with open(fd, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(temporary, path)
+    with private_file(state.path) as handle:
+        handle.write(json.dumps(record))
 
 
 def remove_state(path: Path) -> None:
